@@ -1,0 +1,36 @@
+# duban — two commands do all set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit bench reliability clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v=sys.version_info[:2]; sys.exit(0 if (3,11)<=v<(3,13) else "duban needs Python 3.11 or 3.12 (durable-rules does not import on 3.13); set PYTHON=...")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/duban demo --workspace demo-workspace
+
+test: $(STAMP) lint unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine store notifiers duban tests bench
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q tests/reliability -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache

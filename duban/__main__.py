@@ -1,0 +1,3 @@
+from duban.cli import run
+
+run()

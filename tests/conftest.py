@@ -1,0 +1,77 @@
+"""Shared fixtures: real SQLite files and, when reachable, a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+
+from store.db import create_all, make_engine
+
+PG_URL = os.environ.get("DUBAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+_pg_reason: str | None = None
+
+
+def _pg_available() -> bool:
+    global _pg_reason
+    try:
+        engine = make_engine(PG_URL, connect_args={"connect_timeout": 2})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception as exc:  # any failure to connect means "not available here"
+        _pg_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        return False
+
+
+PG_AVAILABLE = _pg_available()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if PG_AVAILABLE:
+        return f"PostgreSQL: {PG_URL} (store, lock and reliability tests run against it)"
+    return f"NOTICE: PostgreSQL unreachable at {PG_URL} ({_pg_reason}); its tests are SKIPPED"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("DUBAN_REQUIRE_PG") and not PG_AVAILABLE:
+        raise pytest.UsageError(f"DUBAN_REQUIRE_PG is set but PostgreSQL is unreachable: {_pg_reason}")
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path) -> Iterator[Engine]:
+    engine = make_engine(str(tmp_path / "duban.db"))
+    create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine() -> Iterator[Engine]:
+    """A fresh schema in the test database, dropped afterwards."""
+    if not PG_AVAILABLE:
+        pytest.skip(f"PostgreSQL unreachable ({_pg_reason})")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    create_all(engine)
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request, tmp_path) -> Iterator[Engine]:
+    """Runs a store test once on a SQLite file and once on PostgreSQL (skipped when unreachable)."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_engine")
+    else:
+        yield request.getfixturevalue("pg_engine")
