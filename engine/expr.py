@@ -1,0 +1,204 @@
+"""A small, safe grammar for bounds in rule files. No Python `eval` anywhere.
+
+    bound   := expr
+    expr    := term (('+' | '-') term)*
+    term    := factor (('*' | '/') factor)*
+    factor  := NUMBER ['%'] | INDICATOR | '(' expr ')' | '-' factor
+
+A bound is written in the indicator's own measure (`8` against a % indicator means 8 %),
+except a fraction of two literals such as `2/3`, which is a ratio: against a % indicator it
+means 66.67 %. `50%` is explicit. An INDICATOR is another indicator's code; it stands for
+that indicator's latest value in the same period (Huzhou: service investment growth must
+keep level with `fixed_asset_investment_growth`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d+)?)|([A-Za-z_][A-Za-z0-9_]*)|(.))")
+
+
+class ExpressionError(ValueError):
+    """A bad expression; `offset` is the 0-based character position of the problem."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+    is_percent: bool = False
+
+
+@dataclass(frozen=True)
+class Ref:
+    code: str
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Node
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str
+    left: Node
+    right: Node
+
+
+Node = Num | Ref | Neg | BinOp
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A parsed bound, ready to be resolved against a period's values."""
+
+    text: str
+    node: Node
+
+    @property
+    def references(self) -> frozenset[str]:
+        return _refs(self.node)
+
+    @property
+    def is_ratio(self) -> bool:
+        """True for a literal fraction like 2/3, which is scaled by 100 against a % indicator."""
+        node = self.node
+        return (
+            isinstance(node, BinOp)
+            and node.op == "/"
+            and isinstance(node.left, Num)
+            and isinstance(node.right, Num)
+            and not node.left.is_percent
+            and not node.right.is_percent
+        )
+
+    def resolve(self, measure: str, lookup: Callable[[str], float | None]) -> float | None:
+        """The bound's value in the indicator's measure; None when a referenced figure is missing."""
+        value = _value(self.node, lookup)
+        if value is None:
+            return None
+        if self.is_ratio and measure == "%":
+            return value * 100
+        return value
+
+
+def _refs(node: Node) -> frozenset[str]:
+    if isinstance(node, Ref):
+        return frozenset({node.code})
+    if isinstance(node, Neg):
+        return _refs(node.operand)
+    if isinstance(node, BinOp):
+        return _refs(node.left) | _refs(node.right)
+    return frozenset()
+
+
+def _value(node: Node, lookup: Callable[[str], float | None]) -> float | None:
+    if isinstance(node, Num):
+        return node.value
+    if isinstance(node, Ref):
+        return lookup(node.code)
+    if isinstance(node, Neg):
+        inner = _value(node.operand, lookup)
+        return None if inner is None else -inner
+    left, right = _value(node.left, lookup), _value(node.right, lookup)
+    if left is None or right is None:
+        return None
+    if node.op == "+":
+        return left + right
+    if node.op == "-":
+        return left - right
+    if node.op == "*":
+        return left * right
+    return None if right == 0 else left / right
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens: list[tuple[str, str, int]] = []
+        for m in _TOKEN.finditer(text):
+            number, name, other = m.groups()
+            if number is not None:
+                self.tokens.append(("num", number, m.start(1)))
+            elif name is not None:
+                self.tokens.append(("name", name, m.start(2)))
+            elif other is not None and not other.isspace():
+                self.tokens.append(("op", other, m.start(3)))
+        self.pos = 0
+
+    def peek(self) -> tuple[str, str, int] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str, int]:
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def parse(self) -> Node:
+        if not self.tokens:
+            raise ExpressionError("表达式为空", 0)
+        node = self.expr()
+        if (token := self.peek()) is not None:
+            raise ExpressionError(f"无法识别 '{token[1]}'", token[2])
+        return node
+
+    def expr(self) -> Node:
+        node = self.term()
+        while (token := self.peek()) and token[0] == "op" and token[1] in "+-":
+            self.take()
+            node = BinOp(token[1], node, self.term())
+        return node
+
+    def term(self) -> Node:
+        node = self.factor()
+        while (token := self.peek()) and token[0] == "op" and token[1] in "*/":
+            self.take()
+            node = BinOp(token[1], node, self.factor())
+        return node
+
+    def factor(self) -> Node:
+        token = self.peek()
+        if token is None:
+            raise ExpressionError("表达式不完整", len(self.text))
+        kind, text, offset = self.take()
+        if kind == "num":
+            following = self.peek()
+            if following and following[:2] == ("op", "%"):
+                self.take()
+                return Num(float(text), is_percent=True)
+            return Num(float(text))
+        if kind == "name":
+            return Ref(text)
+        if text == "-":
+            return Neg(self.factor())
+        if text == "(":
+            node = self.expr()
+            closing = self.peek()
+            if closing is None or closing[:2] != ("op", ")"):
+                raise ExpressionError("缺少右括号 ')'", closing[2] if closing else len(self.text))
+            self.take()
+            return node
+        raise ExpressionError(f"无法识别 '{text}'", offset)
+
+
+def parse_bound(value: object) -> Bound:
+    """Parse a YAML scalar (number or string) into a Bound; raises ExpressionError."""
+    if isinstance(value, bool):
+        raise ExpressionError("应为数字、百分数或分数（如 2/3），不能是 true/false", 0)
+    if isinstance(value, int | float):
+        return Bound(str(value), Num(float(value)))
+    if not isinstance(value, str):
+        raise ExpressionError("应为数字、百分数或分数（如 2/3）", 0)
+    text = value.strip().replace("％", "%")
+    return Bound(text, _Parser(text).parse())
+
+
+def check_references(bound: Bound, known: Mapping[str, object] | set[str]) -> list[str]:
+    return sorted(code for code in bound.references if code not in known)

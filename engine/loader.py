@@ -1,0 +1,542 @@
+"""Load and validate a rules directory. Every problem is collected, with file:line:column.
+
+A rule set is a directory holding `programme.yaml` and rule files (`*.yaml` with a top-level
+`rules:` and/or `cadence:` list). Rule unit tests live in its `tests/` folder and are not
+loaded here. Messages are in Chinese; key names stay in English.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from engine.expr import ExpressionError, parse_bound
+from engine.rules import (
+    LEVELS,
+    NOTIFY_CHOICES,
+    PRAISE_BASES,
+    RULE_KINDS,
+    Cadence,
+    Position,
+    Rule,
+    RuleSet,
+    Selector,
+    Settings,
+)
+
+INDICATOR_KINDS = ("level", "growth", "cumulative")
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_DURATION = re.compile(r"^(\d+)\s*([dwh天周])$")
+
+
+@dataclass(frozen=True)
+class RuleError:
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class RuleSetInvalid(Exception):
+    def __init__(self, errors: list[RuleError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+# --- the rule language, declared once: validation and rules/schema.json both come from here ---
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # str id number int bool bound duration enum intlist strlist selector date
+    kinds: tuple[str, ...] = RULE_KINDS
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    description: str = ""
+
+
+ALL = RULE_KINDS
+RULE_FIELDS: tuple[Field, ...] = (
+    Field("id", "id", required=True, description="Unique name within the rule set (lowercase, digits, _)."),
+    Field("kind", "enum", required=True, choices=RULE_KINDS, description="The rule kind."),
+    Field("title", "str", required=True, description="Chinese title of the notice; {subject} {period} {unit} are filled in."),
+    Field("source", "str", required=True, description="The sentence of the source document this rule encodes."),
+    Field("indicator", "str", ("threshold", "pace", "report_due", "praise"), description="One indicator code."),
+    Field("indicators", "selector", ("threshold", "pace", "report_due", "praise"),
+          description="all | list of codes | {kind: level|growth|cumulative or list}."),
+    Field("tasks", "selector", ("deadline", "praise"), description="all | list of task codes."),
+    Field("projects", "selector", ("pace",), description="all | list of project codes."),
+    Field("notify", "enum", choices=NOTIFY_CHOICES, description="Who is told: the subject's units, the working group, or both."),
+    Field("template", "str", description="Item template in templates/items/ (default: by kind)."),
+    Field("action", "str", description="What the recipient should do (Chinese)."),
+    Field("repeat", "duration", description="催办 interval for a still-firing warning: 7d, 2w, never."),
+    Field("groups", "strlist", description="Cadence groups that evaluate this rule (default [monthly])."),
+    Field("at_least", "bound", ("threshold",), description="Lower bound: number, percent (66.5%), fraction (2/3) or expression."),
+    Field("at_most", "bound", ("threshold",), description="Upper bound, same forms as at_least."),
+    Field("level", "enum", ("threshold",), choices=("red", "yellow"), description="Light when the bound is missed (default red)."),
+    Field("yellow_margin", "number", ("threshold",), description="A miss by at most this much lights yellow instead."),
+    Field("target", "enum", ("pace",), choices=("year", "final"), description="Annual target (default) or programme-end target."),
+    Field("per_unit", "bool", ("pace", "report_due"), description="Judge each responsible unit on its own figures."),
+    Field("yellow_gap", "number", ("pace",), description="Points behind time progress still yellow (default 10)."),
+    Field("praise_margin", "number", ("pace",), description="Points ahead of time progress that earn praise."),
+    Field("remind_days", "intlist", ("deadline",), description="Reminders this many days before the deadline (default [7, 1])."),
+    Field("escalate_after_days", "int", ("deadline",), description="Days overdue before red, copied to the working group (default 15)."),
+    Field("due_day", "int", ("report_due",), description="Figures for month M are due on this day of M+1 (default 10)."),
+    Field("remind_days_before", "int", ("report_due",), description="Reminder this many days before the due date (default 3)."),
+    Field("basis", "enum", ("praise",), required=True, choices=PRAISE_BASES, description="What earns praise."),
+    Field("margin", "number", ("praise",), description="ahead_of_pace: points ahead of time progress (default 10)."),
+)
+RULE_FIELD_NAMES = tuple(f.name for f in RULE_FIELDS)
+
+CADENCE_FIELDS: tuple[Field, ...] = (
+    Field("id", "id", required=True, description="Unique name of the fire time."),
+    Field("name", "str", required=True, description="Chinese name, e.g. 月调度."),
+    Field("when", "str", required=True, description="Cron expression or phrase: 每月第一个工作日 09:00, 每两周周一."),
+    Field("groups", "strlist", required=True, description="Rule groups evaluated at this fire time."),
+    Field("digest", "enum", choices=("consultation", "monthly_dispatch", "quarterly", "annual", "notices"),
+          description="Which digest is sent (default notices)."),
+    Field("to", "strlist", description="Recipients: units, working_group (default both)."),
+    Field("source", "str", description="The sentence of the document this cadence encodes."),
+    Field("anchor", "date", description="First fire date for every-two-weeks / every-two-months schedules."),
+)
+
+SETTINGS_FIELDS: tuple[Field, ...] = (
+    Field("programme", "id", required=True, description="Programme code; must match the database's programme."),
+    Field("name", "str", description="Programme name."),
+    Field("document", "str", description="Document number, e.g. 温鹿政办〔2023〕55号."),
+    Field("working_group", "str", required=True, description="Unit code of the working group (工作专班)."),
+    Field("admin_email", "str", description="Where rule, template and delivery errors are reported."),
+    Field("subject_prefix", "str", description="E-mail subject prefix, e.g. 【鹿城区“十百千”工作专班】."),
+    Field("calendar", "str", description="Calendar override file (relative to this directory)."),
+)
+
+DEFAULT_TEMPLATE = {
+    "threshold": "warning",
+    "pace": "warning",
+    "deadline": "deadline",
+    "report_due": "report_due",
+    "praise": "praise",
+}
+
+
+def _pos(node: Any, key: Any = None, index: int | None = None) -> tuple[int, int]:
+    try:
+        if index is not None:
+            line, col = node.lc.item(index)
+        elif key is not None:
+            line, col = node.lc.value(key) if not isinstance(node.get(key), CommentedMap | CommentedSeq) else node.lc.key(key)
+        else:
+            line, col = node.lc.line, node.lc.col
+        return line + 1, col + 1
+    except (AttributeError, KeyError, TypeError):
+        return 1, 1
+
+
+class _FileChecker:
+    def __init__(self, path: Path, display: str) -> None:
+        self.path = path
+        self.display = display
+        self.errors: list[RuleError] = []
+
+    def error(self, node: Any, message: str, key: Any = None, index: int | None = None, key_pos: bool = False) -> None:
+        if key_pos and key is not None:
+            try:
+                line, col = node.lc.key(key)
+                self.errors.append(RuleError(self.display, line + 1, col + 1, message))
+                return
+            except (AttributeError, KeyError, TypeError):
+                pass
+        line, col = _pos(node, key, index)
+        self.errors.append(RuleError(self.display, line, col, message))
+
+    def load(self) -> Any:
+        yaml = YAML(typ="rt")
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            self.errors.append(RuleError(self.display, 1, 1, "文件不是 UTF-8 编码，请另存为 UTF-8"))
+            return None
+        try:
+            return yaml.load(text)
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            problem = exc.problem or exc.context or "语法错误"
+            self.errors.append(RuleError(self.display, line, col, f"YAML 语法错误：{problem}"))
+            return None
+        except Exception as exc:  # ruamel raises a few unmarked errors on odd input
+            self.errors.append(RuleError(self.display, 1, 1, f"YAML 语法错误：{exc}"))
+            return None
+
+    def check_keys(self, mapping: CommentedMap, allowed: Iterable[str], what: str) -> None:
+        allowed = tuple(allowed)
+        for key in mapping:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                hint = f"，是否应为 `{close[0]}`？" if close else f"；可用的键：{', '.join(allowed)}"
+                self.error(mapping, f"{what}中有未知的键 `{key}`{hint}", key=key, key_pos=True)
+
+    def value(self, mapping: CommentedMap, spec: Field) -> Any:
+        """Check one field's type; returns the converted value or None after recording an error."""
+        raw = mapping[spec.name]
+
+        def bad(expected: str) -> None:
+            self.error(mapping, f"`{spec.name}` 应为{expected}，实际为 {_show(raw)}", key=spec.name)
+
+        kind = spec.type
+        if kind in ("str", "id"):
+            if not isinstance(raw, str) or not raw.strip():
+                bad("非空文本")
+                return None
+            if kind == "id" and not _ID.match(raw):
+                bad("小写字母开头、由小写字母/数字/下划线组成的标识")
+                return None
+            return raw.strip()
+        if kind == "enum":
+            if raw not in spec.choices:
+                close = difflib.get_close_matches(str(raw), spec.choices, n=1, cutoff=0.5)
+                hint = f"，是否应为 `{close[0]}`？" if close else ""
+                bad(f"以下之一：{' | '.join(spec.choices)}{hint}")
+                return None
+            return raw
+        if kind == "number":
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                bad("数字")
+                return None
+            return float(raw)
+        if kind == "int":
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+                bad("非负整数")
+                return None
+            return int(raw)
+        if kind == "bool":
+            if not isinstance(raw, bool):
+                bad("true 或 false")
+                return None
+            return raw
+        if kind == "intlist":
+            if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw):
+                bad("非负整数列表，如 [7, 1]")
+                return None
+            return tuple(int(v) for v in raw)
+        if kind == "strlist":
+            if isinstance(raw, str):
+                return (raw,)
+            if not isinstance(raw, list) or not raw or not all(isinstance(v, str) and v for v in raw):
+                bad("文本列表，如 [monthly]")
+                return None
+            return tuple(raw)
+        if kind == "duration":
+            if isinstance(raw, str) and raw.strip() in ("never", "不重复"):
+                return "never"
+            m = _DURATION.match(str(raw).strip()) if isinstance(raw, str) else None
+            if not m:
+                bad("时长，如 7d（天）、2w（周）、12h（小时）或 never")
+                return None
+            amount, unit = int(m[1]), m[2]
+            if unit in ("w", "周"):
+                return dt.timedelta(weeks=amount)
+            if unit == "h":
+                return dt.timedelta(hours=amount)
+            return dt.timedelta(days=amount)
+        if kind == "date":
+            if isinstance(raw, dt.date):
+                return raw
+            try:
+                return dt.date.fromisoformat(str(raw))
+            except ValueError:
+                bad("日期，如 2023-01-02")
+                return None
+        if kind == "bound":
+            try:
+                return parse_bound(raw)
+            except ExpressionError as exc:
+                line, col = _pos(mapping, spec.name)
+                self.errors.append(RuleError(
+                    self.display, line, col + exc.offset,
+                    f"`{spec.name}` 必须是数字、百分数、分数（如 2/3）或指标表达式（如 fixed_asset_investment_growth - 1），"
+                    f"实际为 {_show(raw)}：{exc}",
+                ))
+                return None
+        if kind == "selector":
+            return raw  # interpreted by _selector, which knows the rule kind
+        raise AssertionError(kind)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    if value is None:
+        return "空值"
+    if isinstance(value, CommentedMap):
+        return "映射"
+    if isinstance(value, CommentedSeq):
+        return "列表"
+    return repr(value)
+
+
+def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleSet:
+    """Load and validate one rule set. Raises RuleSetInvalid listing every error."""
+    directory = Path(directory)
+    root = display_root if display_root is not None else Path.cwd()
+    errors: list[RuleError] = []
+
+    def shown(path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            return str(path)
+
+    settings_path = directory / "programme.yaml"
+    settings: Settings | None = None
+    if not settings_path.is_file():
+        errors.append(RuleError(shown(settings_path), 1, 1, "缺少 programme.yaml（规则集的项目设置：programme、working_group 等）"))
+    else:
+        checker = _FileChecker(settings_path, shown(settings_path))
+        settings = _settings(checker, checker.load(), directory)
+        errors += checker.errors
+
+    rules: list[Rule] = []
+    cadences: list[Cadence] = []
+    files = sorted(p for p in directory.glob("*.yaml") if p.name != "programme.yaml")
+    seen_ids: dict[str, Position] = {}
+    programme = settings.programme if settings else directory.name
+    for path in files:
+        checker = _FileChecker(path, shown(path))
+        document = checker.load()
+        if document is not None:
+            file_rules, file_cadences = _rule_file(checker, document, programme)
+            for item in [*file_rules, *file_cadences]:
+                key = item.id
+                if key in seen_ids:
+                    checker.errors.append(RuleError(
+                        checker.display, item.position.line, item.position.column,
+                        f"规则 id `{key.split('.', 1)[-1]}` 重复，已在 {seen_ids[key]} 定义",
+                    ))
+                else:
+                    seen_ids[key] = item.position
+            rules += file_rules
+            cadences += file_cadences
+        errors += checker.errors
+    if errors:
+        raise RuleSetInvalid(errors)
+    assert settings is not None
+    return RuleSet(directory=directory, settings=settings, rules=rules, cadences=cadences, files=files)
+
+
+def _settings(checker: _FileChecker, document: Any, directory: Path) -> Settings | None:
+    if document is None:
+        return None
+    if not isinstance(document, CommentedMap):
+        checker.error(document, "programme.yaml 顶层应为映射（键: 值）")
+        return None
+    checker.check_keys(document, [f.name for f in SETTINGS_FIELDS], "programme.yaml ")
+    values = _fields(checker, document, SETTINGS_FIELDS, "programme.yaml")
+    if "programme" not in values or "working_group" not in values:
+        return None
+    calendar = values.get("calendar")
+    return Settings(
+        programme=values["programme"],
+        name=values.get("name", ""),
+        document=values.get("document", ""),
+        working_group=values["working_group"],
+        admin_email=values.get("admin_email", ""),
+        subject_prefix=values.get("subject_prefix", ""),
+        calendar=(directory / calendar) if calendar else None,
+    )
+
+
+def _fields(checker: _FileChecker, mapping: CommentedMap, specs: Iterable[Field], what: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for spec in specs:
+        if spec.name not in mapping:
+            if spec.required:
+                checker.error(mapping, f"{what}缺少必填键 `{spec.name}`")
+            continue
+        value = checker.value(mapping, spec)
+        if value is not None:
+            values[spec.name] = value
+    return values
+
+
+def _rule_file(checker: _FileChecker, document: Any, programme: str) -> tuple[list[Rule], list[Cadence]]:
+    if not isinstance(document, CommentedMap):
+        checker.error(document, "规则文件顶层应为映射，包含 `rules:` 或 `cadence:` 列表")
+        return [], []
+    checker.check_keys(document, ("rules", "cadence"), "规则文件顶层")
+    rules: list[Rule] = []
+    cadences: list[Cadence] = []
+    for section, build in (("rules", _rule), ("cadence", _cadence)):
+        if section not in document:
+            continue
+        items = document[section]
+        if not isinstance(items, CommentedSeq):
+            checker.error(document, f"`{section}` 应为列表（每项以 - 开头）", key=section)
+            continue
+        for index, item in enumerate(items):
+            if not isinstance(item, CommentedMap):
+                checker.error(items, f"`{section}` 的第 {index + 1} 项应为映射", index=index)
+                continue
+            built = build(checker, item, programme)
+            if built is not None:
+                (rules if section == "rules" else cadences).append(built)  # type: ignore[arg-type]
+    return rules, cadences
+
+
+def _rule(checker: _FileChecker, item: CommentedMap, programme: str) -> Rule | None:
+    before = len(checker.errors)
+    kind = item.get("kind")
+    what = f"规则 `{item.get('id', '?')}` "
+    checker.check_keys(item, RULE_FIELD_NAMES, what)
+    known_kind = kind in RULE_KINDS
+    specs = [f for f in RULE_FIELDS if not known_kind or kind in f.kinds or f.name not in item]
+    if known_kind:
+        for f in RULE_FIELDS:
+            if f.name in item and kind not in f.kinds:
+                checker.error(item, f"`{f.name}` 不适用于 kind: {kind} 的规则（适用于 {', '.join(f.kinds)}）", key=f.name, key_pos=True)
+    values = _fields(checker, item, [s for s in specs if not (known_kind and s.name in item and kind not in s.kinds)], what)
+    selector = _selector(checker, item, values.get("kind")) if known_kind else None
+    if values.get("kind") == "threshold" and ("at_least" in item) == ("at_most" in item):
+        checker.error(item, f"{what}须有 `at_least` 或 `at_most` 之一（只能有一个）")
+    if len(checker.errors) > before or selector is None:
+        return None
+    line, col = _pos(item)
+    repeat = values.get("repeat", dt.timedelta(days=7))
+    return Rule(
+        id=f"{programme}.{values['id']}",
+        kind=values["kind"],
+        title=values["title"],
+        source=values["source"],
+        selector=selector,
+        position=Position(checker.display, line, col),
+        notify=values.get("notify", "units"),
+        template=values.get("template", DEFAULT_TEMPLATE[values["kind"]]),
+        action=values.get("action", ""),
+        repeat=None if repeat == "never" else repeat,
+        groups=values.get("groups", ("monthly",)),
+        at_least=values.get("at_least"),
+        at_most=values.get("at_most"),
+        level=values.get("level", "red"),
+        yellow_margin=values.get("yellow_margin"),
+        target=values.get("target", "year"),
+        per_unit=values.get("per_unit", False),
+        yellow_gap=values.get("yellow_gap", 10.0),
+        praise_margin=values.get("praise_margin"),
+        remind_days=values.get("remind_days", (7, 1)),
+        escalate_after_days=values.get("escalate_after_days", 15),
+        due_day=values.get("due_day", 10),
+        remind_days_before=values.get("remind_days_before", 3),
+        basis=values.get("basis", ""),
+        margin=values.get("margin", 10.0),
+    )
+
+
+_SUBJECT_KEYS = {
+    "threshold": ("indicator", "indicators"),
+    "pace": ("indicator", "indicators", "projects"),
+    "report_due": ("indicator", "indicators"),
+    "deadline": ("tasks",),
+}
+
+
+def _selector(checker: _FileChecker, item: CommentedMap, kind: str | None) -> Selector | None:
+    if kind is None:
+        return None
+    if kind == "praise":
+        basis = item.get("basis")
+        allowed = ("tasks",) if basis == "tasks_on_time" else ("indicator", "indicators")
+    else:
+        allowed = _SUBJECT_KEYS[kind]
+    present = [k for k in ("indicator", "indicators", "tasks", "projects") if k in item]
+    if len(present) != 1 or present[0] not in allowed:
+        checker.error(item, f"规则须用以下之一指定对象：{' | '.join(f'`{k}`' for k in allowed)}（只能一个）",
+                      key=present[0] if present else None, key_pos=bool(present))
+        return None
+    key = present[0]
+    raw = item[key]
+    subject_type = {"indicator": "indicator", "indicators": "indicator", "tasks": "task", "projects": "project"}[key]
+    if key == "indicator":
+        if not isinstance(raw, str) or not raw:
+            checker.error(item, f"`indicator` 应为一个指标代码，实际为 {_show(raw)}", key=key)
+            return None
+        return Selector("indicator", codes=(raw,))
+    if raw == "all":
+        return Selector(subject_type, everything=True)
+    if isinstance(raw, list) and raw and all(isinstance(v, str) and v for v in raw):
+        return Selector(subject_type, codes=tuple(raw))
+    if key == "indicators" and isinstance(raw, CommentedMap):
+        checker.check_keys(raw, ("kind",), "`indicators` ")
+        kinds = raw.get("kind")
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not isinstance(kinds, list) or not kinds or any(k not in INDICATOR_KINDS for k in kinds):
+            checker.error(raw, f"`indicators.kind` 应为 {' | '.join(INDICATOR_KINDS)} 或其列表，实际为 {_show(raw.get('kind'))}",
+                          key="kind" if "kind" in raw else None)
+            return None
+        return Selector("indicator", kinds=tuple(kinds))
+    checker.error(item, f"`{key}` 应为 all、代码列表{'或 {kind: cumulative}' if key == 'indicators' else ''}，实际为 {_show(raw)}", key=key)
+    return None
+
+
+def _cadence(checker: _FileChecker, item: CommentedMap, programme: str) -> Cadence | None:
+    before = len(checker.errors)
+    what = f"节奏 `{item.get('id', '?')}` "
+    checker.check_keys(item, [f.name for f in CADENCE_FIELDS], what)
+    values = _fields(checker, item, CADENCE_FIELDS, what)
+    for target in values.get("to", ()):
+        if target not in ("units", "working_group"):
+            checker.error(item, f"`to` 的取值应为 units 或 working_group，实际为 '{target}'", key="to")
+    if len(checker.errors) > before:
+        return None
+    line, col = _pos(item)
+    return Cadence(
+        id=f"{programme}.{values['id']}",
+        name=values["name"],
+        when=values["when"],
+        groups=values["groups"],
+        digest=values.get("digest", "notices"),
+        to=values.get("to", ("units", "working_group")),
+        position=Position(checker.display, line, col),
+        source=values.get("source", ""),
+        anchor=values.get("anchor"),
+    )
+
+
+def check_against_store(
+    rule_set: RuleSet, indicator_codes: set[str], unit_codes: set[str], template_exists: Callable[[str], bool] | None = None
+) -> list[RuleError]:
+    """Cross-checks that need the database: unknown indicator codes, an unknown working group."""
+    errors: list[RuleError] = []
+    for rule in rule_set.rules:
+        missing = sorted(rule.referenced_indicators - indicator_codes)
+        for code in missing:
+            errors.append(RuleError(rule.position.file, rule.position.line, rule.position.column,
+                                    f"规则 `{rule.short_id}` 引用了数据库中不存在的指标代码 `{code}`"))
+        if template_exists is not None and not template_exists(rule.template):
+            errors.append(RuleError(rule.position.file, rule.position.line, rule.position.column,
+                                    f"规则 `{rule.short_id}` 的通知模板 `{rule.template}` 不存在（templates/items/{rule.template}.txt.j2）"))
+    wg = rule_set.settings.working_group
+    if unit_codes and wg not in unit_codes:
+        errors.append(RuleError(str(rule_set.directory / "programme.yaml"), 1, 1,
+                                f"`working_group` 指定的单位代码 `{wg}` 在数据库中不存在"))
+    return errors
+
+
+def find_rule_sets(directory: Path) -> list[Path]:
+    """A directory that is a rule set, or the rule sets directly beneath it (rules/ → rules/lucheng …)."""
+    directory = Path(directory)
+    if (directory / "programme.yaml").is_file():
+        return [directory]
+    return sorted(p for p in directory.iterdir() if p.is_dir() and (p / "programme.yaml").is_file()) if directory.is_dir() else []

@@ -1,0 +1,144 @@
+"""The rule model: what a validated rule file becomes. Produced by engine.loader."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.expr import Bound
+
+RULE_KINDS = ("threshold", "pace", "deadline", "report_due", "praise")
+NOTIFY_CHOICES = ("units", "working_group", "both")
+LEVELS = ("red", "yellow", "blue", "green")
+PRAISE_BASES = ("target_met_early", "ahead_of_pace", "tasks_on_time")
+
+
+@dataclass(frozen=True)
+class Position:
+    file: str
+    line: int
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which subjects a rule applies to.
+
+    `codes` lists explicit codes; `kinds` restricts indicators by kind; `everything` is `all`.
+    """
+
+    subject_type: str  # indicator | task | project
+    codes: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    everything: bool = False
+
+    def matches(self, code: str, kind: str = "") -> bool:
+        if self.everything:
+            return True
+        if self.codes and code not in self.codes:
+            return False
+        return not (self.kinds and kind not in self.kinds)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str  # qualified: "<programme>.<id>"
+    kind: str
+    title: str
+    source: str
+    selector: Selector
+    position: Position
+    notify: str = "units"
+    template: str = "warning"
+    action: str = ""
+    repeat: dt.timedelta | None = dt.timedelta(days=7)
+    groups: tuple[str, ...] = ("monthly",)
+    # threshold
+    at_least: Bound | None = None
+    at_most: Bound | None = None
+    level: str = "red"
+    yellow_margin: float | None = None
+    # pace
+    target: str = "year"
+    per_unit: bool = False
+    yellow_gap: float = 10.0
+    praise_margin: float | None = None
+    # deadline
+    remind_days: tuple[int, ...] = (7, 1)
+    escalate_after_days: int = 15
+    # report_due
+    due_day: int = 10
+    remind_days_before: int = 3
+    # praise
+    basis: str = ""
+    margin: float = 10.0
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(".", 1)[-1]
+
+    @property
+    def referenced_indicators(self) -> frozenset[str]:
+        codes = set(self.selector.codes) if self.selector.subject_type == "indicator" else set()
+        for bound in (self.at_least, self.at_most):
+            if bound is not None:
+                codes |= bound.references
+        return frozenset(codes)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """programme.yaml: per rule set settings."""
+
+    programme: str
+    name: str = ""
+    document: str = ""
+    working_group: str = ""
+    admin_email: str = ""
+    subject_prefix: str = ""
+    calendar: Path | None = None
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """A fire time of the programme's rhythm (周会商, 月调度 …) and what it does."""
+
+    id: str
+    name: str
+    when: str
+    groups: tuple[str, ...]
+    digest: str
+    to: tuple[str, ...]
+    position: Position
+    source: str = ""
+    anchor: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class RuleTestFile:
+    path: Path
+
+
+@dataclass
+class RuleSet:
+    directory: Path
+    settings: Settings
+    rules: list[Rule] = field(default_factory=list)
+    cadences: list[Cadence] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    def rule(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id or rule.short_id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+    @property
+    def templates_dir(self) -> Path:
+        """Templates live beside the rules: the set's own templates/, else the shared rules/templates/."""
+        own = self.directory / "templates"
+        return own if own.is_dir() else self.directory.parent / "templates"
