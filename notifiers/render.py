@@ -1,0 +1,448 @@
+"""Render a `Digest` into a subject, a plain-text body, an HTML body and DingTalk markdown.
+
+Templates are admin-edited files, so they run in jinja2's sandbox and every failure is contained:
+a broken template is reported as `path:line: 中文信息` and replaced by a built-in fallback for
+that template only, so no notice is ever lost because of a typo in a template.
+
+Items are rendered one by one by their own template (`items/<template>.{txt,html}.j2`) and the
+digest templates receive the rendered items (`entry.text`, `entry.html`): this is what lets one
+broken item template fall back without taking the whole digest down with it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    BaseLoader,
+    DictLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    nodes,
+    select_autoescape,
+)
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+from notifiers.digest import (
+    ACTION_SECTIONS,
+    KIND_LABELS,
+    LEVEL_LABELS,
+    SECTION_LABELS,
+    SECTION_ORDER,
+    Digest,
+    NoticeItem,
+    UnitRef,
+)
+
+DEFAULT_TEMPLATES_DIR = Path("rules/templates")
+TEMPLATE_NAME = re.compile(r"^[a-z0-9_][a-z0-9_-]*$")
+
+try:
+    from zoneinfo import ZoneInfo
+
+    SHANGHAI: Any = ZoneInfo("Asia/Shanghai")
+except Exception:  # no tz database on the machine: China has no DST, a fixed offset is exact
+    SHANGHAI = timezone(timedelta(hours=8), "CST")
+
+# Colours chosen for contrast on white; the text label always accompanies the colour.
+BADGE_STYLES = {
+    "red": "background:#c0392b;color:#ffffff",
+    "yellow": "background:#f1c40f;color:#3d3d00",
+    "reminder": "background:#2e6fb7;color:#ffffff",
+    "blue": "background:#2e6fb7;color:#ffffff",
+    "praise": "background:#2e8b57;color:#ffffff",
+    "green": "background:#2e8b57;color:#ffffff",
+    "resolved": "background:#7f8c8d;color:#ffffff",
+}
+
+
+@dataclass(frozen=True)
+class TemplateProblem:
+    """A template error the admin can fix: where it is and what is wrong, in Chinese."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item as the digest templates see it."""
+
+    index: int
+    item: NoticeItem
+    text: str
+    html: Markup
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    label: str
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    subject: str
+    text: str
+    html: str
+    markdown: str
+    problems: tuple[TemplateProblem, ...] = ()
+
+
+# --- helpers exposed to templates -----------------------------------------------------------
+
+
+def format_number(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def format_figure(value: float | None, measure: str = "") -> str:
+    if value is None:
+        return "—"
+    return f"{format_number(value)}{measure}"
+
+
+def format_date_cn(value: date | datetime | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        value = value.astimezone(SHANGHAI).date()
+    return f"{value.year}年{value.month}月{value.day}日"
+
+
+def format_datetime_cn(value: datetime) -> str:
+    local = value.astimezone(SHANGHAI)
+    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def format_units(units: Iterable[UnitRef], lead_mark: str = "（牵头）") -> str:
+    names = [unit.name for unit in units]
+    if len(names) > 1:
+        names[0] += lead_mark
+    return "、".join(names)
+
+
+def badge(key: str | None, label: str | None = None) -> Markup:
+    """A coloured light with its name written in it (colour is never the only signal)."""
+    key = key or "reminder"
+    text = label or LEVEL_LABELS.get(key) or SECTION_LABELS.get(key, key)
+    style = BADGE_STYLES.get(key, BADGE_STYLES["reminder"])
+    return Markup(
+        '<span style="display:inline-block;padding:1px 8px;border-radius:3px;font-size:13px;'
+        'font-weight:bold;white-space:nowrap;{}">{}</span>'
+    ).format(Markup(style), text)
+
+
+CHINESE_DIGITS = "零一二三四五六七八九十"
+
+
+def chinese_ordinal(number: int) -> str:
+    """1 -> 一, 12 -> 十二, for section headings (一、二、…); larger numbers stay Arabic."""
+    if 0 <= number <= 10:
+        return CHINESE_DIGITS[number]
+    if number < 20:
+        return "十" + CHINESE_DIGITS[number - 10]
+    if number < 100:
+        tens, ones = divmod(number, 10)
+        return CHINESE_DIGITS[tens] + "十" + (CHINESE_DIGITS[ones] if ones else "")
+    return str(number)
+
+
+def _filters() -> dict[str, Any]:
+    return {
+        "num": format_number,
+        "fig": format_figure,
+        "date_cn": format_date_cn,
+        "datetime_cn": format_datetime_cn,
+        "units_cn": format_units,
+        "level_label": lambda level: LEVEL_LABELS.get(level or "", ""),
+        "kind_label": lambda kind: KIND_LABELS.get(kind, kind),
+        "badge": badge,
+        "cn": chinese_ordinal,
+    }
+
+
+# --- built-in fallbacks: minimal, trusted, used only when an admin template is broken ----------
+
+FALLBACK_TEMPLATES = {
+    "subject.txt.j2": "【{{ digest.signer }}】{{ digest.round_title }}：{{ action_count }}项待办",
+    "items/fallback.txt.j2": (
+        "{{ index }}. {{ item.title }}\n"
+        "   对象：{{ item.subject_name }}（{{ item.period_label }}）\n"
+        "   数据：{{ item.value|fig(item.measure) }}，目标 {{ item.expected|fig(item.measure) }}"
+        "，阈值 {{ item.threshold|fig(item.measure) }}\n"
+        "{% if item.deadline %}   时限：{{ item.deadline|date_cn }}\n{% endif %}"
+        "   依据：{{ item.source }}（{{ item.document }}）\n"
+        "   请办：{{ item.action }}\n"
+    ),
+    "items/fallback.html.j2": (
+        '<div style="margin:8px 0;padding:8px;border:1px solid #999999">'
+        "<p><b>{{ index }}. {{ item.title }}</b> {{ item.section|badge }}</p>"
+        "<p>对象：{{ item.subject_name }}（{{ item.period_label }}）；"
+        "数据：{{ item.value|fig(item.measure) }}，目标 {{ item.expected|fig(item.measure) }}"
+        "，阈值 {{ item.threshold|fig(item.measure) }}"
+        "{% if item.deadline %}；时限：{{ item.deadline|date_cn }}{% endif %}</p>"
+        "<p>依据：{{ item.source }}（{{ item.document }}）</p><p>请办：{{ item.action }}</p></div>"
+    ),
+    "digest.txt.j2": (
+        "{{ digest.recipient.name }}：\n\n{{ digest.round_title }}共有{{ digest.items|length }}项事项：\n\n"
+        "{% for section in sections %}【{{ section.label }}】\n"
+        "{% for entry in section.entries %}{{ entry.text }}\n{% endfor %}{% endfor %}"
+        "\n{{ digest.signer }}\n{{ digest.at|date_cn }}\n"
+    ),
+    "digest.html.j2": (
+        "<html><body><p>{{ digest.recipient.name }}：</p>"
+        "<p>{{ digest.round_title }}共有{{ digest.items|length }}项事项：</p>"
+        "{% for section in sections %}<h3>{{ section.label }}</h3>"
+        "{% for entry in section.entries %}{{ entry.html }}{% endfor %}{% endfor %}"
+        "<p>{{ digest.signer }}<br>{{ digest.at|date_cn }}</p></body></html>"
+    ),
+    "digest.md.j2": (
+        "### {{ digest.round_title }}\n\n{% for section in sections %}**{{ section.label }}**\n\n"
+        "{% for entry in section.entries %}{{ entry.text }}\n{% endfor %}{% endfor %}"
+    ),
+}
+
+
+def _make_environment(loader: BaseLoader) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=loader,
+        autoescape=select_autoescape(
+            enabled_extensions=("html.j2", "htm.j2", "html"), default_for_string=False
+        ),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    env.filters.update(_filters())
+    return env
+
+
+def _private_attribute_uses(ast: nodes.Template) -> Iterable[tuple[int, str]]:
+    """Attribute accesses that can only be attempts to reach Python internals."""
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            name = node.arg.value
+        else:
+            continue
+        if name.startswith("_"):
+            yield node.lineno, name
+
+
+class DigestRenderer:
+    """Loads the templates of one templates directory once and renders digests with them.
+
+    `problems` lists the errors found at load time; `render` returns those found while
+    rendering. Both are `TemplateProblem`s meant to be shown to the admin as is.
+    """
+
+    def __init__(self, templates_dir: str | os.PathLike[str] = DEFAULT_TEMPLATES_DIR) -> None:
+        self.templates_dir = Path(templates_dir)
+        self._env = _make_environment(FileSystemLoader(str(self.templates_dir)))
+        self._fallback_env = _make_environment(DictLoader(FALLBACK_TEMPLATES))
+        self._templates: dict[str, Template] = {}
+        self._broken: dict[str, TemplateProblem] = {}
+        self._load_all()
+
+    @property
+    def problems(self) -> tuple[TemplateProblem, ...]:
+        return tuple(self._broken.values())
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def display_path(self, name: str) -> str:
+        path = self.templates_dir / name
+        try:
+            return str(path.resolve().relative_to(Path.cwd().resolve())) if path.is_absolute() else str(path)
+        except ValueError:
+            return str(path)
+
+    def _load_all(self) -> None:
+        if not self.templates_dir.is_dir():
+            self._broken["."] = TemplateProblem(
+                str(self.templates_dir), None, "模板目录不存在，所有通知均使用内置模板"
+            )
+            return
+        for path in sorted(self.templates_dir.rglob("*.j2")):
+            self._load(path.relative_to(self.templates_dir).as_posix())
+
+    def _load(self, name: str) -> Template | None:
+        if name in self._templates:
+            return self._templates[name]
+        if name in self._broken:
+            return None
+        try:
+            source, _filename, _uptodate = self._env.loader.get_source(self._env, name)  # type: ignore[union-attr]
+            ast = self._env.parse(source, name)
+            for line, attribute in _private_attribute_uses(ast):
+                raise _Refused(line, attribute)
+            template = self._env.get_template(name)
+        except TemplateNotFound:
+            self._broken[name] = TemplateProblem(self.display_path(name), None, "模板文件不存在，已使用内置模板")
+            return None
+        except TemplateSyntaxError as exc:
+            self._broken[name] = TemplateProblem(
+                self.display_path(name), exc.lineno, f"模板语法错误（{_explain(exc)}），已使用内置模板"
+            )
+            return None
+        except _Refused as exc:
+            self._broken[name] = TemplateProblem(
+                self.display_path(name),
+                exc.line,
+                f"模板试图访问受保护的内部属性“{exc.attribute}”，出于安全考虑已拒绝该模板，已使用内置模板",
+            )
+            return None
+        self._templates[name] = template
+        return template
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def _render(
+        self,
+        name: str | None,
+        fallback: str,
+        context: Mapping[str, Any],
+        problems: dict[str, TemplateProblem],
+    ) -> str:
+        template = self._load(name) if name else None
+        if name is None:
+            pass  # the caller has already recorded why there is no usable name
+        elif template is None:
+            problems.setdefault(name, self._broken[name])
+        else:
+            try:
+                return template.render(context)
+            except Exception as exc:  # any failure inside an admin template falls back
+                problems.setdefault(name, self._runtime_problem(name, exc))
+        return self._fallback_env.get_template(fallback).render(context)
+
+    def _runtime_problem(self, name: str, exc: Exception) -> TemplateProblem:
+        line = None
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename.endswith(".j2") or frame.filename == str(self.templates_dir / name):
+                line = frame.lineno
+        if isinstance(exc, SecurityError):
+            message = f"模板试图访问受保护的内部属性，出于安全考虑已拒绝（{exc}），已使用内置模板"
+        elif isinstance(exc, UndefinedError):
+            message = f"模板引用了不存在的字段（{exc}），已使用内置模板"
+        else:
+            message = f"模板渲染出错（{type(exc).__name__}: {exc}），已使用内置模板"
+        return TemplateProblem(self.display_path(name), line, message)
+
+    def render(self, digest: Digest) -> RenderedDigest:
+        problems: dict[str, TemplateProblem] = {}
+        sections: list[Section] = []
+        index = 0
+        for key, items in digest.sections():
+            entries = []
+            for item in items:
+                index += 1
+                entries.append(self._render_item(digest, item, index, SECTION_LABELS[key], problems))
+            sections.append(Section(key, SECTION_LABELS[key], tuple(entries)))
+        counts = {section.key: len(section.entries) for section in sections}
+        worst = digest.worst_section()
+        context = {
+            "digest": digest,
+            "recipient": digest.recipient,
+            "sections": sections,
+            "counts": counts,
+            "action_count": digest.action_count(),
+            "worst": worst,
+            "worst_label": SECTION_LABELS.get(worst or "", ""),
+            "worst_count": counts.get(worst or "", 0),
+            "action_sections": ACTION_SECTIONS,
+            "section_order": SECTION_ORDER,
+            "section_labels": SECTION_LABELS,
+        }
+        subject = self._render("subject.txt.j2", "subject.txt.j2", context, problems)
+        text = self._render("digest.txt.j2", "digest.txt.j2", context, problems)
+        html = self._render("digest.html.j2", "digest.html.j2", context, problems)
+        markdown = self._render("digest.md.j2", "digest.md.j2", context, problems)
+        return RenderedDigest(
+            subject=" ".join(subject.split()),
+            text=text,
+            html=html,
+            markdown=markdown,
+            problems=tuple(problems.values()),
+        )
+
+    def _render_item(
+        self,
+        digest: Digest,
+        item: NoticeItem,
+        index: int,
+        section_label: str,
+        problems: dict[str, TemplateProblem],
+    ) -> Entry:
+        context = {
+            "item": item,
+            "digest": digest,
+            "recipient": digest.recipient,
+            "index": index,
+            "section_label": section_label,
+        }
+        text_name: str | None = f"items/{item.template}.txt.j2"
+        html_name: str | None = f"items/{item.template}.html.j2"
+        if not TEMPLATE_NAME.match(item.template):
+            problems.setdefault(
+                f"items/{item.template}",
+                TemplateProblem(item.rule_file, None, f"规则指定的模板名“{item.template}”不合法，已使用内置模板"),
+            )
+            text_name = html_name = None
+        text = self._render(text_name, "items/fallback.txt.j2", context, problems)
+        html = self._render(html_name, "items/fallback.html.j2", context, problems)
+        return Entry(index=index, item=item, text=text.rstrip("\n"), html=Markup(html))
+
+
+class _Refused(Exception):
+    def __init__(self, line: int, attribute: str) -> None:
+        super().__init__(attribute)
+        self.line = line
+        self.attribute = attribute
+
+
+def _explain(exc: TemplateSyntaxError) -> str:
+    return exc.message or "无法解析"
+
+
+@dataclass
+class RendererCache:
+    """Keeps one renderer per templates directory (templates are compiled once per process)."""
+
+    renderers: dict[Path, DigestRenderer] = field(default_factory=dict)
+
+    def get(self, templates_dir: str | os.PathLike[str]) -> DigestRenderer:
+        key = Path(templates_dir).resolve()
+        if key not in self.renderers:
+            self.renderers[key] = DigestRenderer(templates_dir)
+        return self.renderers[key]
