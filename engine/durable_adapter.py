@@ -1,0 +1,688 @@
+"""The only door to durable-rules: compile single-fact conditions once, evaluate fact lists deterministically.
+
+durable-rules 2.0.28 has traps that make its public ``Host`` API unfit for a batch compliance engine
+(measured in docs/dependency-hazards.md); this module keeps the workarounds, which rely on private
+internals of ``durable.engine`` and on the C binding ``durable_rules_engine``, in one place:
+
+* Threads. Every ``Host`` starts two ``threading.Timer`` loops that never stop, and a batch whose facts do
+  not all match raises before its actions run, leaving them to the timer thread ~0.2 s later.
+  ``_SameThreadHost`` overrides ``Host._run`` so no thread is ever started, and ``evaluate`` drains the
+  action queue itself with ``start_action_for_state`` / ``complete_and_start_action`` before it returns.
+  The queued "actions" are only read (rule name and fact id); no user code runs inside durable, so there
+  is nothing for durable to swallow: any exception raised while draining propagates.
+* Fact identity. durable keys a stored fact by a 32-bit FNV-1 hash of its ``id`` text; a distinct fact
+  whose hash is taken is dropped with ``MessageObservedException``. Facts get the ids ``0 .. n-1`` per
+  session; the decimal strings ``"0"`` .. ``"797185"`` have pairwise distinct hashes, distinct also from
+  the session fact ``"sid-0"`` (proved in the tests), and a session never holds more than
+  ``_SESSION_CAPACITY`` facts. Other ids (a custom ``FactIds``) are checked with the same hash before
+  asserting and a colliding one is replaced by a spare id: durable's batch result code cannot be trusted
+  to report the loss (it keeps only the last "not handled"/"observed" of a batch).
+* Memory. A stored fact costs ~8 KiB in C and stays until its session is deleted. Conditions are on one
+  fact, so facts never interact; ``evaluate`` therefore splits the facts into sessions of at most
+  ``_SESSION_CAPACITY`` facts and deletes each session as soon as its matches are read.
+* Type confusion. durable compares strings with numbers without complaint (``'10' < 5`` is true), checks
+  only the first key of a multi-key object, and treats ``None`` as present. Facts are checked against a
+  ``FactSchema`` before anything is asserted, and conditions are checked against the schema when compiled.
+* Ruleset handles. ``Host`` never frees the C ruleset; ``close()`` (also run when the object is garbage
+  collected) calls the binding's ``delete_ruleset``. Build a ``CompiledRuleset`` when rules change, not per
+  evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import operator
+import re
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import durable_rules_engine
+from durable import engine as durable_engine
+
+FieldType = type  # int | float | str | bool
+
+_ALLOWED_FIELD_TYPES: tuple[type, ...] = (int, float, str, bool)
+# durable rejects objects with 255 properties; it adds ``sid`` and we add ``id``.
+_MAX_FIELDS = 250
+_RESERVED_FIELDS = frozenset({"id", "sid"})
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+# Facts per durable session. Small enough that the C message index (512 hash buckets, chained) stays
+# short and memory stays bounded (~8 KiB per matching fact), large enough that per-session cost vanishes.
+_SESSION_CAPACITY = 10_000
+# Decimal ids below this bound have pairwise distinct 32-bit FNV-1 hashes (797186 collides with 40189).
+SEQUENTIAL_IDS_WITHOUT_COLLISION = 797_186
+# durable's default sid when a fact carries none; it then stores a session fact with this id.
+_SESSION_ID = "0"
+_SESSION_FACT_ID = "sid-" + _SESSION_ID
+# Result codes of the C binding's assert calls (durable src/rules/rules.h).
+_RESULT_OK = 0
+_RESULT_NOT_HANDLED = 1
+_ERR_SID_NOT_FOUND = 309
+
+_DURABLE_CODES: Mapping[int, str] = {
+    100: "a condition is an empty object",
+    102: "a value has the wrong JSON type (a list, or a scalar where an object is expected)",
+    103: "an identifier is too long",
+    104: "unexpected value",
+    105: "unexpected name: a rule's top-level key is not 'all' or 'any'",
+    106: "too many rules in one ruleset",
+    107: "too many $ex/$nex conditions",
+    108: "too many joins",
+    113: "the condition has too many expressions",
+    201: "a value cannot be parsed",
+    202: "unknown operator (durable knows $lt $lte $gt $gte $eq $neq $ex $nex $and $or $mt $imt)",
+    203: "a number cannot be parsed",
+    204: "malformed object: a condition without alias, or 'all' that is not a list",
+    205: "malformed list",
+    302: "a fact has more than 254 properties",
+    303: "the condition is nested too deeply",
+    309: "session not found",
+    501: "the regular expression cannot be parsed",
+    502: "the regular expression is too complex",
+    503: "the regular expression is too complex",
+    508: "the regular expression is invalid",
+}
+_CODE_IN_MESSAGE = re.compile(r"error code: (\d+)")
+
+_COMPARISONS = frozenset({"$lt", "$lte", "$gt", "$gte", "$eq", "$neq"})
+_ORDERINGS = frozenset({"$lt", "$lte", "$gt", "$gte"})
+_ARITHMETIC = frozenset({"$add", "$sub", "$mul", "$div"})
+_REGEX = frozenset({"$mt", "$imt"})
+_EXISTENCE = frozenset({"$ex", "$nex"})
+_BOOLEAN = frozenset({"$and", "$or"})
+
+
+@dataclass(frozen=True)
+class FactSchema:
+    """Every fact must have exactly these fields, with these types (int, float, str or bool).
+
+    A float field also accepts an int; bool is never an int here; None, NaN and infinities are rejected.
+    """
+
+    fields: Mapping[str, FieldType]
+
+
+@dataclass(frozen=True)
+class Match:
+    rule: str  # the rule name that fired, as given to CompiledRuleset
+    fact: dict[str, Any]  # the fact as given (without adapter-added fields)
+
+
+class DurableError(Exception):
+    """A rule set durable cannot compile, a fact it cannot take, or a failure inside durable.
+
+    ``str(error)`` is English for developers; ``zh`` is the same for users. ``rule``, ``code``,
+    ``fact_index`` and ``field`` locate the problem when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        zh: str,
+        rule: str | None = None,
+        code: int | None = None,
+        fact_index: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.zh = zh
+        self.rule = rule
+        self.code = code
+        self.fact_index = fact_index
+        self.field = field
+
+
+class FactTypeError(DurableError):
+    """A fact of the wrong shape or type; raised before anything is asserted."""
+
+
+class FactIds:
+    """Chooses the durable ``id`` of each fact in a session.
+
+    The default, ``0 .. size-1``, cannot collide (see SEQUENTIAL_IDS_WITHOUT_COLLISION). Any other id
+    whose durable identity hash is taken in the session is replaced by the next suitable ``spare`` id.
+    """
+
+    def for_session(self, size: int) -> Sequence[int]:
+        return range(size)
+
+    def spare(self, used: Iterable[int]) -> Iterable[int]:
+        taken = set(used)
+        candidate = 0
+        while True:
+            if candidate not in taken:
+                yield candidate
+            candidate += 1
+
+
+class _SameThreadHost(durable_engine.Host):
+    """A Host that starts no dispatch or timer threads: ``evaluate`` drains actions on its own thread."""
+
+    def _run(self) -> None:
+        return None
+
+
+def _never_dispatched(_closure: object) -> None:
+    raise RuntimeError("durable dispatched an action outside engine.durable_adapter")
+
+
+def _durable_code(error: BaseException) -> int | None:
+    found = _CODE_IN_MESSAGE.search(str(error))
+    return int(found.group(1)) if found else None
+
+
+def _describe_code(code: int | None) -> str:
+    if code is None:
+        return "durable failed without an error code"
+    return f"durable error {code}: {_DURABLE_CODES.get(code, 'undocumented error')}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Condition checking against the schema
+
+
+class _ConditionProblem(Exception):
+    def __init__(self, english: str, chinese: str) -> None:
+        super().__init__(english)
+        self.chinese = chinese
+
+
+_NUMERIC = "number"
+
+
+def _kind_of_field_type(field_type: FieldType) -> str:
+    if field_type is bool:
+        return "bool"
+    if field_type is str:
+        return "str"
+    return _NUMERIC
+
+
+def _kind_of_literal(value: Any) -> str:
+    if value is None:
+        raise _ConditionProblem(
+            "null literal (durable treats a null field as present)", "条件中不能使用空值 null"
+        )
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _ConditionProblem(f"non-finite number {value!r}", f"条件中的数值 {value!r} 无效")
+        return _NUMERIC
+    if isinstance(value, str):
+        return "str"
+    # Lists and other JSON shapes are left to durable, which rejects them with its own code.
+    return "other"
+
+
+class _ConditionChecker:
+    """Rejects conditions durable would accept but evaluate silently wrongly for this schema."""
+
+    def __init__(self, schema: FactSchema) -> None:
+        self._kinds = {name: _kind_of_field_type(t) for name, t in schema.fields.items()}
+
+    def check(self, condition: Any) -> None:
+        if not isinstance(condition, Mapping):
+            return  # durable reports the wrong shape itself
+        if len(condition) != 1:
+            raise _ConditionProblem(
+                f"an object in a condition has {len(condition)} keys {sorted(map(str, condition))}; "
+                "durable checks only the first: combine them with $and",
+                "条件对象必须恰好有一个键；多个条件请用 $and 组合",
+            )
+        ((key, argument),) = condition.items()
+        if key in _BOOLEAN:
+            if isinstance(argument, list):
+                if not argument:
+                    raise _ConditionProblem(f"{key} with an empty list", f"{key} 的条件列表为空")
+                for part in argument:
+                    self.check(part)
+            return
+        if key in _COMPARISONS:
+            self._check_comparison(key, argument)
+            return
+        if key in _EXISTENCE:
+            if isinstance(argument, Mapping) and len(argument) == 1:
+                self._field_kind(next(iter(argument)))
+            elif isinstance(argument, Mapping):
+                raise _ConditionProblem(f"{key} must name exactly one field", f"{key} 必须恰好指定一个字段")
+            return
+        if key in _REGEX:
+            if isinstance(argument, Mapping) and len(argument) == 1:
+                ((field, pattern),) = argument.items()
+                if self._field_kind(field) != "str" or not isinstance(pattern, str):
+                    raise _ConditionProblem(
+                        f"{key} needs a text field and a text pattern", f"{key} 需要文本字段和文本模式"
+                    )
+            return
+        if isinstance(key, str) and key.startswith("$"):
+            return  # an operator durable does not know: it rejects it with code 202
+        self._check_comparison("$eq", {key: argument})
+
+    def _check_comparison(self, operator_name: str, argument: Any) -> None:
+        if not isinstance(argument, Mapping):
+            return  # durable reports the wrong shape itself
+        if len(argument) != 1:
+            raise _ConditionProblem(
+                f"{operator_name} has {len(argument)} fields; durable checks only the first: use $and",
+                f"{operator_name} 只能比较一个字段；多个比较请用 $and 组合",
+            )
+        ((field, operand),) = argument.items()
+        left = self._field_kind(field)
+        right = self._operand_kind(operand)
+        if right == "other":
+            return
+        if left != right:
+            raise _ConditionProblem(
+                f"field {field!r} ({left}) is compared with a {right}; durable would compare them silently",
+                f"字段 {field} 的类型与比较值的类型不一致",
+            )
+        if left == "bool" and operator_name in _ORDERINGS:
+            raise _ConditionProblem(
+                f"{operator_name} on true/false field {field!r}", f"是/否字段 {field} 不能比较大小"
+            )
+
+    def _field_kind(self, field: Any) -> str:
+        if field in _RESERVED_FIELDS:
+            raise _ConditionProblem(
+                f"field {field!r} is reserved by durable", f"字段名 {field} 为保留字段，不能用于条件"
+            )
+        if field not in self._kinds:
+            known = ", ".join(sorted(self._kinds))
+            raise _ConditionProblem(
+                f"unknown field {field!r} (the facts have: {known})", f"条件引用了不存在的字段 {field}"
+            )
+        return self._kinds[field]
+
+    def _operand_kind(self, operand: Any) -> str:
+        if not isinstance(operand, Mapping):
+            return _kind_of_literal(operand)
+        if len(operand) != 1:
+            raise _ConditionProblem(
+                f"an operand object has {len(operand)} keys {sorted(map(str, operand))}",
+                "比较值对象必须恰好有一个键",
+            )
+        ((key, argument),) = operand.items()
+        if key == "$m":
+            return self._field_kind(argument)
+        if key in _ARITHMETIC:
+            if not (isinstance(argument, Mapping) and set(argument) == {"$l", "$r"}):
+                raise _ConditionProblem(
+                    f"{key} needs exactly the operands $l and $r", f"算术运算 {key} 需要 $l 和 $r 两个操作数"
+                )
+            for side in ("$l", "$r"):
+                if self._operand_kind(argument[side]) != _NUMERIC:
+                    raise _ConditionProblem(
+                        f"{key} operand {side} is not a number", f"算术运算 {key} 的操作数必须是数值"
+                    )
+            return _NUMERIC
+        raise _ConditionProblem(
+            f"unknown operand {key!r} (use a literal, {{'$m': field}} or $add/$sub/$mul/$div)",
+            f"无法识别的比较值 {key}",
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Fact checking
+
+
+class _FactChecker:
+    """Checks whole fact lists column-wise; a slow per-fact pass runs only to explain a failure."""
+
+    def __init__(self, schema: FactSchema) -> None:
+        self._names = tuple(schema.fields)
+        self._types = tuple(schema.fields.values())
+        self._field_count = len(self._names)
+        getter = operator.itemgetter(*self._names)
+        self._values: Callable[[Mapping[str, Any]], tuple[Any, ...]] = (
+            getter if self._field_count > 1 else (lambda fact: (getter(fact),))
+        )
+        self._float_columns = [operator.itemgetter(n) for n, t in schema.fields.items() if t is float]
+        self._int_columns = [operator.itemgetter(n) for n, t in schema.fields.items() if t is int]
+
+    def check(self, facts: Sequence[Mapping[str, Any]]) -> None:
+        expected = self._types
+        values = self._values
+        count = self._field_count
+        try:
+            exact = all(len(fact) == count and tuple(map(type, values(fact))) == expected for fact in facts)
+        except (KeyError, TypeError):
+            exact = False
+        if not exact:
+            for index, fact in enumerate(facts):
+                self._explain(index, fact)
+        # Exact float fields may still hold NaN or infinity; ints may not fit durable's 64 bits.
+        for column in self._float_columns:
+            if not all(map(math.isfinite, map(column, facts))):
+                self._explain_all(facts)
+        for column in self._int_columns:
+            numbers = [v for v in map(column, facts) if type(v) is int]
+            if numbers and (min(numbers) < _INT64_MIN or max(numbers) > _INT64_MAX):
+                self._explain_all(facts)
+
+    def _explain_all(self, facts: Sequence[Mapping[str, Any]]) -> None:
+        for index, fact in enumerate(facts):
+            self._explain(index, fact)
+
+    def _explain(self, index: int, fact: Any) -> None:
+        if not isinstance(fact, Mapping):
+            raise FactTypeError(
+                f"fact {index} is a {type(fact).__name__}, not a mapping",
+                zh=f"第 {index + 1} 条数据格式错误：应为字段表",
+                fact_index=index,
+            )
+        missing = [name for name in self._names if name not in fact]
+        extra = sorted(str(name) for name in fact if name not in self._names)
+        if missing or extra:
+            raise FactTypeError(
+                f"fact {index} has missing fields {missing} and unexpected fields {extra}",
+                zh=f"第 {index + 1} 条数据字段不符：缺少 {'、'.join(missing) or '无'}，多出 {'、'.join(extra) or '无'}",
+                fact_index=index,
+                field=(missing or extra)[0],
+            )
+        for name, field_type in zip(self._names, self._types, strict=True):
+            problem = _value_problem(fact[name], field_type)
+            if problem is not None:
+                english, chinese = problem
+                raise FactTypeError(
+                    f"fact {index} field {name!r}: {english}",
+                    zh=f"第 {index + 1} 条数据的字段 {name}：{chinese}",
+                    fact_index=index,
+                    field=name,
+                )
+
+
+_TYPE_NAMES_ZH = {int: "整数", float: "数值", str: "文本", bool: "是/否"}
+
+
+def _value_problem(value: Any, field_type: FieldType) -> tuple[str, str] | None:
+    expected_zh = _TYPE_NAMES_ZH[field_type]
+    wrong = (
+        f"expected {field_type.__name__}, got {type(value).__name__} {value!r}",
+        f"应为{expected_zh}，实际为 {value!r}",
+    )
+    if value is None:
+        return (f"expected {field_type.__name__}, got None", f"应为{expected_zh}，实际为空")
+    if field_type is bool:
+        return None if isinstance(value, bool) else wrong
+    if isinstance(value, bool):
+        return wrong
+    if field_type is str:
+        return None if isinstance(value, str) else wrong
+    if field_type is int:
+        if not isinstance(value, int):
+            return wrong
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            return (f"{value} does not fit in 64 bits", f"整数 {value} 超出范围")
+        return None
+    if not isinstance(value, int | float):
+        return wrong
+    if isinstance(value, float) and not math.isfinite(value):
+        return (f"{value!r} is not a finite number", f"数值 {value!r} 无效")
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The compiled rule set
+
+
+def _check_schema(schema: FactSchema) -> None:
+    if not schema.fields:
+        raise DurableError("the fact schema has no fields", zh="数据结构未定义任何字段")
+    if len(schema.fields) > _MAX_FIELDS:
+        raise DurableError(
+            f"the fact schema has {len(schema.fields)} fields; durable takes at most {_MAX_FIELDS}",
+            zh=f"数据字段过多（{len(schema.fields)} 个），最多 {_MAX_FIELDS} 个",
+        )
+    for name, field_type in schema.fields.items():
+        if not isinstance(name, str) or not name or name in _RESERVED_FIELDS or name[0] == "$" or "." in name:
+            raise DurableError(
+                f"field name {name!r} is not usable with durable (reserved, empty, '$'-prefixed or dotted)",
+                zh=f"字段名 {name} 不可用（保留字、为空、以 $ 开头或含点号）",
+                field=str(name),
+            )
+        if field_type not in _ALLOWED_FIELD_TYPES:
+            raise DurableError(
+                f"field {name!r} has type {field_type!r}; allowed: int, float, str, bool",
+                zh=f"字段 {name} 的类型不受支持（只支持整数、数值、文本、是/否）",
+                field=name,
+            )
+
+
+def _create_handle(ruleset_name: str, definition: Mapping[str, Any]) -> int:
+    return int(durable_rules_engine.create_ruleset(ruleset_name, json.dumps(definition, ensure_ascii=False)))
+
+
+def _delete_handle(handle: int) -> None:
+    durable_rules_engine.delete_ruleset(handle)
+
+
+def durable_identity_hash(fact_id: str) -> int:
+    """The 32-bit FNV-1 hash durable keys stored facts by (``fnv1Hash32`` in durable's state.c)."""
+    value = 0x811C9DC5
+    for byte in fact_id.encode("ascii"):
+        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
+    return value
+
+
+def _without_identity_collisions(ids: Sequence[int], source: FactIds) -> list[int]:
+    """Replaces every id whose durable identity is already taken in the session by a spare one."""
+    taken_hashes = {durable_identity_hash(_SESSION_FACT_ID)}
+    chosen: list[int] = []
+    chosen_set: set[int] = set()
+    spare: Iterator[int] | None = None
+    for fact_id in ids:
+        candidate = fact_id
+        while candidate in chosen_set or durable_identity_hash(str(candidate)) in taken_hashes:
+            if spare is None:
+                spare = iter(source.spare(ids))
+            candidate = next(spare)
+        chosen.append(candidate)
+        chosen_set.add(candidate)
+        taken_hashes.add(durable_identity_hash(str(candidate)))
+    return chosen
+
+
+class CompiledRuleset:
+    """One durable ruleset of single-fact conditions, compiled once and evaluated many times.
+
+    Not safe for concurrent ``evaluate`` calls from several threads: they are serialised by a lock.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        conditions: Mapping[str, Mapping[str, Any]],
+        schema: FactSchema,
+        *,
+        fact_ids: FactIds | None = None,
+    ) -> None:
+        """conditions: rule name -> a durable condition on ONE fact, e.g.
+        ``{'$and': [{'rule': 'lucheng.share'}, {'$lt': {'value': {'$m': 'bound'}}}]}``.
+
+        Builds one durable ruleset (in one thread-less Host) for the whole set; raises DurableError naming
+        the rule when a condition is malformed or does not fit the schema.
+        """
+        if not isinstance(name, str) or not name or "$" in name:
+            raise DurableError(
+                f"ruleset name {name!r} must be non-empty text without '$'", zh="规则集名称无效"
+            )
+        _check_schema(schema)
+        self.name = name
+        self.schema = schema
+        self._fact_checker = _FactChecker(schema)
+        self._fact_ids = fact_ids or FactIds()
+        self._lock = threading.Lock()
+        self._closed = False
+
+        condition_checker = _ConditionChecker(schema)
+        # Action names are positional so messages parse without JSON-unescaping user rule names, and the
+        # position in sorted order makes (fact, position) sort like (fact, rule name).
+        self._rule_names: tuple[str, ...] = tuple(sorted(conditions))
+        definition: dict[str, dict[str, Any]] = {}
+        for position, rule_name in enumerate(self._rule_names):
+            condition = conditions[rule_name]
+            try:
+                condition_checker.check(condition)
+            except _ConditionProblem as problem:
+                raise DurableError(
+                    f"rule {rule_name!r}: {problem}",
+                    zh=f"规则 {rule_name} 的条件有误：{problem.chinese}",
+                    rule=rule_name,
+                ) from None
+            definition[f"r{position}"] = {"all": [{"m": copy.deepcopy(condition)}], "run": _never_dispatched}
+
+        self._host = _SameThreadHost()
+        try:
+            # set_rulesets deletes 'run' from what it is given; ``definition`` is ours alone.
+            self._host.set_rulesets({name: definition})
+        except durable_rules_engine.error as error:
+            raise self._locate_compile_error(name, definition, error) from None
+        self._handle: int = self._host.get_ruleset(name)._handle
+        self._release = weakref.finalize(self, _delete_handle, self._handle)
+
+    def _locate_compile_error(
+        self, name: str, definition: Mapping[str, Mapping[str, Any]], error: BaseException
+    ) -> DurableError:
+        code = _durable_code(error)
+        for position, rule_name in enumerate(self._rule_names):
+            single = {"all": definition[f"r{position}"]["all"]}
+            try:
+                probe = _create_handle(name, {f"r{position}": single})
+            except durable_rules_engine.error as rule_error:
+                rule_code = _durable_code(rule_error)
+                return DurableError(
+                    f"rule {rule_name!r}: {_describe_code(rule_code)}",
+                    zh=f"规则 {rule_name} 的条件无法编译（durable 错误码 {rule_code}）",
+                    rule=rule_name,
+                    code=rule_code,
+                )
+            _delete_handle(probe)
+        return DurableError(
+            f"ruleset {name!r}: {_describe_code(code)}",
+            zh=f"规则集 {name} 无法编译（durable 错误码 {code}）",
+            code=code,
+        )
+
+    # ----------------------------------------------------------------------------------------------
+
+    def evaluate(self, facts: Sequence[Mapping[str, Any]]) -> list[Match]:
+        """Returns every (rule, fact) match, ordered by fact position then rule name.
+
+        Every fact is type-checked before anything is asserted. All matches have been read when this
+        returns, and no session state is left behind (facts never leak into the next evaluation).
+        """
+        self._fact_checker.check(facts)
+        found: list[tuple[int, int]] = []
+        with self._lock:
+            if self._closed:
+                raise DurableError(f"ruleset {self.name!r} is closed", zh=f"规则集 {self.name} 已关闭")
+            for start in range(0, len(facts), _SESSION_CAPACITY):
+                chunk = facts[start : start + _SESSION_CAPACITY]
+                for fact_position, rule_position in self._evaluate_session(chunk):
+                    found.append((start + fact_position, rule_position))
+        found.sort()
+        names = self._rule_names
+        return [Match(rule=names[rule_position], fact=dict(facts[index])) for index, rule_position in found]
+
+    def _evaluate_session(self, facts: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+        ids = self._session_ids(len(facts))
+        payload = json.dumps(
+            [{"id": fact_id, **fact} for fact_id, fact in zip(ids, facts, strict=True)],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        try:
+            code, state = durable_rules_engine.assert_facts(self._handle, payload)
+            # durable reports only the last of "not handled" / "observed" in a batch, so a dropped fact
+            # cannot be detected afterwards; _session_ids makes "observed" impossible instead.
+            if code not in (_RESULT_OK, _RESULT_NOT_HANDLED):
+                raise DurableError(
+                    f"durable returned result {code} for a batch", zh="规则引擎处理数据失败", code=code
+                )
+            sequential = isinstance(ids, range) and ids.start == 0 and ids.step == 1
+            return self._drain(state, None if sequential else {i: p for p, i in enumerate(ids)})
+        except durable_rules_engine.error as error:
+            code = _durable_code(error)
+            raise DurableError(
+                _describe_code(code), zh=f"规则引擎处理数据失败（错误码 {code}）", code=code
+            ) from None
+        finally:
+            self._delete_session()
+
+    def _session_ids(self, size: int) -> Sequence[int]:
+        ids = self._fact_ids.for_session(size)
+        if len(ids) != size:
+            raise DurableError(f"FactIds gave {len(ids)} ids for {size} facts", zh="数据标识数量不符")
+        if (
+            isinstance(ids, range)
+            and ids.start == 0
+            and ids.step == 1
+            and size <= SEQUENTIAL_IDS_WITHOUT_COLLISION
+        ):
+            return ids
+        return _without_identity_collisions(ids, self._fact_ids)
+
+    _MATCH_HEAD = re.compile(r'\{"r(\d+)":\{"m":\{"id":(-?\d+),')
+
+    def _drain(self, state: int, position_of_id: Mapping[int, int] | None) -> list[tuple[int, int]]:
+        """Reads every queued action of the session on this thread (the Host has no dispatch thread)."""
+        found: list[tuple[int, int]] = []
+        head = self._MATCH_HEAD.match
+        started = durable_rules_engine.start_action_for_state(self._handle, state)
+        message: str | None = started[1] if started else None
+        while message:
+            parsed = head(message)
+            if parsed is not None:
+                fact_id = int(parsed.group(2))
+                position = fact_id if position_of_id is None else position_of_id[fact_id]
+                found.append((position, int(parsed.group(1))))
+            elif f'"id":"{_SESSION_FACT_ID}"' not in message:
+                # The session fact durable adds itself can satisfy e.g. a lone $nex; anything else is a bug.
+                raise DurableError(
+                    f"unexpected durable action message: {message[:200]}", zh="规则引擎返回了无法识别的结果"
+                )
+            message = durable_rules_engine.complete_and_start_action(self._handle, state)
+        return found
+
+    def _delete_session(self) -> None:
+        try:
+            durable_rules_engine.delete_state(self._handle, _SESSION_ID)
+        except durable_rules_engine.error as error:
+            if _durable_code(error) != _ERR_SID_NOT_FOUND:
+                raise
+
+    # ----------------------------------------------------------------------------------------------
+
+    def has_live_session(self) -> bool:
+        """True if durable still holds facts or queued actions of this ruleset (never after evaluate)."""
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                durable_rules_engine.get_state(self._handle, _SESSION_ID)
+            except durable_rules_engine.error as error:
+                if _durable_code(error) == _ERR_SID_NOT_FOUND:
+                    return False
+                raise
+            return True
+
+    def close(self) -> None:
+        """Frees the C ruleset (durable's Host never does). Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._release()
+
+    def __enter__(self) -> CompiledRuleset:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
