@@ -402,12 +402,13 @@ def _rule(checker: _FileChecker, item: CommentedMap, programme: str) -> Rule | N
     what = f"规则 `{item.get('id', '?')}` "
     checker.check_keys(item, RULE_FIELD_NAMES, what)
     known_kind = kind in RULE_KINDS
-    specs = [f for f in RULE_FIELDS if not known_kind or kind in f.kinds or f.name not in item]
+    # With an unknown kind only the common fields can be checked; the kind error is reported anyway.
+    specs = [f for f in RULE_FIELDS if (kind in f.kinds if known_kind else f.kinds == RULE_KINDS)]
     if known_kind:
         for f in RULE_FIELDS:
             if f.name in item and kind not in f.kinds:
                 checker.error(item, f"`{f.name}` 不适用于 kind: {kind} 的规则（适用于 {', '.join(f.kinds)}）", key=f.name, key_pos=True)
-    values = _fields(checker, item, [s for s in specs if not (known_kind and s.name in item and kind not in s.kinds)], what)
+    values = _fields(checker, item, specs, what)
     selector = _selector(checker, item, values.get("kind")) if known_kind else None
     if values.get("kind") == "threshold" and ("at_least" in item) == ("at_most" in item):
         checker.error(item, f"{what}须有 `at_least` 或 `at_most` 之一（只能有一个）")

@@ -1,0 +1,132 @@
+"""Compile a rule set into durable-rules conditions: one durable rule per decision a YAML rule can take.
+
+A YAML rule of kind `threshold` with a yellow margin becomes two durable rules, `<id>#red`
+and `<id>#yellow`, each a condition on one derived fact. Facts carry the rule id, so a fact
+can only match its own rule's decisions. The durable rule name says what a match means
+(`decision_of`): kind, light, and whether the working group is copied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.durable_adapter import CompiledRuleset, FactSchema
+from engine.rules import Rule, RuleSet
+
+FACT_SCHEMA = FactSchema(
+    fields={
+        "rule": str,
+        "idx": int,
+        "value": float,
+        "bound": float,
+        "red_line": float,
+        "completion": float,
+        "progress": float,
+        "red_at": float,
+        "praise_at": float,
+        "days": float,
+        "flag": bool,
+    }
+)
+
+
+@dataclass(frozen=True)
+class DecisionKind:
+    kind: str  # warning | reminder | overdue | praise
+    level: str | None
+    stage: str
+    period_suffix: str = ""
+    copy_working_group: bool = False
+
+
+Condition = dict[str, Any]
+
+
+def _rule(rule: Rule) -> Condition:
+    return {"rule": rule.id}
+
+
+def _all(*conditions: Condition) -> Condition:
+    # durable checks only the first key of a multi-key dict: always combine with $and.
+    return {"$and": list(conditions)}
+
+
+def _field_cmp(op: str, left: str, right_field: str) -> Condition:
+    return {op: {left: {"$m": right_field}}}
+
+
+def _const_cmp(op: str, left: str, value: float) -> Condition:
+    return {op: {left: value}}
+
+
+_DECISIONS: dict[str, DecisionKind] = {}
+
+
+def decision_of(durable_name: str) -> DecisionKind:
+    return _DECISIONS[durable_name.split("#", 1)[1]]
+
+
+def _decide(name: str, decision: DecisionKind) -> str:
+    _DECISIONS.setdefault(name, decision)
+    return name
+
+
+def rule_conditions(rule: Rule) -> dict[str, Condition]:
+    """The durable conditions for one YAML rule, keyed '<rule id>#<decision>'."""
+    out: dict[str, Condition] = {}
+
+    def add(decision: str, kind: DecisionKind, condition: Condition) -> None:
+        out[f"{rule.id}#{_decide(decision, kind)}"] = _all(_rule(rule), condition)
+
+    if rule.kind == "threshold":
+        below = rule.at_least is not None
+        missed, beyond = ("$lt", "$lt") if below else ("$gt", "$gt")
+        within = "$gte" if below else "$lte"
+        if rule.yellow_margin:
+            add("red", DecisionKind("warning", "red", "red"), _field_cmp(beyond, "value", "red_line"))
+            add("yellow", DecisionKind("warning", "yellow", "yellow"),
+                _all(_field_cmp(missed, "value", "bound"), _field_cmp(within, "value", "red_line")))
+        else:
+            level = rule.level
+            add(level, DecisionKind("warning", level, level), _field_cmp(missed, "value", "bound"))
+    elif rule.kind == "pace":
+        add("red", DecisionKind("warning", "red", "red"), _field_cmp("$lte", "completion", "red_at"))
+        add("yellow", DecisionKind("warning", "yellow", "yellow"),
+            _all(_field_cmp("$gt", "completion", "red_at"), _field_cmp("$lt", "completion", "progress")))
+        if rule.praise_margin is not None:
+            add("ahead", DecisionKind("praise", "green", "ahead", period_suffix="praise"),
+                _field_cmp("$gte", "completion", "praise_at"))
+    elif rule.kind == "deadline":
+        days = sorted(set(rule.remind_days), reverse=True)
+        for i, n in enumerate(days):
+            lower = _const_cmp("$gt", "days", float(days[i + 1])) if i + 1 < len(days) else _const_cmp("$gte", "days", 0.0)
+            add(f"remind{n}", DecisionKind("reminder", "blue", f"remind{n}", period_suffix=f"T-{n}"),
+                _all(_const_cmp("$lte", "days", float(n)), lower))
+        escalate = float(rule.escalate_after_days)
+        add("overdue", DecisionKind("overdue", "yellow", "overdue"),
+            _all(_const_cmp("$lt", "days", 0.0), _const_cmp("$gte", "days", -escalate)))
+        add("escalated", DecisionKind("overdue", "red", "escalated", copy_working_group=True),
+            _const_cmp("$lt", "days", -escalate))
+    elif rule.kind == "report_due":
+        add("due_soon", DecisionKind("reminder", "blue", "due_soon", period_suffix="reminder"),
+            _all(_const_cmp("$gte", "days", 0.0), _const_cmp("$lte", "days", float(rule.remind_days_before))))
+        add("missing", DecisionKind("warning", "yellow", "missing"), _const_cmp("$lt", "days", 0.0))
+    elif rule.kind == "praise":
+        praise = DecisionKind("praise", "green", rule.basis)
+        if rule.basis == "target_met_early":
+            add("met_early", praise, _all(_field_cmp("$gte", "completion", "progress"), _const_cmp("$gt", "days", 0.0)))
+        elif rule.basis == "ahead_of_pace":
+            add("ahead", praise, _field_cmp("$gte", "completion", "praise_at"))
+        else:
+            add("on_time", praise, {"flag": True})
+    else:  # pragma: no cover - the loader only admits known kinds
+        raise ValueError(rule.kind)
+    return out
+
+
+def compile_rule_set(rule_set: RuleSet) -> CompiledRuleset:
+    conditions: dict[str, Condition] = {}
+    for rule in rule_set.rules:
+        conditions.update(rule_conditions(rule))
+    return CompiledRuleset(rule_set.settings.programme, conditions, FACT_SCHEMA)

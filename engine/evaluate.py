@@ -1,0 +1,506 @@
+"""Evaluation: (rules, a store snapshot, now) → alert candidates. No I/O, no clock.
+
+For each rule, facts are derived from the snapshot in Python (year-to-date sums, time
+progress, days to a deadline); the decision itself — which light, which reminder — is the
+rule's durable-rules condition, compiled once per loaded rule set (engine.compile).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.calendar import WorkingCalendar
+from engine.compile import FACT_SCHEMA, DecisionKind, compile_rule_set, decision_of
+from engine.durable_adapter import CompiledRuleset
+from engine.rules import Rule, RuleSet
+from store.periods import Period, local_date, month_code, parse_period
+from store.snapshot import IndicatorInfo, Snapshot
+
+
+@dataclass(frozen=True)
+class AlertCandidate:
+    """What one rule says about one subject at one moment; the lifecycle turns these into notices."""
+
+    at: dt.datetime
+    rule: str
+    period: str
+    kind: str  # warning | reminder | overdue | praise
+    level: str | None  # red | yellow | blue | green
+    subject_type: str  # indicator | task | project | unit
+    subject: str
+    subject_name: str
+    units: tuple[str, ...]
+    recipients: tuple[str, ...]
+    notify_units: tuple[str, ...]  # unit codes that receive it (responsible units and/or working group)
+    title: str
+    value: float | None = None
+    threshold: float | None = None
+    expected: float | None = None
+    measure: str = ""
+    deadline: dt.date | None = None
+    days_left: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.rule, self.subject_type, self.subject, self.period)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "at": self.at.isoformat(),
+            "rule": self.rule,
+            "period": self.period,
+            "kind": self.kind,
+            "level": self.level,
+            "subject_type": self.subject_type,
+            "subject": self.subject,
+            "subject_name": self.subject_name,
+            "units": list(self.units),
+            "recipients": list(self.recipients),
+            "title": self.title,
+            "value": _round(self.value),
+        }
+        if self.threshold is not None:
+            data["threshold"] = _round(self.threshold)
+        if self.expected is not None:
+            data["expected"] = _round(self.expected)
+        if self.measure:
+            data["measure"] = self.measure
+        if self.deadline is not None:
+            data["deadline"] = self.deadline.isoformat()
+            data["days_left"] = self.days_left
+        data.update(self.details)
+        return data
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+@dataclass
+class EvaluationResult:
+    candidates: list[AlertCandidate]
+    warnings: list[str]
+
+
+@dataclass
+class _Pending:
+    """A derived fact plus what is needed to describe it if a condition matches."""
+
+    rule: Rule
+    subject_type: str
+    subject: str
+    subject_name: str
+    units: tuple[str, ...]
+    period: str
+    measure: str = ""
+    value: float | None = None
+    threshold: float | None = None
+    expected: float | None = None
+    deadline: dt.date | None = None
+    days_left: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    unit_name: str = ""
+    period_label: str = ""
+
+
+class Evaluator:
+    """Holds one compiled rule set (one durable-rules host); evaluate() is a pure function of its inputs."""
+
+    def __init__(self, rule_set: RuleSet, calendar: WorkingCalendar | None = None) -> None:
+        self.rule_set = rule_set
+        self.calendar = calendar or WorkingCalendar.load(rule_set.settings.calendar)
+        self._compiled: CompiledRuleset = compile_rule_set(rule_set)
+
+    def close(self) -> None:
+        self._compiled.close()
+
+    def evaluate(self, snapshot: Snapshot, *, groups: Iterable[str] | None = None) -> EvaluationResult:
+        at = snapshot.at
+        wanted = set(groups) if groups is not None else None
+        warnings: list[str] = []
+        pending: list[_Pending] = []
+        facts: list[dict[str, Any]] = []
+        for rule in self.rule_set.rules:
+            if wanted is not None and not wanted & set(rule.groups):
+                continue
+            unknown = sorted(code for code in rule.referenced_indicators if code not in snapshot.indicators)
+            if unknown:
+                warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 引用了未知指标 {', '.join(unknown)}，本次跳过该规则")
+                continue
+            for item, fact in _DERIVERS[rule.kind](self, rule, snapshot, warnings):
+                fact["rule"] = rule.id
+                fact["idx"] = len(pending)
+                pending.append(item)
+                facts.append(_complete(fact))
+        candidates = []
+        for match in self._compiled.evaluate(facts):
+            item = pending[match.fact["idx"]]
+            decision = decision_of(match.rule)
+            candidates.append(self._candidate(item, decision, snapshot, at))
+        candidates.sort(key=lambda c: (c.rule, c.subject_type, c.subject, c.period, c.kind))
+        return EvaluationResult(candidates, warnings)
+
+    # --- turning a match into a candidate ---------------------------------------------------
+
+    def _candidate(self, item: _Pending, decision: DecisionKind, snapshot: Snapshot, at: dt.datetime) -> AlertCandidate:
+        rule = item.rule
+        wg = self.rule_set.settings.working_group
+        notify = rule.notify
+        if decision.copy_working_group and notify == "units":
+            notify = "both"
+        notify_units: list[str] = []
+        if notify in ("units", "both"):
+            notify_units += list(item.units)
+        if notify in ("working_group", "both") and wg not in notify_units:
+            notify_units.append(wg)
+        recipients: list[str] = []
+        for code in notify_units:
+            unit = snapshot.units.get(code)
+            for email in unit.emails if unit else ():
+                if email not in recipients:
+                    recipients.append(email)
+        title = _fill(rule.title, {
+            "subject": item.subject_name,
+            "period": item.period_label,
+            "unit": item.unit_name,
+            "value": _fmt(item.value),
+            "threshold": _fmt(item.threshold),
+            "expected": _fmt(item.expected),
+            "days": str(abs(item.days_left)) if item.days_left is not None else "",
+        })
+        title += _stage_note(decision.stage, item)
+        details = dict(item.details)
+        details["stage"] = decision.stage
+        return AlertCandidate(
+            at=at,
+            rule=rule.id,
+            period=item.period if not decision.period_suffix else f"{item.period}/{decision.period_suffix}",
+            kind=decision.kind,
+            level=decision.level,
+            subject_type=item.subject_type,
+            subject=item.subject,
+            subject_name=item.subject_name,
+            units=item.units,
+            recipients=tuple(recipients),
+            notify_units=tuple(notify_units),
+            title=title,
+            value=item.value,
+            threshold=item.threshold,
+            expected=item.expected,
+            measure=item.measure,
+            deadline=item.deadline,
+            days_left=item.days_left,
+            details=details,
+        )
+
+
+def _stage_note(stage: str, item: _Pending) -> str:
+    """Deadline and reporting notices say where the subject stands: days left, or days overdue."""
+    days = item.days_left
+    due = f"{item.deadline.month}月{item.deadline.day}日" if item.deadline else ""
+    if stage.startswith("remind") and days is not None:
+        return "（今日到期）" if days == 0 else f"（距完成时限还有{days}天）"
+    if stage == "overdue" and days is not None:
+        return f"（已逾期{-days}天）"
+    if stage == "escalated" and days is not None:
+        return f"（已逾期{-days}天，升级督办）"
+    if stage == "due_soon":
+        return f"（报送截止日{due}）"
+    if stage == "missing":
+        return f"（已超过报送截止日{due}）"
+    return ""
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    """Fill {name} placeholders; unknown names stay as written (no format-string attribute access)."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), text)
+
+
+def _complete(fact: dict[str, Any]) -> dict[str, Any]:
+    for name, kind in FACT_SCHEMA.fields.items():
+        if name not in fact:
+            fact[name] = kind()
+    return fact
+
+
+# --- fact derivation, one function per rule kind ------------------------------------------------
+
+
+def _indicators(rule: Rule, snapshot: Snapshot) -> list[IndicatorInfo]:
+    selector = rule.selector
+    return [
+        info for code, info in sorted(snapshot.indicators.items()) if selector.matches(code, info.kind)
+    ]
+
+
+def _latest(series: dict[str, float]) -> tuple[Period, float] | None:
+    if not series:
+        return None
+    periods = sorted((parse_period(code), value) for code, value in series.items())
+    # Prefer the finest period among the latest ones: a month over its quarter over its year.
+    latest_end = max(p.end for p, _ in periods)
+    finest = [(p, v) for p, v in periods if p.end == latest_end]
+    return max(finest, key=lambda pv: pv[0].start)
+
+
+def _value_in(snapshot: Snapshot, code: str, period: Period) -> float | None:
+    return snapshot.observations.get(code, {}).get("", {}).get(period.code)
+
+
+def _derive_threshold(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    bound = rule.at_least or rule.at_most
+    assert bound is not None
+    for info in _indicators(rule, snapshot):
+        latest = _latest(snapshot.observations.get(info.code, {}).get("", {}))
+        if latest is None:
+            continue
+        period, value = latest
+        limit = bound.resolve(info.measure, lambda code, p=period: _value_in(snapshot, code, p))  # type: ignore[misc]
+        if limit is None:
+            warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 缺少 {period.label} 的比较指标数据（{bound.text}），本次跳过 {info.code}")
+            continue
+        margin = rule.yellow_margin or 0.0
+        item = _Pending(
+            rule, "indicator", info.code, info.name, info.units, str(period.year), info.measure,
+            value=value, threshold=limit, period_label=period.label,
+            details={"value_period": period.code, "bound": bound.text},
+        )
+        red_line = limit - margin if rule.at_least is not None else limit + margin
+        yield item, {"value": value, "bound": limit, "red_line": red_line}
+
+
+def _elapsed_share(snapshot: Snapshot, rule: Rule) -> tuple[float, int, int, str] | None:
+    """Time progress p (0..100): months ended / months in scope; plus (months ended, months total, year)."""
+    today = snapshot.today
+    if rule.target == "final":
+        programme = snapshot.programme
+        if programme is None:
+            return None
+        total = (programme.end.year - programme.start.year) * 12 + programme.end.month - programme.start.month + 1
+        ended = (today.year - programme.start.year) * 12 + today.month - programme.start.month
+        ended = max(0, min(total, ended))
+        return 100.0 * ended / total, ended, total, "final"
+    year = today.year if today.month > 1 else today.year - 1
+    ended = today.month - 1 if today.month > 1 else 12
+    return 100.0 * ended / 12, ended, 12, str(year)
+
+
+def _series(snapshot: Snapshot, indicator: str, unit: str) -> dict[str, float]:
+    """A unit's monthly figures; for the whole jurisdiction ('') the reported total, or else the units' sum."""
+    by_unit = snapshot.observations.get(indicator, {})
+    if unit or "" in by_unit:
+        return by_unit.get(unit, {})
+    merged: dict[str, float] = {}
+    for unit_series in by_unit.values():
+        for code, value in unit_series.items():
+            merged[code] = merged.get(code, 0.0) + value
+    return merged
+
+
+def _sum_in_scope(series: dict[str, float], scope: str, snapshot: Snapshot) -> float:
+    """Year-to-date (scope '2023') or programme-to-date (scope 'final') sum of monthly amounts."""
+    total = 0.0
+    for code, value in series.items():
+        if len(code) != 7 or code[4] != "-" or code[5] == "Q":
+            continue  # only monthly amounts add up; quarterly/yearly rows would double count
+        if scope == "final" or code.startswith(scope):
+            total += value
+    return total
+
+
+def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    progress = _elapsed_share(snapshot, rule)
+    if progress is None or progress[1] == 0:
+        return
+    p, ended, total, scope = progress
+    target_scope = "final" if scope == "final" else scope
+    label = f"{scope}年1—{ended}月" if scope != "final" else f"规划期前{ended}个月"
+    if rule.selector.subject_type == "project":
+        year = int(scope) if scope != "final" else snapshot.today.year
+        for code, info in sorted(snapshot.projects.items()):
+            if not rule.selector.matches(code):
+                continue
+            planned = snapshot.plans.get((code, year))
+            if not planned:
+                continue
+            done = _sum_in_scope(snapshot.investments.get(code, {}), str(year), snapshot)
+            c = 100.0 * done / planned
+            item = _Pending(rule, "project", code, info.name, info.units, str(year), "亿元",
+                            value=done, threshold=planned, expected=planned * p / 100, period_label=label,
+                            details={"completion": round(c, 2), "time_progress": round(p, 2), "category": info.category})
+            yield item, _pace_fact(rule, c, p)
+        return
+    for info in _indicators(rule, snapshot):
+        if info.kind != "cumulative":
+            continue
+        judged = [u for u in info.units if (info.code, target_scope, u) in snapshot.targets] if rule.per_unit else [""]
+        for unit in judged:
+            series = _series(snapshot, info.code, unit)
+            target = snapshot.targets.get((info.code, target_scope, unit))
+            if not target:
+                continue
+            done = _sum_in_scope(series, target_scope, snapshot)
+            c = 100.0 * done / target
+            unit_info = snapshot.units.get(unit)
+            item = _Pending(
+                rule, "indicator", info.code if not unit else f"{info.code}@{unit}",
+                info.name, (unit,) if unit else info.units, scope, info.measure,
+                value=done, threshold=target, expected=target * p / 100, period_label=label,
+                unit_name=unit_info.name if unit_info else "",
+                details={"completion": round(c, 2), "time_progress": round(p, 2), "indicator": info.code,
+                         "unit": unit, "months_ended": ended, "months_total": total},
+            )
+            yield item, _pace_fact(rule, c, p)
+
+
+def _pace_fact(rule: Rule, c: float, p: float) -> dict[str, Any]:
+    praise_at = p + rule.praise_margin if rule.praise_margin is not None else 1e12
+    return {"completion": c, "progress": p, "red_at": p - rule.yellow_gap, "praise_at": praise_at}
+
+
+def _derive_deadline(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    today = snapshot.today
+    for code, task in sorted(snapshot.tasks.items()):
+        if task.deadline is None or task.done or not rule.selector.matches(code):
+            continue
+        days_left = (task.deadline - today).days
+        item = _Pending(rule, "task", code, task.title, task.units, task.deadline.isoformat(),
+                        deadline=task.deadline, days_left=days_left, period_label=task.deadline_text,
+                        details={"goal": task.goal, "measures": task.measures})
+        yield item, {"days": float(days_left)}
+
+
+def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    today = snapshot.today
+    programme = snapshot.programme
+    first = programme.start if programme else dt.date(today.year, 1, 1)
+    year, month = first.year, first.month
+    months: list[tuple[int, int, dt.date]] = []
+    while (year, month) < (today.year, today.month):
+        due = ev.calendar.due_date_for_month(year, month, rule.due_day)
+        if (due - today).days <= rule.remind_days_before:
+            months.append((year, month, due))
+        year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+    if not months:
+        return
+    for info in _indicators(rule, snapshot):
+        if not info.units:
+            continue
+        observed = snapshot.observations.get(info.code, {})
+        reporters = info.units if rule.per_unit else info.units[:1]
+        for reporter in reporters:
+            series = observed.get(reporter if rule.per_unit else "", {})
+            if not rule.per_unit and not series:
+                # Figures filed per unit still count as the jurisdiction's report.
+                series = {k: v for s in observed.values() for k, v in s.items()}
+            for y, m, due in months:
+                code = month_code(y, m)
+                quarter = f"{y}-Q{(m - 1) // 3 + 1}"
+                if code in series or (m % 3 == 0 and quarter in series):
+                    continue
+                unit = snapshot.units.get(reporter)
+                days_left = (due - today).days
+                item = _Pending(rule, "indicator", info.code if not rule.per_unit else f"{info.code}@{reporter}",
+                                info.name, (reporter,), code, info.measure,
+                                deadline=due, days_left=days_left, period_label=f"{y}年{m}月",
+                                unit_name=unit.name if unit else reporter,
+                                details={"indicator": info.code, "unit": reporter})
+                yield item, {"days": float(days_left)}
+
+
+def _quarter_of(day: dt.date) -> str:
+    return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+
+
+def _derive_praise(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    today = snapshot.today
+    if rule.basis == "tasks_on_time":
+        yield from _tasks_on_time(rule, snapshot, today)
+        return
+    progress = _elapsed_share(snapshot, rule)
+    if progress is None or progress[1] == 0:
+        return
+    p, ended, _total, scope = progress
+    quarter = _quarter_of(dt.date(int(scope), ended, 1)) if scope != "final" else _quarter_of(today)
+    for info in _indicators(rule, snapshot):
+        if info.kind != "cumulative":
+            continue
+        for unit in ("", *info.units):
+            target = snapshot.targets.get((info.code, scope, unit))
+            if not target:
+                continue
+            series = _series(snapshot, info.code, unit)
+            done = _sum_in_scope(series, scope, snapshot)
+            c = 100.0 * done / target
+            unit_info = snapshot.units.get(unit)
+            period = scope if rule.basis == "target_met_early" else quarter
+            item = _Pending(
+                rule, "indicator", info.code if not unit else f"{info.code}@{unit}", info.name,
+                (unit,) if unit else info.units, period, info.measure,
+                value=done, threshold=target, expected=target * p / 100,
+                period_label=f"{scope}年1—{ended}月", unit_name=unit_info.name if unit_info else "",
+                details={"completion": round(c, 2), "time_progress": round(p, 2), "indicator": info.code, "unit": unit},
+            )
+            months_left = 12 - ended if scope != "final" else 1
+            if rule.basis == "target_met_early":
+                yield item, {"completion": c, "progress": 100.0, "days": float(months_left)}
+            else:
+                yield item, {"completion": c, "progress": p, "praise_at": p + rule.margin}
+
+
+def _tasks_on_time(rule: Rule, snapshot: Snapshot, today: dt.date) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    # The most recent quarter that has ended.
+    this_quarter_start = dt.date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    last_day = this_quarter_start - dt.timedelta(days=1)
+    quarter = _quarter_of(last_day)
+    start = dt.date(last_day.year, 3 * ((last_day.month - 1) // 3) + 1, 1)
+    by_unit: dict[str, list[bool]] = {}
+    for code, task in snapshot.tasks.items():
+        if not rule.selector.matches(code) or task.deadline is None or not task.units:
+            continue
+        if start <= task.deadline <= last_day:
+            on_time = task.done_on is not None and task.done_on <= task.deadline
+            by_unit.setdefault(task.units[0], []).append(on_time)
+    for unit, results in sorted(by_unit.items()):
+        info = snapshot.units.get(unit)
+        item = _Pending(rule, "unit", unit, info.name if info else unit, (unit,), quarter,
+                        value=float(sum(results)), threshold=float(len(results)),
+                        period_label=parse_period(quarter).label, unit_name=info.name if info else unit,
+                        details={"tasks_due": len(results), "tasks_on_time": sum(results)})
+        yield item, {"value": float(sum(results)), "bound": float(len(results)), "flag": all(results)}
+
+
+_DERIVERS: dict[str, Any] = {
+    "threshold": _derive_threshold,
+    "pace": _derive_pace,
+    "deadline": _derive_deadline,
+    "report_due": _derive_report_due,
+    "praise": _derive_praise,
+}
+
+
+def evaluate(rule_set: RuleSet, snapshot: Snapshot, *, groups: Sequence[str] | None = None,
+             calendar: WorkingCalendar | None = None) -> EvaluationResult:
+    """One-shot convenience: compile, evaluate, free. Long-running callers keep an Evaluator."""
+    evaluator = Evaluator(rule_set, calendar)
+    try:
+        return evaluator.evaluate(snapshot, groups=groups)
+    finally:
+        evaluator.close()
+
+
+__all__ = ["AlertCandidate", "EvaluationResult", "Evaluator", "evaluate", "local_date"]
