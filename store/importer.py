@@ -1,0 +1,595 @@
+"""`duban import`: programme lists and figures from .csv/.xlsx files into the database, all or nothing.
+
+Every list is read in dependency order (programme, units, indicators, targets, observations,
+projects, project_plans, project_investment, tasks) inside ONE transaction. Every problem in
+every file is collected; if there is any, the transaction is rolled back and the problems are
+returned, so officials fix a file once instead of once per error. Re-importing a file changes
+nothing; a corrected figure is updated and its old value kept as an ObservationRevision.
+
+docs/data.md is the user-facing contract for the lists and columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, select, update
+
+from store.deadlines import DeadlineError, parse_deadline
+from store.importing.lists import LIST_ORDER, LISTS
+from store.importing.reading import Problem, Source, discover, open_table
+from store.importing.reading import Table as SheetTable
+from store.importing.staging import ObservationStage
+from store.importing.values import (
+    Cell,
+    CellError,
+    is_blank,
+    parse_code,
+    parse_date,
+    parse_email_list,
+    parse_enum,
+    parse_month,
+    parse_number,
+    parse_period,
+    parse_target_scope,
+    parse_text,
+    parse_unit_codes,
+    parse_year,
+)
+from store.models import (
+    FINAL_TARGET,
+    ImportBatch,
+    Indicator,
+    IndicatorUnit,
+    Programme,
+    Project,
+    ProjectInvestment,
+    ProjectPlan,
+    ProjectUnit,
+    Target,
+    Task,
+    TaskUnit,
+    Unit,
+)
+
+__all__ = ["MAX_LISTED_PROBLEMS", "ImportReport", "ListCounts", "Problem", "import_paths"]
+
+MAX_LISTED_PROBLEMS = 200
+STAGE_CHUNK_ROWS = 10_000
+PERCENT = "%"
+
+T = TypeVar("T")
+
+
+def _accepting(pairs: dict[str, Iterable[str]]) -> dict[str, str]:
+    return {spelling.lower(): value for value, spellings in pairs.items() for spelling in (value, *spellings)}
+
+
+UNIT_KIND_SPELLINGS = _accepting({
+    "department": ("部门",), "street": ("街镇", "街道", "镇"), "county": ("区县", "县区", "县（市、区）"),
+    "working_group": ("专班", "工作专班"),
+})
+INDICATOR_KIND_SPELLINGS = _accepting({
+    "level": ("水平值", "水平", "时点值"), "growth": ("增速", "增长率", "增幅"), "cumulative": ("累计值", "累计"),
+})
+DIRECTION_SPELLINGS = _accepting({
+    "at_least": ("不低于", "以上", "≥", ">="), "at_most": ("不高于", "以下", "≤", "<="),
+})
+CATEGORY_SPELLINGS = _accepting({name: () for name in ("战略支撑型", "产业赋能型", "生活美好型")})
+LEVEL_SPELLINGS = _accepting({name: () for name in ("省级", "市级")})
+STATUS_SPELLINGS = _accepting({"open": ("未完成", "进行中", "未开始"), "done": ("已完成", "完成")})
+
+LIST_LABELS = {spec.name: spec.label for spec in LISTS}
+
+
+@dataclass
+class ListCounts:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+
+@dataclass
+class ImportReport:
+    """What an import did, or (when `problems` is not empty) why it wrote nothing."""
+
+    files: list[str]
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    counts: dict[str, ListCounts] = field(default_factory=dict)
+    batch_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    def problem_lines(self) -> list[str]:
+        lines = [str(problem) for problem in self.problems]
+        if self.problem_count > len(self.problems):
+            lines.append(f"……另有 {self.problem_count - len(self.problems)} 个问题未列出")
+        lines.append(f"共发现 {self.problem_count} 个问题，本次导入未写入任何数据。请修改后重新导入。")
+        return lines
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"导入完成（批次 {self.batch_id}），共读取 {len(self.files)} 个文件："]
+        for name in LIST_ORDER:
+            if name in self.counts:
+                c = self.counts[name]
+                lines.append(f"  {LIST_LABELS[name]}（{name}）：新增 {c.new}，更新 {c.changed}，未变 {c.unchanged}")
+        return lines
+
+
+class _ProblemSink:
+    """Keeps the first problems for display and counts them all: a bad million-row file must not flood memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.listed: list[Problem] = []
+        self.count = 0
+
+    def add(self, problem: Problem) -> None:
+        self.count += 1
+        if len(self.listed) < self.limit:
+            self.listed.append(problem)
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        for problem in problems:
+            self.add(problem)
+
+
+class _Row:
+    """One data row: parses named cells and reports problems as `file:row:header`."""
+
+    __slots__ = ("cells", "number", "ok", "sink", "table")
+
+    def __init__(self, table: SheetTable, number: int, cells: list[Cell], sink: _ProblemSink) -> None:
+        self.table, self.number, self.cells, self.sink = table, number, cells, sink
+        self.ok = True
+
+    def cell(self, column: str) -> Cell:
+        located = self.table.columns.get(column)
+        if located is None or located[0] >= len(self.cells):
+            return None
+        return self.cells[located[0]]
+
+    def problem(self, column: str, message: str) -> None:
+        self.ok = False
+        self.sink.add(Problem(self.table.source.label, self.number, self.table.header(column), message))
+
+    def get(self, column: str, parser: Callable[[Cell], T], *, required: bool = True, default: T | None = None) -> T:
+        """The parsed value; on a problem the row is marked not ok and the returned value must not be used."""
+        cell = self.cell(column)
+        if is_blank(cell):
+            if required:
+                self.problem(column, f"{self.table.source.spec.column(column).label}不能为空")
+            return cast(T, default)
+        try:
+            return parser(cell)
+        except (CellError, DeadlineError) as error:
+            self.problem(column, str(error))
+            return cast(T, default)
+
+
+@dataclass
+class _Known:
+    """Codes the rows may refer to: those in the database plus those declared earlier in this import."""
+
+    units: set[str]
+    indicator_measures: dict[str, str]
+    projects: set[str]
+    programme_code: str | None
+    programme_end: dt.date | None
+
+
+@dataclass
+class _Keyed:
+    """Rows of one small list by key, remembering where each key was first seen."""
+
+    records: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    seen_at: dict[tuple[Any, ...], tuple[str, int]] = field(default_factory=dict)
+
+    def add(self, key: tuple[Any, ...], record: dict[str, Any] | None, row: _Row, key_column: str) -> None:
+        if key in self.seen_at:
+            label, number = self.seen_at[key]
+            where = f"第{number}行" if label == row.table.source.label else f"{label} 第{number}行"
+            row.problem(key_column, f"与{where}重复：{_describe_key(key)}")
+            return
+        self.seen_at[key] = (row.table.source.label, row.number)
+        if record is not None:
+            self.records[key] = record
+
+
+def _describe_key(key: tuple[Any, ...]) -> str:
+    return " / ".join(str(part) if part != "" else "（全区）" for part in key)
+
+
+def import_paths(
+    engine: Engine, paths: Sequence[str | Path], *, now: dt.datetime, imported_by: str
+) -> ImportReport:
+    """Import every list found in `paths` (files or folders) in one transaction; nothing is written on any problem."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    sink = _ProblemSink(MAX_LISTED_PROBLEMS)
+    sources, discovery_problems = discover(paths)
+    sink.extend(discovery_problems)
+    files = list(dict.fromkeys(str(source.path) for source in sources))
+    report = ImportReport(files=files)
+    if not sources and not sink.count:
+        sink.add(Problem(", ".join(str(p) for p in paths) or "-", None, None, "没有找到可导入的清单"))
+
+    class _Rollback(Exception):
+        pass
+
+    try:
+        with engine.begin() as conn:
+            run = _ImportRun(conn, sink, now=now, imported_by=imported_by)
+            for name in LIST_ORDER:
+                list_sources = [source for source in sources if source.spec.name == name]
+                if list_sources:
+                    run.import_list(name, list_sources)
+            if sink.count:
+                raise _Rollback
+            report.counts = run.counts
+            report.batch_id = conn.execute(
+                insert(ImportBatch).returning(ImportBatch.id),
+                {
+                    "started_at": now,
+                    "files": files,
+                    "inserted": sum(c.new for c in run.counts.values()),
+                    "updated": sum(c.changed for c in run.counts.values()),
+                    "imported_by": imported_by,
+                },
+            ).scalar_one()
+    except _Rollback:
+        pass
+    report.problems, report.problem_count = sink.listed, sink.count
+    return report
+
+
+class _ImportRun:
+    def __init__(self, conn: Connection, sink: _ProblemSink, *, now: dt.datetime, imported_by: str) -> None:
+        self.conn, self.sink, self.now, self.imported_by = conn, sink, now, imported_by
+        self.counts: dict[str, ListCounts] = {}
+        programme = conn.execute(select(Programme.code, Programme.end)).first()
+        self.known = _Known(
+            units=set(conn.scalars(select(Unit.code))),
+            indicator_measures={code: measure for code, measure in conn.execute(select(Indicator.code, Indicator.measure))},
+            projects=set(conn.scalars(select(Project.code))),
+            programme_code=programme.code if programme else None,
+            programme_end=programme.end if programme else None,
+        )
+
+    @property
+    def writing(self) -> bool:
+        """Once anything is wrong the transaction will be rolled back: keep checking, stop writing."""
+        return self.sink.count == 0
+
+    def import_list(self, name: str, sources: list[Source]) -> None:
+        if name == "observations":
+            self._import_observations(sources)
+            return
+        keyed = _Keyed()
+        parse_row = getattr(self, f"_row_{name}")
+        for source in sources:
+            problems: list[Problem] = []
+            with open_table(source, problems) as table:
+                self.sink.extend(problems)
+                if table is None:
+                    continue
+                for number, cells in table.rows:
+                    parse_row(_Row(table, number, cells, self.sink), keyed)
+        getattr(self, f"_finish_{name}")(keyed)
+
+    # --- programme -----------------------------------------------------------------------
+
+    def _row_programme(self, row: _Row, keyed: _Keyed) -> None:
+        code = row.get("code", parse_code)
+        name = row.get("name", parse_text)
+        start = row.get("start", parse_date)
+        end = row.get("end", parse_date)
+        document = row.get("document", parse_text, required=False, default="")
+        if row.ok and end < start:
+            row.problem("end", f"结束日期 {end} 早于开始日期 {start}")
+        if keyed.seen_at:
+            row.problem("code", "方案清单只能有一行：一个数据库只监管一个方案")
+            return
+        if self.known.programme_code not in (None, code) and row.ok:
+            row.problem("code", f"数据库已监管方案“{self.known.programme_code}”，一个数据库只能监管一个方案")
+        keyed.add((code,), {"code": code, "name": name, "start": start, "end": end, "document": document}
+                  if row.ok else None, row, "code")
+        if row.ok:
+            self.known.programme_code, self.known.programme_end = code, end
+
+    def _finish_programme(self, keyed: _Keyed) -> None:
+        self._upsert("programme", Programme.__table__, ("code",), keyed.records)  # type: ignore[arg-type]
+
+    # --- units ---------------------------------------------------------------------------
+
+    def _row_units(self, row: _Row, keyed: _Keyed) -> None:
+        code = row.get("code", parse_code)
+        name = row.get("name", parse_text)
+        emails: list[str] = row.get("email", parse_email_list, required=False, default=[])
+        kind = row.get("kind", lambda c: parse_enum(c, UNIT_KIND_SPELLINGS, "单位类型"), required=False,
+                       default="department")
+        if code is not None:
+            self.known.units.add(code)
+            keyed.add((code,), {"code": code, "name": name, "emails": emails, "kind": kind} if row.ok else None,
+                      row, "code")
+
+    def _finish_units(self, keyed: _Keyed) -> None:
+        self._upsert("units", Unit.__table__, ("code",), keyed.records)  # type: ignore[arg-type]
+
+    # --- indicators ----------------------------------------------------------------------
+
+    def _unit_list(self, row: _Row) -> list[str]:
+        codes = row.get("units", parse_unit_codes)
+        for code in codes or ():
+            if code not in self.known.units:
+                row.problem("units", f"未知的单位代码：'{code}'（请先在单位清单中登记）")
+        return codes
+
+    def _row_indicators(self, row: _Row, keyed: _Keyed) -> None:
+        code = row.get("code", parse_code)
+        name = row.get("name", parse_text)
+        measure = row.get("measure", parse_text)
+        kind = row.get("kind", lambda c: parse_enum(c, INDICATOR_KIND_SPELLINGS, "指标类型"), required=False,
+                       default="level")
+        direction = row.get("direction", lambda c: parse_enum(c, DIRECTION_SPELLINGS, "方向"), required=False,
+                            default="at_least")
+        units = self._unit_list(row)
+        if code is not None:
+            self.known.indicator_measures[code] = measure or ""
+            record = {"code": code, "name": name, "measure": measure, "kind": kind, "direction": direction,
+                      "units": units}
+            keyed.add((code,), record if row.ok else None, row, "code")
+
+    def _finish_indicators(self, keyed: _Keyed) -> None:
+        self._upsert("indicators", Indicator.__table__, ("code",), keyed.records,  # type: ignore[arg-type]
+                     links=(IndicatorUnit.__table__, "indicator_code"))  # type: ignore[arg-type]
+
+    # --- targets -------------------------------------------------------------------------
+
+    def _indicator_value(self, row: _Row, indicator: str | None, column: str) -> float:
+        parsed = row.get(column, parse_number)
+        if parsed is None or indicator is None:
+            return 0.0
+        value, percent = parsed
+        measure = self.known.indicator_measures.get(indicator)
+        if percent and measure is not None and measure != PERCENT:
+            row.problem(column, f"指标“{indicator}”的计量单位是“{measure}”，不能填写百分数：'{parse_text(row.cell(column))}'")
+        return value
+
+    def _known_indicator(self, row: _Row) -> str:
+        code = row.get("indicator", parse_code)
+        if code is not None and code not in self.known.indicator_measures:
+            row.problem("indicator", f"未知的指标代码：'{code}'（请先在指标清单中登记）")
+        return code
+
+    def _optional_unit(self, row: _Row) -> str:
+        code = row.get("unit", parse_code, required=False, default="")
+        if code and code not in self.known.units:
+            row.problem("unit", f"未知的单位代码：'{code}'（请先在单位清单中登记）")
+        return code
+
+    def _row_targets(self, row: _Row, keyed: _Keyed) -> None:
+        indicator = self._known_indicator(row)
+        scope = row.get("year", lambda c: parse_target_scope(c, FINAL_TARGET))
+        value = self._indicator_value(row, indicator, "value")
+        unit = self._optional_unit(row)
+        if indicator is not None and scope is not None:
+            record = {"indicator_code": indicator, "scope": scope, "unit_code": unit, "value": value}
+            keyed.add((indicator, scope, unit), record if row.ok else None, row, "indicator")
+
+    def _finish_targets(self, keyed: _Keyed) -> None:
+        self._upsert("targets", Target.__table__, ("indicator_code", "scope", "unit_code"),  # type: ignore[arg-type]
+                     keyed.records)
+
+    # --- observations (streamed through a staging table) ---------------------------------
+
+    def _import_observations(self, sources: list[Source]) -> None:
+        stage = ObservationStage(self.conn)
+        period_cache: dict[str, str] = {}
+        chunk: list[tuple[int, int, str, str, str, float]] = []
+        key_headers: dict[int, str] = {}
+        for index, source in enumerate(sources):
+            stage.add_source(index, source.label)
+            problems: list[Problem] = []
+            with open_table(source, problems) as table:
+                self.sink.extend(problems)
+                if table is None:
+                    continue
+                key_headers[index] = table.header("indicator")
+                for number, cells in table.rows:
+                    row = _Row(table, number, cells, self.sink)
+                    indicator = self._known_indicator(row)
+                    raw_period = row.cell("period")
+                    period = period_cache.get(raw_period) if isinstance(raw_period, str) else None
+                    if period is None:
+                        period = row.get("period", parse_period)
+                        if row.ok and isinstance(raw_period, str):
+                            period_cache[raw_period] = period
+                    value = self._indicator_value(row, indicator, "value")
+                    unit = self._optional_unit(row)
+                    if row.ok:
+                        chunk.append((index, number, indicator, period, unit, value))
+                        if len(chunk) >= STAGE_CHUNK_ROWS:
+                            stage.write(chunk)
+                            chunk.clear()
+        stage.write(chunk)
+        repeated, duplicates = stage.duplicates(MAX_LISTED_PROBLEMS)
+        if repeated:
+            for duplicate in duplicates:
+                label = sources[duplicate.source].label
+                first = sources[duplicate.first_source].label
+                where = f"第{duplicate.first_row}行" if first == label else f"{first} 第{duplicate.first_row}行"
+                self.sink.add(Problem(label, duplicate.row, key_headers.get(duplicate.source, "indicator"),
+                                      f"与{where}重复（同一指标、期间、单位只能有一个数值）"))
+            for _ in range(repeated - len(duplicates)):
+                self.sink.count += 1
+        counts = self.counts.setdefault("observations", ListCounts())
+        if self.writing:
+            merged = stage.merge(now=self.now, changed_by=self.imported_by)
+            counts.new, counts.changed, counts.unchanged = merged.new, merged.changed, merged.unchanged
+        stage.drop()
+
+    # --- projects ------------------------------------------------------------------------
+
+    def _row_projects(self, row: _Row, keyed: _Keyed) -> None:
+        code = row.get("code", parse_code)
+        name = row.get("name", parse_text)
+        category = row.get("category", lambda c: parse_enum(c, CATEGORY_SPELLINGS, "项目类别"))
+        level = row.get("level", lambda c: parse_enum(c, LEVEL_SPELLINGS, "项目级别"))
+        total = row.get("total_investment", parse_number)
+        units = self._unit_list(row)
+        if total is not None and total[1]:
+            row.problem("total_investment", "总投资以亿元为单位，不能填写百分数")
+        if code is not None:
+            self.known.projects.add(code)
+            record = {"code": code, "name": name, "category": category, "level": level,
+                      "total_investment": total[0] if total else 0.0, "units": units}
+            keyed.add((code,), record if row.ok else None, row, "code")
+
+    def _finish_projects(self, keyed: _Keyed) -> None:
+        self._upsert("projects", Project.__table__, ("code",), keyed.records,  # type: ignore[arg-type]
+                     links=(ProjectUnit.__table__, "project_code"))  # type: ignore[arg-type]
+
+    def _known_project(self, row: _Row) -> str:
+        code = row.get("project", parse_code)
+        if code is not None and code not in self.known.projects:
+            row.problem("project", f"未知的项目代码：'{code}'（请先在项目清单中登记）")
+        return code
+
+    def _amount(self, row: _Row, column: str) -> float:
+        parsed = row.get(column, parse_number)
+        if parsed is None:
+            return 0.0
+        if parsed[1]:
+            row.problem(column, "投资额以亿元为单位，不能填写百分数")
+        return parsed[0]
+
+    def _row_project_plans(self, row: _Row, keyed: _Keyed) -> None:
+        project = self._known_project(row)
+        year = row.get("year", parse_year)
+        planned = self._amount(row, "planned_investment")
+        if project is not None and year is not None:
+            record = {"project_code": project, "year": year, "planned_investment": planned}
+            keyed.add((project, year), record if row.ok else None, row, "project")
+
+    def _finish_project_plans(self, keyed: _Keyed) -> None:
+        self._upsert("project_plans", ProjectPlan.__table__, ("project_code", "year"),  # type: ignore[arg-type]
+                     keyed.records)
+
+    def _row_project_investment(self, row: _Row, keyed: _Keyed) -> None:
+        project = self._known_project(row)
+        period = row.get("period", parse_month)
+        value = self._amount(row, "value")
+        if project is not None and period is not None:
+            record = {"project_code": project, "period": period, "value": value,
+                      "source_file": row.table.source.label}
+            keyed.add((project, period), record if row.ok else None, row, "project")
+
+    def _finish_project_investment(self, keyed: _Keyed) -> None:
+        self._upsert("project_investment", ProjectInvestment.__table__,  # type: ignore[arg-type]
+                     ("project_code", "period"), keyed.records, compare=("value",),
+                     stamp={"imported_at": self.now})
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def _row_tasks(self, row: _Row, keyed: _Keyed) -> None:
+        code = row.get("code", parse_code)
+        title = row.get("title", parse_text)
+        measures = row.get("measures", parse_text, required=False, default="")
+        goal = row.get("goal", parse_text, required=False, default="")
+        deadline_cell = row.cell("deadline")
+        deadline = row.get("deadline", lambda c: parse_deadline(c if isinstance(c, dt.date) else parse_text(c), self.known.programme_end), required=False)
+        units = self._unit_list(row)
+        status = row.get("status", lambda c: parse_enum(c, STATUS_SPELLINGS, "状态"), required=False, default="open")
+        done_on = row.get("done_on", parse_date, required=False)
+        if row.ok and done_on is not None and status != "done":
+            row.problem("status", "填写了完成日期，状态应为“已完成”")
+        if code is not None:
+            deadline_text = deadline_cell.isoformat() if isinstance(deadline_cell, dt.date) else parse_text(deadline_cell)
+            if isinstance(deadline_cell, dt.datetime):
+                deadline_text = deadline_cell.date().isoformat()
+            record = {"code": code, "title": title, "measures": measures, "goal": goal, "deadline": deadline,
+                      "deadline_text": deadline_text, "status": status, "done_on": done_on, "units": units}
+            keyed.add((code,), record if row.ok else None, row, "code")
+
+    def _finish_tasks(self, keyed: _Keyed) -> None:
+        self._upsert("tasks", Task.__table__, ("code",), keyed.records,  # type: ignore[arg-type]
+                     links=(TaskUnit.__table__, "task_code"))  # type: ignore[arg-type]
+
+    # --- writing small lists -------------------------------------------------------------
+
+    def _upsert(
+        self,
+        name: str,
+        table: Table,
+        key: tuple[str, ...],
+        records: dict[tuple[Any, ...], dict[str, Any]],
+        *,
+        links: tuple[Table, str] | None = None,
+        compare: tuple[str, ...] | None = None,
+        stamp: dict[str, Any] | None = None,
+    ) -> None:
+        """Insert new rows, update changed ones, leave equal ones untouched (so re-imports change nothing).
+
+        These lists are at most a few thousand rows, so comparing in Python is simpler than SQL
+        and just as fast. `units` in a record is the ordered unit list kept in `links`.
+        """
+        counts = self.counts.setdefault(name, ListCounts())
+        if not self.writing:
+            return
+        conn = self.conn
+        existing = {tuple(row[k] for k in key): dict(row) for row in conn.execute(select(table)).mappings()}
+        current_links: dict[Any, list[str]] = defaultdict(list)
+        if links is not None:
+            link_table, owner = links
+            for link in conn.execute(select(link_table).order_by(link_table.c[owner], link_table.c.position)).mappings():
+                current_links[link[owner]].append(link["unit_code"])
+        new_rows: list[dict[str, Any]] = []
+        changed_rows: list[dict[str, Any]] = []
+        relinked: dict[Any, list[str]] = {}
+        for record_key, record in records.items():
+            values = {column: value for column, value in record.items() if column != "units"}
+            before = existing.get(record_key)
+            if before is None:
+                new_rows.append({**values, **(stamp or {})})
+                if links is not None:
+                    relinked[record_key[0]] = record["units"]
+                continue
+            compared = compare or tuple(column for column in values if column not in key)
+            links_changed = links is not None and current_links[record_key[0]] != record["units"]
+            if any(before[column] != values[column] for column in compared) or links_changed:
+                changed_rows.append({**values, **(stamp or {})})
+                if links_changed:
+                    relinked[record_key[0]] = record["units"]
+            else:
+                counts.unchanged += 1
+        if new_rows:
+            conn.execute(insert(table), new_rows)
+        if changed_rows:
+            value_columns = [column for column in changed_rows[0] if column not in key]
+            statement = (
+                update(table)
+                .where(and_(*(table.c[k] == bindparam(f"key_{k}") for k in key)))
+                .values({column: bindparam(f"new_{column}") for column in value_columns})
+            )
+            conn.execute(statement, [
+                {**{f"key_{k}": row[k] for k in key}, **{f"new_{c}": row[c] for c in value_columns}}
+                for row in changed_rows
+            ])
+        if links is not None and relinked:
+            link_table, owner = links
+            conn.execute(delete(link_table).where(link_table.c[owner].in_(list(relinked))))
+            link_rows = [{owner: code, "unit_code": unit, "position": position}
+                         for code, units in relinked.items() for position, unit in enumerate(units)]
+            if link_rows:
+                conn.execute(insert(link_table), link_rows)
+        counts.new += len(new_rows)
+        counts.changed += len(changed_rows)

@@ -1,0 +1,146 @@
+"""Observations go through a temporary staging table so a million rows never sit in Python memory.
+
+Rows are validated in Python, written to the staging table in chunks, checked for duplicate
+keys with one indexed GROUP BY, and merged into `observations` with set-based SQL that runs
+unchanged on SQLite and PostgreSQL. Everything happens inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, bindparam, text
+
+from store.models import UTCDateTime
+
+__all__ = ["Duplicate", "MergeCounts", "ObservationStage"]
+
+STAGE = "duban_stage_observations"
+STAGE_SOURCES = "duban_stage_sources"
+_KEYS_MATCH = "o.indicator_code = s.indicator_code AND o.period = s.period AND o.unit_code = s.unit_code"
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    source: int
+    row: int
+    first_source: int
+    first_row: int
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    new: int
+    changed: int
+    unchanged: int
+
+
+class ObservationStage:
+    """Created on construction; gone at commit (PostgreSQL ON COMMIT DROP) or by `drop()` (SQLite)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.sqlite = conn.dialect.name == "sqlite"
+        self.rows = 0
+        marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        self._insert_sql = (f"INSERT INTO {STAGE} (seq, source, src_row, indicator_code, period, unit_code, value) "
+                            f"VALUES ({', '.join([marker] * 7)})")
+        self._insert_source_sql = f"INSERT INTO {STAGE_SOURCES} (source, label) VALUES ({marker}, {marker})"
+        if self.sqlite:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE}")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE_SOURCES}")
+            suffix, integer, real = "", "INTEGER", "REAL"
+        else:
+            suffix, integer, real = " ON COMMIT DROP", "BIGINT", "DOUBLE PRECISION"
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {STAGE} (seq {integer} PRIMARY KEY, source INTEGER NOT NULL, "
+            f"src_row {integer} NOT NULL, indicator_code TEXT NOT NULL, period TEXT NOT NULL, "
+            f"unit_code TEXT NOT NULL, value {real} NOT NULL){suffix}"
+        )
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {STAGE_SOURCES} (source INTEGER PRIMARY KEY, label TEXT NOT NULL){suffix}")
+
+    def add_source(self, source: int, label: str) -> None:
+        self.conn.exec_driver_sql(self._insert_source_sql, (source, label))
+
+    def write(self, chunk: Sequence[tuple[int, int, str, str, str, float]]) -> None:
+        """Rows as (source, row number, indicator, period, unit, value)."""
+        if not chunk:
+            return
+        start = self.rows
+        self.conn.exec_driver_sql(self._insert_sql, [(start + i, *row) for i, row in enumerate(chunk)])
+        self.rows += len(chunk)
+
+    def duplicates(self, limit: int) -> tuple[int, list[Duplicate]]:
+        """How many rows repeat an earlier row's key, and the first `limit` of them with the row they repeat."""
+        self.conn.exec_driver_sql(f"CREATE INDEX {STAGE}_key ON {STAGE} (indicator_code, period, unit_code, seq)")
+        repeated = self.conn.exec_driver_sql(
+            f"SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM {STAGE} "
+            "GROUP BY indicator_code, period, unit_code HAVING COUNT(*) > 1) AS d"
+        ).scalar_one()
+        if not repeated:
+            return 0, []
+        found = self.conn.execute(
+            text(
+                "SELECT source, src_row, first_source, first_row FROM ("
+                " SELECT seq, source, src_row,"
+                "  FIRST_VALUE(source) OVER w AS first_source, FIRST_VALUE(src_row) OVER w AS first_row,"
+                "  ROW_NUMBER() OVER w AS n"
+                f" FROM {STAGE} WINDOW w AS (PARTITION BY indicator_code, period, unit_code ORDER BY seq)"
+                ") AS ranked WHERE n > 1 ORDER BY seq LIMIT :limit"
+            ),
+            {"limit": limit},
+        ).all()
+        return int(repeated), [Duplicate(*row) for row in found]
+
+    def merge(self, *, now: dt.datetime, changed_by: str) -> MergeCounts:
+        """Insert new figures; for corrected ones record a revision and update. Unchanged rows are not touched."""
+        conn = self.conn
+        unchanged, changed = conn.exec_driver_sql(
+            f"SELECT COALESCE(SUM(CASE WHEN o.value = s.value THEN 1 ELSE 0 END), 0),"
+            f" COALESCE(SUM(CASE WHEN o.value <> s.value THEN 1 ELSE 0 END), 0)"
+            f" FROM {STAGE} s JOIN observations o ON {_KEYS_MATCH}"
+        ).one()
+        stamp = {"now": now, "by": changed_by}
+        now_param = bindparam("now", type_=UTCDateTime())
+        if changed:
+            conn.execute(
+                text(
+                    "INSERT INTO observation_revisions"
+                    " (observation_id, old_value, new_value, changed_by, source_file, changed_at)"
+                    " SELECT o.id, o.value, s.value, :by, src.label, :now"
+                    f" FROM {STAGE} s JOIN observations o ON {_KEYS_MATCH}"
+                    f" JOIN {STAGE_SOURCES} src ON src.source = s.source"
+                    " WHERE o.value <> s.value ORDER BY s.seq"
+                ).bindparams(now_param),
+                stamp,
+            )
+            match_outer = ("s.indicator_code = observations.indicator_code AND s.period = observations.period"
+                           " AND s.unit_code = observations.unit_code")
+            conn.execute(
+                text(
+                    f"UPDATE observations SET"
+                    f" value = (SELECT s.value FROM {STAGE} s WHERE {match_outer}),"
+                    f" source_file = (SELECT src.label FROM {STAGE} s JOIN {STAGE_SOURCES} src"
+                    f"  ON src.source = s.source WHERE {match_outer}),"
+                    " imported_at = :now"
+                    f" WHERE EXISTS (SELECT 1 FROM {STAGE} s WHERE {match_outer} AND s.value <> observations.value)"
+                ).bindparams(now_param),
+                stamp,
+            )
+        inserted = conn.execute(
+            text(
+                "INSERT INTO observations (indicator_code, period, unit_code, value, source_file, imported_at)"
+                " SELECT s.indicator_code, s.period, s.unit_code, s.value, src.label, :now"
+                f" FROM {STAGE} s JOIN {STAGE_SOURCES} src ON src.source = s.source"
+                f" WHERE NOT EXISTS (SELECT 1 FROM observations o WHERE {_KEYS_MATCH}) ORDER BY s.seq"
+            ).bindparams(now_param),
+            {"now": now},
+        ).rowcount
+        return MergeCounts(new=int(inserted), changed=int(changed), unchanged=int(unchanged))
+
+    def drop(self) -> None:
+        if self.sqlite:
+            self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE}")
+            self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE_SOURCES}")
