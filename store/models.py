@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-UNIT_KINDS = ("department", "street", "working_group")
+UNIT_KINDS = ("department", "street", "county", "working_group")
 INDICATOR_KINDS = ("level", "growth", "cumulative")
 DIRECTIONS = ("at_least", "at_most")
 PROJECT_CATEGORIES = ("战略支撑型", "产业赋能型", "生活美好型")
