@@ -70,9 +70,61 @@ def db_upgrade(app: AppContext) -> None:
     click.echo(f"数据库已升级到版本 {current(app.engine)}：{app.db_url}")
 
 
+@main.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--by", "imported_by", default=None, help="Recorded as who imported (default: the OS user).")
+@pass_app
+def import_lists(app: AppContext, paths: tuple[Path, ...], imported_by: str | None) -> None:
+    """Import .csv/.xlsx lists (files or folders) in one transaction: any problem means nothing is written."""
+    import datetime as dt
+
+    from sqlalchemy import inspect
+
+    from store.importer import import_paths
+
+    if not inspect(app.engine).has_table("import_batches"):
+        raise UserError(f"数据库尚未初始化：请先运行 duban db upgrade（{app.db_url}）")
+    report = import_paths(app.engine, paths, now=dt.datetime.now(dt.UTC), imported_by=imported_by or _os_user())
+    if not report.ok:
+        for line in report.problem_lines():
+            click.echo(line, err=True)
+        raise click.exceptions.Exit(1)
+    for line in report.summary_lines():
+        click.echo(line)
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers and services
+        return ""
+
+
+@main.command("template")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite existing template files.")
+def template(directory: Path, force: bool) -> None:
+    """Write blank .xlsx templates (one workbook per list, with a 说明 sheet) into DIRECTORY."""
+    from store.importing.lists import LISTS
+    from store.templates_xlsx import write_templates
+
+    existing = [directory / f"{spec.name}.xlsx" for spec in LISTS if (directory / f"{spec.name}.xlsx").exists()]
+    if existing and not force:
+        names = "、".join(path.name for path in existing)
+        raise UserError(f"{directory} 中已有模板文件（{names}），为免覆盖已填写的数据未写入；确需覆盖请加 --force")
+    for path in write_templates(directory):
+        click.echo(f"已生成模板：{path}")
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m duban`
     main(prog_name="duban")
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# Command modules register themselves on `main`; imported last so they can import from here.
+from duban import rules_cli  # noqa: E402,F401
