@@ -164,10 +164,13 @@ class Evaluator:
             for email in unit.emails if unit else ():
                 if email not in recipients:
                     recipients.append(email)
-        title = _fill(rule.title, {
+        template = rule.title
+        if decision.kind == "praise" and rule.kind == "pace":
+            template = "“{subject}”{unit}完成进度快于序时进度" + _fmt(rule.praise_margin) + "个百分点以上"
+        title = _fill(template, {
             "subject": item.subject_name,
             "period": item.period_label,
-            "unit": item.unit_name,
+            "unit": f"（{item.unit_name}）" if item.unit_name and "（{unit}）" not in template else item.unit_name,
             "value": _fmt(item.value),
             "threshold": _fmt(item.threshold),
             "expected": _fmt(item.expected),
@@ -401,7 +404,10 @@ def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: 
         if not info.units:
             continue
         observed = snapshot.observations.get(info.code, {})
-        reporters = info.units if rule.per_unit else info.units[:1]
+        # Per unit: the units that own a share of the target or have filed their own figures.
+        reporters = [u for u in info.units if u in observed or any((info.code, scope, u) in snapshot.targets
+                                                                   for scope in (str(today.year), "final"))] \
+            if rule.per_unit else list(info.units[:1])
         for reporter in reporters:
             series = observed.get(reporter if rule.per_unit else "", {})
             if not rule.per_unit and not series:

@@ -123,13 +123,8 @@ SETTINGS_FIELDS: tuple[Field, ...] = (
     Field("calendar", "str", description="Calendar override file (relative to this directory)."),
 )
 
-DEFAULT_TEMPLATE = {
-    "threshold": "warning",
-    "pace": "warning",
-    "deadline": "deadline",
-    "report_due": "report_due",
-    "praise": "praise",
-}
+# "" means: the item template named after the notice kind (warning, reminder, overdue, praise …).
+DEFAULT_TEMPLATE = {"threshold": "", "pace": "", "deadline": "", "report_due": "report_due", "praise": ""}
 
 
 def _pos(node: Any, key: Any = None, index: int | None = None) -> tuple[int, int]:
@@ -525,7 +520,7 @@ def check_against_store(
         for code in missing:
             errors.append(RuleError(rule.position.file, rule.position.line, rule.position.column,
                                     f"规则 `{rule.short_id}` 引用了数据库中不存在的指标代码 `{code}`"))
-        if template_exists is not None and not template_exists(rule.template):
+        if rule.template and template_exists is not None and not template_exists(rule.template):
             errors.append(RuleError(rule.position.file, rule.position.line, rule.position.column,
                                     f"规则 `{rule.short_id}` 的通知模板 `{rule.template}` 不存在（templates/items/{rule.template}.txt.j2）"))
     wg = rule_set.settings.working_group
@@ -533,6 +528,22 @@ def check_against_store(
         errors.append(RuleError(str(rule_set.directory / "programme.yaml"), 1, 1,
                                 f"`working_group` 指定的单位代码 `{wg}` 在数据库中不存在"))
     return errors
+
+
+def resolve_rule_set(directory: Path, programme: str | None) -> Path:
+    """`--rules rules/` names either one rule set or a folder of them; pick the database's programme."""
+    sets = find_rule_sets(directory)
+    if len(sets) == 1 and sets[0] == Path(directory):
+        return sets[0]
+    for candidate in sets:
+        if candidate.name == programme:
+            return candidate
+    names = ", ".join(p.name for p in sets) or "无"
+    if programme is None:
+        raise RuleSetInvalid([RuleError(str(directory), 1, 1,
+                                        f"数据库尚未导入项目（programme），无法从 {directory} 中选择规则集（可选：{names}）；请用 --rules 指定，如 --rules {directory}/lucheng")])
+    raise RuleSetInvalid([RuleError(str(directory), 1, 1,
+                                    f"{directory} 下没有项目 `{programme}` 的规则集（可选：{names}）；请用 --rules 指定")])
 
 
 def find_rule_sets(directory: Path) -> list[Path]:

@@ -53,7 +53,7 @@ class Rule:
     selector: Selector
     position: Position
     notify: str = "units"
-    template: str = "warning"
+    template: str = ""  # "" = the template named after the notice kind
     action: str = ""
     repeat: dt.timedelta | None = dt.timedelta(days=7)
     groups: tuple[str, ...] = ("monthly",)

@@ -1,0 +1,152 @@
+"""`duban check`, `duban test`, `duban evaluate`: the rule commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from duban.cli import AppContext, UserError, main, pass_app
+from engine.loader import RuleError, RuleSetInvalid, check_against_store, find_rule_sets, load_rule_set
+from store.models import Indicator, Programme, Unit
+
+
+def parse_at(text: str) -> dt.datetime:
+    """An ISO time; without a zone it is Asia/Shanghai time, the programmes' clock."""
+    from store.periods import SHANGHAI
+
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            value = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(9, 0))
+        except ValueError:
+            raise UserError(f"--at 时间格式不正确：'{text}'，应为 ISO 格式，如 2023-07-15 或 2023-07-15T09:00+08:00") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=SHANGHAI)
+    return value
+
+
+def _print_errors(errors: list[RuleError]) -> None:
+    for error in errors:
+        click.echo(str(error), err=True)
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.pass_context
+def check(ctx: click.Context, directory: Path | None) -> None:
+    """Validate a rules directory (every rule set beneath it). With --db, also against the store."""
+    app: AppContext = ctx.obj
+    root = directory or app.rules_dir
+    sets = find_rule_sets(root)
+    if not sets:
+        raise UserError(f"{root}: 没有找到规则集（含 programme.yaml 的目录）")
+    check_store = ctx.parent is not None and ctx.parent.params.get("db_url") is not None
+    errors: list[RuleError] = []
+    total = 0
+    for rule_set_dir in sets:
+        try:
+            rule_set = load_rule_set(rule_set_dir)
+        except RuleSetInvalid as invalid:
+            errors += invalid.errors
+            continue
+        total += len(rule_set.rules)
+        if check_store:
+            errors += _store_errors(app, rule_set)
+    if errors:
+        _print_errors(errors)
+        click.echo(f"规则检查未通过：共 {len(errors)} 处错误。", err=True)
+        sys.exit(1)
+    click.echo(f"规则检查通过：{len(sets)} 个规则集，{total} 条规则。")
+
+
+def _store_errors(app: AppContext, rule_set: object) -> list[RuleError]:
+    from engine.rules import RuleSet
+
+    assert isinstance(rule_set, RuleSet)
+    try:
+        with app.engine.connect() as conn:
+            indicators = set(conn.scalars(select(Indicator.code)))
+            units = set(conn.scalars(select(Unit.code)))
+    except SQLAlchemyError as exc:
+        raise UserError(f"无法读取数据库 {app.db_url}：{str(exc).splitlines()[0]}（是否已运行 duban db upgrade？）") from None
+    templates = rule_set.templates_dir / "items"
+    return check_against_store(rule_set, indicators, units, lambda name: (templates / f"{name}.txt.j2").is_file())
+
+
+def load_programme_rules(app: AppContext):  # type: ignore[no-untyped-def]
+    """The rule set for the database's programme, or a UserError listing what is wrong."""
+    from engine.loader import resolve_rule_set
+
+    try:
+        with app.engine.connect() as conn:
+            programme = conn.scalars(select(Programme.code)).first()
+    except SQLAlchemyError as exc:
+        raise UserError(f"无法读取数据库 {app.db_url}：{str(exc).splitlines()[0]}（是否已运行 duban db upgrade？）") from None
+    try:
+        return load_rule_set(resolve_rule_set(app.rules_dir, programme))
+    except RuleSetInvalid as invalid:
+        _print_errors(invalid.errors)
+        raise UserError(f"规则集无效（{len(invalid.errors)} 处错误），未执行。") from None
+
+
+@main.command()
+@click.option("--at", "at_text", required=True, help="Evaluation time (ISO; default zone Asia/Shanghai).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--group", "groups", multiple=True, help="Only rules in these cadence groups.")
+@click.option("--send", is_flag=True, help="Record alerts and notices and deliver them through the outbox.")
+@pass_app
+def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ...], send: bool) -> None:
+    """Print the alert candidates at a moment; with --send, record and deliver them."""
+    from engine.evaluate import evaluate as run_evaluation
+    from store.snapshot import load_snapshot
+
+    at = parse_at(at_text)
+    rule_set = load_programme_rules(app)
+    snapshot = load_snapshot(app.engine, at)
+    result = run_evaluation(rule_set, snapshot, groups=groups or None)
+    for warning in result.warnings:
+        click.echo(f"警告：{warning}", err=True)
+    if send:
+        from duban.rounds import run_round
+
+        report = run_round(app, rule_set, at, key=f"manual:{at.isoformat()}", groups=groups or None, result=result)
+        click.echo(report)
+        return
+    if as_json:
+        for candidate in result.candidates:
+            click.echo(json.dumps(candidate.to_json(), ensure_ascii=False))
+        return
+    if not result.candidates:
+        click.echo(f"{at.isoformat()}：无提醒或预警。")
+        return
+    names = {"red": "红灯", "yellow": "黄灯", "blue": "提醒", "green": "表扬"}
+    for candidate in result.candidates:
+        level = names.get(candidate.level or "", "")
+        units = "、".join(candidate.units)
+        figures = ""
+        if candidate.value is not None:
+            figures = f" 数值 {candidate.value:g}{candidate.measure}"
+            if candidate.threshold is not None:
+                figures += f" / 标准 {candidate.threshold:g}{candidate.measure}"
+        click.echo(f"[{level}] {candidate.title}  ({candidate.rule} {candidate.period}; 责任单位 {units}){figures}")
+
+
+@main.command("test")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-v", "--verbose", is_flag=True)
+def test_rules(files: tuple[Path, ...], verbose: bool) -> None:
+    """Run rule unit tests written in YAML (like `promtool test rules`)."""
+    from duban.ruletest import run_rule_test_files
+
+    outcome = run_rule_test_files(list(files))
+    for line in outcome.lines(verbose=verbose):
+        click.echo(line)
+    if not outcome.ok:
+        sys.exit(1)
