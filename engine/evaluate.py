@@ -166,11 +166,12 @@ class Evaluator:
                     recipients.append(email)
         template = rule.title
         if decision.kind == "praise" and rule.kind == "pace":
-            template = "“{subject}”{unit}完成进度快于序时进度" + _fmt(rule.praise_margin) + "个百分点以上"
+            template = "“{subject}”" + ("（{unit}）" if item.unit_name else "") + "完成进度快于序时进度" \
+                + _fmt(rule.praise_margin) + "个百分点以上"
         title = _fill(template, {
             "subject": item.subject_name,
             "period": item.period_label,
-            "unit": f"（{item.unit_name}）" if item.unit_name and "（{unit}）" not in template else item.unit_name,
+            "unit": item.unit_name,
             "value": _fmt(item.value),
             "threshold": _fmt(item.threshold),
             "expected": _fmt(item.expected),
