@@ -1,0 +1,203 @@
+"""Turn a rendered digest into outgoing messages: MIME e-mails and DingTalk robot markdown.
+
+Decision: one message (one outbox row) per e-mail address. A unit with two addresses gets two
+rows with their own idempotency keys and Message-IDs, so a permanent failure at one address
+neither blocks nor duplicates delivery to the other, and retries are per address.
+
+Every header value is checked before it is used: a CR or LF in a subject, a display name or an
+address would let a value start a new header (header injection), so it is refused with a
+Chinese error instead of being silently folded or stripped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+
+from notifiers.digest import Digest
+from notifiers.render import RenderedDigest
+
+EMAIL = "email"
+DINGTALK = "dingtalk"
+DEFAULT_MAIL_FROM = "工作专班 <duban@localhost>"
+FALLBACK_ID_DOMAIN = "duban.invalid"
+
+# RFC 5322 dot-atom local part, ASCII only (non-ASCII needs SMTPUTF8, which we do not require).
+_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_DOMAIN_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class MessageError(ValueError):
+    """A value that cannot go into a message; the text is Chinese and names the value."""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One message to one address over one channel: what the outbox stores and transports send."""
+
+    idempotency_key: str
+    message_id: str  # "<…@domain>"
+    channel: str  # email | dingtalk
+    recipient_unit: str
+    address: str  # an e-mail address, or the robot name for DingTalk
+    subject: str
+    payload: bytes  # the exact bytes to send
+    at: datetime  # the round time: Date header, and the sort order of .eml files
+    envelope_from: str = ""  # e-mail only: the MAIL FROM address
+    round_id: int | None = None
+    delivery_id: int | None = None  # set when read back from the outbox
+
+
+def check_header_value(field: str, value: str) -> str:
+    """Refuse control characters (CR/LF above all) in anything that becomes a header."""
+    if _CONTROL.search(value):
+        raise MessageError(f"{field}“{value!r}”包含换行或控制字符，可能被用于伪造邮件头，已拒绝")
+    return value
+
+
+def validate_address(address: str, field: str = "邮箱地址") -> str:
+    """Return a normalised addr-spec (IDN domain in punycode) or raise MessageError."""
+    check_header_value(field, address)
+    candidate = address.strip()
+    if candidate.count("@") != 1:
+        raise MessageError(f"{field}“{address}”格式不正确：应为 用户名@域名")
+    local, domain = candidate.split("@")
+    if not local.isascii():
+        raise MessageError(f"{field}“{address}”的用户名含非ASCII字符，当前邮件服务不支持（需SMTPUTF8）")
+    if not _LOCAL_PART.match(local) or len(local) > 64:
+        raise MessageError(f"{field}“{address}”的用户名部分不合法")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise MessageError(f"{field}“{address}”的域名不合法") from exc
+    labels = ascii_domain.rstrip(".").split(".")
+    if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+        raise MessageError(f"{field}“{address}”的域名不合法")
+    return f"{local}@{ascii_domain.lower()}"
+
+
+def parse_mail_from(value: str) -> tuple[str, str]:
+    """'工作专班 <duban@example.cn>' -> ('工作专班', 'duban@example.cn'), validated."""
+    check_header_value("发件人（DUBAN_MAIL_FROM）", value)
+    display, addr = parseaddr(value)
+    if not addr:
+        raise MessageError(f"发件人（DUBAN_MAIL_FROM）“{value}”格式不正确，应为 名称 <地址>")
+    return display, validate_address(addr, "发件人（DUBAN_MAIL_FROM）")
+
+
+def message_id_for(idempotency_key: str, domain: str) -> str:
+    """Stable per key, so a resent message is recognisable as the same message."""
+    return f"<{hashlib.sha256(idempotency_key.encode('utf-8')).hexdigest()[:40]}@{domain}>"
+
+
+def build_email(
+    *,
+    idempotency_key: str,
+    mail_from: str,
+    to_address: str,
+    to_name: str,
+    subject: str,
+    text: str,
+    html: str | None,
+    at: datetime,
+    recipient_unit: str = "",
+    round_id: int | None = None,
+    extra_headers: Iterable[tuple[str, str]] = (),
+) -> OutgoingMessage:
+    if at.tzinfo is None:
+        raise ValueError("message time must be timezone-aware")
+    from_name, from_addr = parse_mail_from(mail_from)
+    address = validate_address(to_address, f"收件人“{to_name}”的邮箱地址")
+    check_header_value("收件人名称", to_name)
+    check_header_value("邮件主题", subject)
+    message_id = message_id_for(idempotency_key, from_addr.split("@")[1] or FALLBACK_ID_DOMAIN)
+
+    message = EmailMessage(policy=policy.SMTP)
+    message["Subject"] = subject
+    message["From"] = Address(display_name=from_name, addr_spec=from_addr)
+    message["To"] = Address(display_name=to_name, addr_spec=address)
+    message["Date"] = format_datetime(at)
+    message["Message-ID"] = message_id
+    # RFC 3834: keeps out-of-office replies from answering the robot.
+    message["Auto-Submitted"] = "auto-generated"
+    message["Content-Language"] = "zh-CN"
+    for name, value in extra_headers:
+        message[name] = check_header_value(name, value)
+    # base64 keeps long HTML lines and Chinese text safe through any relay (no 8BITMIME needed).
+    message.set_content(text, subtype="plain", charset="utf-8", cte="base64")
+    if html is not None:
+        message.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    return OutgoingMessage(
+        idempotency_key=idempotency_key,
+        message_id=message_id,
+        channel=EMAIL,
+        recipient_unit=recipient_unit,
+        address=address,
+        subject=subject,
+        payload=message.as_bytes(),
+        at=at,
+        envelope_from=from_addr,
+        round_id=round_id,
+    )
+
+
+def digest_key(digest: Digest, channel: str, address: str) -> str:
+    return f"digest|{digest.round_key}|{digest.recipient.code}|{channel}|{address.lower()}"
+
+
+def build_email_messages(
+    digest: Digest,
+    rendered: RenderedDigest,
+    *,
+    mail_from: str = DEFAULT_MAIL_FROM,
+    round_id: int | None = None,
+) -> list[OutgoingMessage]:
+    """One message per address of the recipient. Raises MessageError naming the bad value."""
+    return [
+        build_email(
+            idempotency_key=digest_key(digest, EMAIL, address),
+            mail_from=mail_from,
+            to_address=address,
+            to_name=digest.recipient.name,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            at=digest.at,
+            recipient_unit=digest.recipient.code,
+            round_id=round_id,
+            extra_headers=[("X-Duban-Round", digest.round_key)],
+        )
+        for address in dict.fromkeys(digest.recipient.emails)
+    ]
+
+
+def build_dingtalk_message(
+    digest: Digest,
+    rendered: RenderedDigest,
+    *,
+    robot: str = "robot",
+    round_id: int | None = None,
+) -> OutgoingMessage:
+    """A markdown message for the working group's DingTalk / 浙政钉 custom robot."""
+    key = digest_key(digest, DINGTALK, robot)
+    body = {"msgtype": "markdown", "markdown": {"title": rendered.subject, "text": rendered.markdown}}
+    return OutgoingMessage(
+        idempotency_key=key,
+        message_id=message_id_for(key, FALLBACK_ID_DOMAIN),
+        channel=DINGTALK,
+        recipient_unit=digest.recipient.code,
+        address=robot,
+        subject=rendered.subject,
+        payload=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+        at=digest.at,
+        round_id=round_id,
+    )
