@@ -97,6 +97,7 @@ _ARITHMETIC = frozenset({"$add", "$sub", "$mul", "$div"})
 _REGEX = frozenset({"$mt", "$imt"})
 _EXISTENCE = frozenset({"$ex", "$nex"})
 _BOOLEAN = frozenset({"$and", "$or"})
+_KNOWN_OPERATORS = _COMPARISONS | _REGEX | _EXISTENCE | _BOOLEAN
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,8 @@ class _ConditionChecker:
     def check(self, condition: Any) -> None:
         if not isinstance(condition, Mapping):
             return  # durable reports the wrong shape itself
+        if not condition:
+            raise _ConditionProblem("an empty object in a condition", "条件中有空对象")
         if len(condition) != 1:
             raise _ConditionProblem(
                 f"an object in a condition has {len(condition)} keys {sorted(map(str, condition))}; "
@@ -264,7 +267,11 @@ class _ConditionChecker:
                     )
             return
         if isinstance(key, str) and key.startswith("$"):
-            return  # an operator durable does not know: it rejects it with code 202
+            # durable rejects some unknown operators (202) but takes others, e.g. $in, as a field name.
+            raise _ConditionProblem(
+                f"unknown operator {key!r} (supported: {', '.join(sorted(_KNOWN_OPERATORS))})",
+                f"无法识别的运算符 {key}",
+            )
         self._check_comparison("$eq", {key: argument})
 
     def _check_comparison(self, operator_name: str, argument: Any) -> None:
