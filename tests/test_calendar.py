@@ -294,4 +294,4 @@ def test_lookups_are_cached_fast_enough_for_the_engine(calendar: WorkingCalendar
         for day in days:
             calendar.is_working_day(day)
     per_lookup = (time.perf_counter() - started) / (50 * len(days))
-    assert per_lookup < 20e-6  # measured ~0.3 µs; chinese_calendar itself ~2 µs
+    assert per_lookup < 20e-6  # measured ~0.6 µs cached; chinese_calendar.is_workday ~16 µs
