@@ -369,7 +369,7 @@ class DigestRenderer:
                 index += 1
                 entries.append(self._render_item(digest, item, index, SECTION_LABELS[key], problems))
             sections.append(Section(key, SECTION_LABELS[key], tuple(entries)))
-        counts = {section.key: len(section.entries) for section in sections}
+        counts = {key: 0 for key in SECTION_ORDER} | {s.key: len(s.entries) for s in sections}
         worst = digest.worst_section()
         context = {
             "digest": digest,

@@ -1,0 +1,122 @@
+"""Message building: multipart UTF-8 e-mails, one per address, headers that cannot be injected."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from pathlib import Path
+
+import pytest
+
+from notifiers.digest import Recipient
+from notifiers.message import (
+    MessageError,
+    build_dingtalk_message,
+    build_email,
+    build_email_messages,
+    message_id_for,
+    validate_address,
+)
+from notifiers.render import DigestRenderer
+from notifiers.samples import ROUND_AT, sample_digest, sample_item
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "rules" / "templates"
+MAIL_FROM = "鹿城区“十百千”工作专班 <zhuanban@lucheng.example.cn>"
+
+
+@pytest.fixture(scope="module")
+def renderer() -> DigestRenderer:
+    return DigestRenderer(TEMPLATES)
+
+
+def parse(payload: bytes) -> email.message.EmailMessage:
+    message = email.message_from_bytes(payload, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    return message
+
+
+def test_digest_becomes_multipart_alternative_text_then_html_in_utf8(renderer: DigestRenderer) -> None:
+    digest = sample_digest()
+    [message] = build_email_messages(digest, renderer.render(digest), mail_from=MAIL_FROM)
+    parsed = parse(message.payload)
+    assert parsed.get_content_type() == "multipart/alternative"
+    parts = list(parsed.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert all(part.get_content_charset() == "utf-8" for part in parts)
+    assert "服务业投资占全区固定资产投资比重低于2/3" in parts[0].get_content()
+    assert "<table" in parts[1].get_content()
+    assert parsed["Subject"] == "【鹿城区服务业高质量发展“十百千”工程建设工作专班】2023年7月月调度：3项待办（红灯1项）"
+    assert parsed["To"].addresses[0].display_name == "区发改局"
+    assert parsed["From"].addresses[0].display_name == "鹿城区“十百千”工作专班"
+    assert parsed["Date"].datetime == ROUND_AT
+    assert message.payload.isascii()  # encoded words and base64: safe through any relay
+
+
+def test_one_message_per_address_with_stable_message_ids(renderer: DigestRenderer) -> None:
+    digest = sample_digest(
+        recipient=Recipient("drc", "区发改局", "department", ("a@lucheng.example.cn", "b@lucheng.example.cn"))
+    )
+    rendered = renderer.render(digest)
+    first = build_email_messages(digest, rendered, mail_from=MAIL_FROM)
+    again = build_email_messages(digest, rendered, mail_from=MAIL_FROM)
+    assert [m.address for m in first] == ["a@lucheng.example.cn", "b@lucheng.example.cn"]
+    assert len({m.idempotency_key for m in first}) == 2
+    assert [m.message_id for m in first] == [m.message_id for m in again]
+    assert first[0].message_id == message_id_for(first[0].idempotency_key, "lucheng.example.cn")
+    assert parse(first[0].payload)["Message-ID"] == first[0].message_id
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("subject", "2023年7月\r\nBcc: victim@example.com"),
+        ("to_name", "区发改局\nBcc: victim@example.com"),
+        ("to_address", "a@example.cn\r\nBcc: victim@example.com"),
+        ("mail_from", "专班 <z@example.cn>\nBcc: victim@example.com"),
+    ],
+)
+def test_header_injection_with_cr_or_lf_is_rejected(field: str, value: str) -> None:
+    arguments = {
+        "idempotency_key": "k",
+        "mail_from": MAIL_FROM,
+        "to_address": "a@example.cn",
+        "to_name": "区发改局",
+        "subject": "主题",
+        "text": "正文",
+        "html": None,
+        "at": ROUND_AT,
+    }
+    arguments[field] = value
+    with pytest.raises(MessageError, match="换行或控制字符"):
+        build_email(**arguments)  # type: ignore[arg-type]
+
+
+def test_a_rendered_subject_is_one_line_even_if_a_title_contains_a_newline(renderer: DigestRenderer) -> None:
+    digest = sample_digest(round_title="2023年7月\r\nBcc: x@example.com")
+    rendered = renderer.render(digest)
+    assert "\n" not in rendered.subject and "\r" not in rendered.subject
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["no-at-sign", "two@@example.cn", "a b@example.cn", "张三@example.cn", "a@localhost", "a@-bad-.cn", ".a@example.cn"],
+)
+def test_malformed_or_non_ascii_local_part_addresses_are_rejected(address: str) -> None:
+    with pytest.raises(MessageError):
+        validate_address(address)
+
+
+def test_internationalised_domains_are_sent_in_punycode() -> None:
+    assert validate_address("fgj@鹿城.中国") == "fgj@xn--uisz85n.xn--fiqs8s"
+    assert validate_address(" Fgj@Lucheng.Example.CN ") == "Fgj@lucheng.example.cn"
+
+
+def test_dingtalk_message_is_markdown_json(renderer: DigestRenderer) -> None:
+    digest = sample_digest(items=(sample_item(),))
+    message = build_dingtalk_message(digest, renderer.render(digest))
+    body = json.loads(message.payload)
+    assert body["msgtype"] == "markdown"
+    assert "服务业投资占全区固定资产投资比重低于2/3" in body["markdown"]["text"]
+    assert body["markdown"]["title"].startswith("【鹿城区")
+    assert message.channel == "dingtalk"
