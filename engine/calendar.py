@@ -192,11 +192,16 @@ class WorkingCalendar:
         return self.nth_working_day_of_month(year, month, -1)
 
     def due_date_for_month(self, year: int, month: int, day: int = 10) -> dt.date:
-        """Figures for month M are due on day D of month M+1, moved to the next working day if needed."""
-        if not 1 <= day <= 28:
-            raise CalendarError(f"报送日应在 1–28 日之间，而不是 {day} 日")
+        """Figures for month M are due on day D of month M+1, moved to the next working day if needed.
+
+        A day past the end of month M+1 (30 for February) means its last day, as officials read "每月30日前".
+        """
+        if not 1 <= day <= 31:
+            raise CalendarError(f"报送日应在 1–31 日之间，而不是 {day} 日")
         due_year, due_month = (year + 1, 1) if month == 12 else (year, month + 1)
-        return self.shift_to_working_day(dt.date(due_year, due_month, day))
+        following = dt.date(due_year + 1, 1, 1) if due_month == 12 else dt.date(due_year, due_month + 1, 1)
+        last_day = (following - dt.timedelta(days=1)).day
+        return self.shift_to_working_day(dt.date(due_year, due_month, min(day, last_day)))
 
     def has_data_for(self, year: int) -> bool:
         """True when the year's holidays are known (override file or chinese_calendar); does not record."""

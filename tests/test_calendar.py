@@ -125,9 +125,16 @@ def test_december_figures_are_due_in_january_of_the_next_year(calendar: WorkingC
     assert calendar.due_date_for_month(2023, 12, day=1) == D("2024-01-02")  # Jan 1 2024 is New Year's Day
 
 
-def test_a_due_day_after_the_28th_is_rejected_in_chinese(calendar: WorkingCalendar) -> None:
-    with pytest.raises(CalendarError, match="报送日"):
-        calendar.due_date_for_month(2023, 1, day=31)
+def test_a_due_day_past_the_end_of_the_month_means_its_last_day(calendar: WorkingCalendar) -> None:
+    # January 2024 figures "due on the 30th" of February: Feb 29 2024 (leap year, a Thursday).
+    assert calendar.due_date_for_month(2024, 1, day=30) == D("2024-02-29")
+    # February 2023 figures due on the 31st of March: Friday Mar 31.
+    assert calendar.due_date_for_month(2023, 2, day=31) == D("2023-03-31")
+
+
+def test_a_due_day_outside_1_to_31_is_rejected_in_chinese(calendar: WorkingCalendar) -> None:
+    with pytest.raises(CalendarError, match="报送日应在 1–31 日之间"):
+        calendar.due_date_for_month(2023, 1, day=0)
 
 
 # -- years without data --------------------------------------------------------------------------------
