@@ -1,8 +1,8 @@
 """Task deadlines as the documents write them ("2023年12月底前", "2023全年", "五年内") turned into dates.
 
 The task list's 时间节点 column mixes a deadline phrase with the work due by then
-("2023年12月底前，分级分类梯队培育1家领军企业。"). A phrase may therefore be followed by a
-comma, semicolon or full stop and any text; the phrase alone decides the date. Anything that
+("2023年12月底前，分级分类梯队培育1家领军企业。"). A phrase may therefore be followed by the
+description of the work; the phrase alone decides the date. Anything that
 is not one of the phrases below is an error: a guessed deadline would send wrong reminders.
 """
 
@@ -21,13 +21,17 @@ class DeadlineError(ValueError):
 
 # A phrase ends the text or is followed by punctuation and the description of the work.
 _TAIL = r"(?:[，,；;。：:].*)?"
+# Phrases that end decisively ("…底前", "全年", "五年内") may run straight into the work
+# ("2023全年配合市人行…", "五年内培训100名…"). "2023年" may not: "2023年6月中旬" must not
+# read as "during 2023".
+_FREE_TAIL = r"(?:[^\d\s].*)?"
 _YEAR = r"(?P<year>(?:19|20)\d{2})"
 
 _FULL_DATE = re.compile(rf"{_YEAR}(?:[-/.](?P<m>\d{{1,2}})[-/.](?P<d>\d{{1,2}})|年(?P<cm>\d{{1,2}})月(?P<cd>\d{{1,2}})日)(?:前|之前)?{_TAIL}")
-_MONTH_END = re.compile(rf"{_YEAR}年(?P<month>\d{{1,2}})月(?:底|末)(?:前|之前)?{_TAIL}")
-_YEAR_END = re.compile(rf"{_YEAR}年?(?:底|末|年底|年末|全年)(?:前|之前)?{_TAIL}")
+_MONTH_END = re.compile(rf"{_YEAR}年(?P<month>\d{{1,2}})月(?:底|末)(?:前|之前)?{_FREE_TAIL}")
+_YEAR_END = re.compile(rf"{_YEAR}年?(?:底|末|全年)(?:前|之前)?{_FREE_TAIL}")
 _DURING_YEAR = re.compile(rf"{_YEAR}年(?:度)?{_TAIL}")
-_WITHIN_PROGRAMME = re.compile(rf"(?:五年内|5年内){_TAIL}")
+_WITHIN_PROGRAMME = re.compile(rf"(?:五年内|5年内){_FREE_TAIL}")
 _WHITESPACE = re.compile(r"\s+")
 
 
