@@ -114,10 +114,17 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
     for warning in result.warnings:
         click.echo(f"警告：{warning}", err=True)
     if send:
-        from duban.rounds import run_round
+        from duban.rounds import RoundError, record_round, send_outbox
 
-        report = run_round(app, rule_set, at, key=f"manual:{at.isoformat()}", groups=groups or None, result=result)
-        click.echo(report)
+        try:
+            report = record_round(app.engine, rule_set, at, key=f"manual:{at.isoformat()}", groups=groups or None,
+                                  result=result)
+        except RoundError as exc:
+            raise UserError(str(exc)) from None
+        click.echo(str(report))
+        for problem in report.problems:
+            click.echo(f"模板或地址问题：{problem}", err=True)
+        click.echo(send_outbox(app.engine, rule_set))
         return
     if as_json:
         for candidate in result.candidates:

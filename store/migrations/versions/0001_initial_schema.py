@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 88c660ebd36c
+Revision ID: d3500d051237
 Revises: 
-Create Date: 2026-11-24 00:00:17.061321
+Create Date: 2026-11-24 00:11:30.412700
 """
 from collections.abc import Sequence
 
@@ -30,8 +30,10 @@ def upgrade() -> None:
     sa.Column('level', sa.String(length=10), nullable=True),
     sa.Column('state', sa.String(length=10), nullable=False),
     sa.Column('units', sa.JSON(), nullable=False),
+    sa.Column('notify_units', sa.JSON(), nullable=False),
     sa.Column('title', sa.Text(), nullable=False),
     sa.Column('facts', sa.JSON(), nullable=False),
+    sa.Column('repeats', sa.Integer(), nullable=False),
     sa.Column('level_history', sa.JSON(), nullable=False),
     sa.Column('first_seen', store.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_seen', store.models.UTCDateTime(timezone=True), nullable=False),

@@ -1,0 +1,293 @@
+"""A round: evaluate, apply the lifecycle, and write alerts, notices and outbox rows in ONE transaction.
+
+Sending is separate (`duban send`, or the service right after a round): the outbox is the
+contract between deciding and sending, so a crash in between loses nothing and a second run
+of the same round writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from engine.evaluate import AlertCandidate, EvaluationResult, Evaluator
+from engine.lifecycle import AlertKey, AlertState, PlannedNotice, SilenceRule, plan
+from engine.rules import Rule, RuleSet
+from notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
+from notifiers.message import MessageError, build_dingtalk_message, build_email_messages
+from notifiers.outbox import enqueue
+from notifiers.render import DigestRenderer, TemplateProblem
+from store.db import transaction
+from store.models import Alert, Delivery, Notice, Round, Silence
+from store.periods import SHANGHAI
+from store.snapshot import Snapshot, load_snapshot
+
+
+@dataclass
+class RoundReport:
+    key: str
+    at: dt.datetime
+    skipped: bool = False
+    candidates: int = 0
+    notices: int = 0
+    messages: int = 0
+    silenced: int = 0
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    round_id: int | None = None
+
+    def __str__(self) -> str:
+        when = self.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+        if self.skipped:
+            return f"轮次 {self.key}（{when}）此前已完成，本次未重复记录或发送。"
+        text = (f"轮次 {self.key}（{when}）：预警候选 {self.candidates} 项，生成通知 {self.notices} 条，"
+                f"待发送邮件/消息 {self.messages} 封")
+        if self.silenced:
+            text += f"，静默 {self.silenced} 条"
+        return text + "。"
+
+
+def round_title(at: dt.datetime, name: str) -> str:
+    local = at.astimezone(SHANGHAI)
+    return f"{local.year}年{local.month}月{local.day}日{name}"
+
+
+FALLBACK_MAIL_FROM = "工作专班 <duban@example.org>"
+
+
+class RoundError(Exception):
+    """The round cannot be recorded as configured; nothing was written."""
+
+
+def mail_from() -> str:
+    return os.environ.get("DUBAN_MAIL_FROM") or FALLBACK_MAIL_FROM
+
+
+def _state_of(alert: Alert) -> AlertState:
+    return AlertState(
+        alert.rule, alert.subject_type, alert.subject, alert.period, kind=alert.kind, level=alert.level,
+        state=alert.state, first_seen=alert.first_seen, last_notified_at=alert.last_notified_at,
+        acked_until=alert.acked_until, repeats=alert.repeats, units=tuple(alert.units or ()),
+        notify_units=tuple(alert.notify_units or ()), title=alert.title, facts=alert.facts or {},
+    )
+
+
+def record_round(
+    engine: Engine,
+    rule_set: RuleSet,
+    at: dt.datetime,
+    *,
+    key: str,
+    job: str = "manual",
+    name: str = "督办提醒",
+    groups: Sequence[str] | None = None,
+    result: EvaluationResult | None = None,
+    evaluator: Evaluator | None = None,
+    renderer: DigestRenderer | None = None,
+    report_links: Sequence[tuple[str, str]] = (),
+    started_at: dt.datetime | None = None,
+) -> RoundReport:
+    """Evaluate at `at` (unless `result` is given) and record the round; idempotent per `key`."""
+    report = RoundReport(key=key, at=at)
+    with transaction(engine) as session:
+        if session.scalar(select(Round.id).where(Round.key == key)) is not None:
+            report.skipped = True
+            return report
+        snapshot = load_snapshot(session, at)
+        if result is None:
+            owned = evaluator is None
+            evaluator = evaluator or Evaluator(rule_set)
+            try:
+                result = evaluator.evaluate(snapshot, groups=groups)
+            finally:
+                if owned:
+                    evaluator.close()
+        report.candidates = len(result.candidates)
+        report.warnings = list(result.warnings)
+        round_row = Round(key=key, job=job, at=at, started_at=started_at or at, summary={})
+        session.add(round_row)
+        session.flush()
+        report.round_id = round_row.id
+
+        skipped_rules = {w.split("`")[1] for w in result.warnings if "`" in w}
+        evaluated = {r.id for r in rule_set.rules
+                     if (groups is None or set(groups) & set(r.groups)) and r.short_id not in skipped_rules}
+        alerts = {(a.rule, a.subject_type, a.subject, a.period): a for a in session.scalars(
+            select(Alert).where(Alert.rule.in_(evaluated) if evaluated else Alert.id < 0))}
+        silences = [SilenceRule(s.rule, s.subject, s.unit, s.until)
+                    for s in session.scalars(select(Silence).where(Silence.until > at))]
+        decided = plan(result.candidates, {k: _state_of(a) for k, a in alerts.items()}, now=at,
+                       evaluated_rules=evaluated, repeat_of={r.id: r.repeat for r in rule_set.rules},
+                       silences=silences)
+        report.silenced = decided.silenced
+        alert_rows = _write_alerts(session, alerts, decided.alerts, at)
+        notices = _write_notices(session, decided.notices, alert_rows, round_row.id, at)
+        report.notices = len(notices)
+        renderer = renderer or DigestRenderer(rule_set.templates_dir)
+        report.problems += [str(p) for p in renderer.problems]
+        digests = build_digests(rule_set, snapshot, decided.notices, key, round_title(at, name), at, report_links)
+        messages = []
+        for digest in digests:
+            rendered = renderer.render(digest)
+            report.problems += [str(p) for p in rendered.problems]
+            try:
+                messages += build_email_messages(digest, rendered, mail_from=mail_from(), round_id=round_row.id)
+                if digest.recipient.code == rule_set.settings.working_group and os.environ.get("DUBAN_DINGTALK_WEBHOOK"):
+                    messages.append(build_dingtalk_message(digest, rendered, round_id=round_row.id))
+            except MessageError as exc:
+                # A message that cannot be built would be a lost notice: record nothing, say why.
+                raise RoundError(f"{digest.recipient.name}（{digest.recipient.code}）的通知无法生成：{exc}；本轮未记录，请修正后重试") from exc
+        report.messages = enqueue(session, messages, now=at)
+        _link_notices(session, notices, round_row.id)
+        round_row.finished_at = at
+        round_row.summary = {"candidates": report.candidates, "notices": report.notices,
+                             "messages": report.messages, "warnings": report.warnings[:50],
+                             "problems": report.problems[:50]}
+    return report
+
+
+def _write_alerts(session: Session, rows: dict[AlertKey, Alert], states: Iterable[tuple[AlertState, bool]],
+                  at: dt.datetime) -> dict[AlertKey, Alert]:
+    for state, _notified in states:
+        row = rows.get(state.key)
+        if row is None:
+            row = Alert(rule=state.rule, subject_type=state.subject_type, subject=state.subject, period=state.period,
+                        first_seen=at, level_history=[])
+            session.add(row)
+            rows[state.key] = row
+        if row.level != state.level or row.state != state.state:
+            row.level_history = [*(row.level_history or []), {"at": at.isoformat(), "level": state.level, "state": state.state}]
+        row.kind, row.level, row.state = state.kind, state.level, state.state
+        row.units, row.notify_units, row.title = list(state.units), list(state.notify_units), state.title
+        row.facts = dict(state.facts)
+        row.last_seen = at if state.state == "firing" else (row.last_seen or at)
+        row.resolved_at = at if state.state == "resolved" else None
+        row.last_notified_at, row.acked_until, row.repeats = state.last_notified_at, state.acked_until, state.repeats
+    session.flush()
+    return rows
+
+
+def _write_notices(session: Session, planned: Sequence[PlannedNotice], alerts: dict[AlertKey, Alert],
+                   round_id: int, at: dt.datetime) -> list[Notice]:
+    rows = []
+    for notice in planned:
+        alert = alerts.get(notice.alert_key)
+        rule, subject_type, subject, period = notice.alert_key
+        row = Notice(
+            idempotency_key=notice.idempotency_key(str(round_id)), round_id=round_id,
+            alert_id=alert.id if alert else None, rule=rule, subject_type=subject_type, subject=subject,
+            period=period, kind=notice.kind, level=notice.level, recipient_unit=notice.recipient_unit,
+            title=notice.title, facts=notice.candidate.to_json() if notice.candidate else dict(alert.facts if alert else {}),
+            created_at=at,
+        )
+        session.add(row)
+        rows.append(row)
+    session.flush()
+    return rows
+
+
+def _link_notices(session: Session, notices: list[Notice], round_id: int) -> None:
+    deliveries = {d.recipient_unit: d.id for d in session.scalars(
+        select(Delivery).where(Delivery.round_id == round_id, Delivery.channel == "email"))}
+    for notice in notices:
+        notice.delivery_id = deliveries.get(notice.recipient_unit)
+
+
+_TEMPLATE_BY_KIND = {"warning": "warning", "reminder": "reminder", "overdue": "overdue", "praise": "praise",
+                     "escalation": "escalation", "resolved": "resolved"}
+
+
+def build_digests(rule_set: RuleSet, snapshot: Snapshot, notices: Sequence[PlannedNotice], round_key: str,
+                  title: str, at: dt.datetime, report_links: Sequence[tuple[str, str]] = ()) -> list[Digest]:
+    """Group a round's notices per recipient unit: one digest, one message per address."""
+    rules = {r.id: r for r in rule_set.rules}
+    by_unit: dict[str, list[NoticeItem]] = defaultdict(list)
+    for notice in notices:
+        by_unit[notice.recipient_unit].append(_item(notice, rules.get(notice.alert_key[0]), snapshot, rule_set, round_key))
+    settings = rule_set.settings
+    programme = snapshot.programme
+    digests = []
+    for unit_code, items in sorted(by_unit.items()):
+        unit = snapshot.units.get(unit_code)
+        if unit is None or not unit.emails:
+            continue
+        digests.append(Digest(
+            programme_name=settings.name or (programme.name if programme else settings.programme),
+            document=settings.document or (programme.document if programme else ""),
+            round_key=round_key, round_title=title, at=at,
+            recipient=Recipient(unit.code, unit.name, unit.kind, unit.emails),
+            items=tuple(sorted(items, key=_item_order)), report_links=tuple(report_links),
+            sender=settings.subject_prefix.strip("【】"),
+        ))
+    return digests
+
+
+_ORDER = {"red": 0, "yellow": 1, "blue": 2, "green": 3, None: 4}
+
+
+def _item_order(item: NoticeItem) -> tuple[int, str, str]:
+    return (_ORDER.get(item.level, 4) if item.kind != "resolved" else 5, item.rule, item.subject)
+
+
+def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set: RuleSet, round_key: str) -> NoticeItem:
+    candidate: AlertCandidate | None = notice.candidate
+    rule_id, subject_type, subject, period = notice.alert_key
+    units = candidate.units if candidate else ()
+    facts = candidate.to_json() if candidate else {}
+    template = (rule.template if rule and rule.template and notice.kind not in ("resolved", "escalation")
+                else _TEMPLATE_BY_KIND.get(notice.kind, "warning"))
+    days_left = candidate.days_left if candidate else None
+    return NoticeItem(
+        kind=notice.kind, level=notice.level, title=notice.title, rule=rule_id,
+        rule_file=str(rule.position) if rule else "", template=template, subject_type=subject_type,
+        subject=subject, subject_name=candidate.subject_name if candidate else notice.title,
+        period=period, period_label=str(facts.get("value_period") and _label(facts["value_period"]) or _label(period)),
+        value=candidate.value if candidate else None, threshold=candidate.threshold if candidate else None,
+        expected=candidate.expected if candidate else None, measure=candidate.measure if candidate else "",
+        deadline=candidate.deadline if candidate else None,
+        days_left=days_left if days_left is not None and days_left >= 0 else None,
+        days_overdue=-days_left if days_left is not None and days_left < 0 else None,
+        units=tuple(UnitRef(code, snapshot.units[code].name if code in snapshot.units else code) for code in units),
+        source=rule.source if rule else "", document=rule_set.settings.document,
+        action=rule.action if rule else "", repeat=notice.repeat,
+        idempotency_key=notice.idempotency_key(round_key),
+    )
+
+
+def _label(period: str) -> str:
+    from store.periods import parse_period
+
+    try:
+        return parse_period(period.split("/")[0]).label
+    except ValueError:
+        return period.split("/")[0]
+
+
+def send_outbox(engine: Engine, rule_set: RuleSet | None = None, *, limit: int | None = None) -> str:
+    """Drain the outbox with the transport the environment names (default: .eml files)."""
+    import asyncio
+    import socket
+
+    from notifiers.outbox import drain
+    from notifiers.transports import ConfigError, transport_from_env
+
+    try:
+        transport = transport_from_env()
+    except ConfigError as exc:
+        return f"未发送：{exc}"
+    admin = rule_set.settings.admin_email if rule_set else None
+    report = asyncio.run(drain(engine, transport, now=lambda: dt.datetime.now(dt.UTC),
+                               worker=f"{socket.gethostname()}:{os.getpid()}", limit=limit,
+                               admin_address=admin or None, mail_from=mail_from()))
+    return report.summary()
+
+
+def template_problems(rule_set: RuleSet) -> list[TemplateProblem]:
+    return list(DigestRenderer(Path(rule_set.templates_dir)).problems)
