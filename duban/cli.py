@@ -118,6 +118,44 @@ def template(directory: Path, force: bool) -> None:
         click.echo(f"已生成模板：{path}")
 
 
+@main.command("outbox")
+@pass_app
+def outbox(app: AppContext) -> None:
+    """List pending, in-flight and failed deliveries with their last errors."""
+    from notifiers.outbox import outbox_status
+    from notifiers.service import status_lines
+    from store.db import transaction
+
+    with transaction(app.engine) as session:
+        status = outbox_status(session)
+    for line in status_lines(status):
+        click.echo(line)
+
+
+@main.command("send")
+@click.option("--limit", type=int, default=None, help="Send at most this many messages.")
+@pass_app
+def send(app: AppContext, limit: int | None) -> None:
+    """Send due deliveries (DUBAN_TRANSPORT=file|smtp|dingtalk, default file into DUBAN_OUTBOX_DIR)."""
+    import asyncio
+    import os
+    from datetime import UTC, datetime
+
+    from notifiers.service import send_pending
+    from notifiers.transports import ConfigError
+
+    try:
+        reports = asyncio.run(
+            send_pending(app.engine, env=os.environ, now=lambda: datetime.now(UTC), limit=limit)
+        )
+    except ConfigError as exc:
+        raise UserError(f"发送配置错误：{exc}") from exc
+    for name, report in reports:
+        click.echo(f"[{name}] {report.summary()}")
+        for failure in report.failures:
+            click.echo(f"  发送失败 #{failure.delivery_id} {failure.address}：{failure.error}", err=True)
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m duban`
     main(prog_name="duban")
 

@@ -57,6 +57,7 @@ class RecordingHandler:
         self.lock = threading.Lock()
         self.raw: list[bytes] = []
         self.count = 0
+        self.sessions: set[int] = set()  # distinct connections that delivered a message
         self.rcpt_replies: dict[str, str] = {}  # address -> SMTP reply, e.g. "550 5.1.1 no such user"
         self.data_reply: Callable[[bytes], str | None] | None = None  # None = accept
         self.on_accept: Callable[[int], None] | None = None  # called with the running count
@@ -77,6 +78,7 @@ class RecordingHandler:
         with self.lock:
             self.count += 1
             count = self.count
+            self.sessions.add(id(session))
             if self.keep:
                 self.raw.append(content)
         if self.on_accept is not None:
