@@ -27,7 +27,7 @@ from notifiers.render import RenderedDigest
 
 EMAIL = "email"
 DINGTALK = "dingtalk"
-DEFAULT_MAIL_FROM = "工作专班 <duban@localhost>"
+DEFAULT_MAIL_FROM = "工作专班 <noreply@duban.invalid>"
 FALLBACK_ID_DOMAIN = "duban.invalid"
 
 # RFC 5322 dot-atom local part, ASCII only (non-ASCII needs SMTPUTF8, which we do not require).
