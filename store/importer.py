@@ -328,6 +328,8 @@ class _ImportRun:
 
     def _unit_list(self, row: _Row) -> list[str]:
         codes = row.get("units", parse_unit_codes)
+        if codes == []:
+            row.problem("units", "责任单位不能为空")
         for code in codes or ():
             if code not in self.known.units:
                 row.problem("units", f"未知的单位代码：'{code}'（请先在单位清单中登记）")
