@@ -7,6 +7,7 @@ twice replaces the file with identical content: the transport is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -53,6 +54,7 @@ class FileTransport:
                     os.fsync(handle.fileno())
             os.replace(temporary, target)
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
             return SendResult.temporary(f"写入文件 {target} 失败：{exc.strerror or exc}")
         return SendResult.success(str(target))
