@@ -4,12 +4,17 @@ durable-rules 2.0.28 has traps that make its public ``Host`` API unfit for a bat
 (measured in docs/dependency-hazards.md); this module keeps the workarounds, which rely on private
 internals of ``durable.engine`` and on the C binding ``durable_rules_engine``, in one place:
 
-* Threads. Every ``Host`` starts two ``threading.Timer`` loops that never stop, and a batch whose facts do
-  not all match raises before its actions run, leaving them to the timer thread ~0.2 s later.
-  ``_SameThreadHost`` overrides ``Host._run`` so no thread is ever started, and ``evaluate`` drains the
-  action queue itself with ``start_action_for_state`` / ``complete_and_start_action`` before it returns.
-  The queued "actions" are only read (rule name and fact id); no user code runs inside durable, so there
-  is nothing for durable to swallow: any exception raised while draining propagates.
+* Threads. Every ``durable.engine.Host`` starts two ``threading.Timer`` loops that never stop, a batch
+  whose facts do not all match raises before its actions run (the timer thread runs them ~0.2 s later),
+  and ``delete_state`` while that thread is inside ``complete_and_start_action`` crashes the process
+  (SIGSEGV, seen in bench/durable_bench.py). The Host adds nothing else we need (its ``set_rulesets`` even
+  deletes ``'run'`` from the caller's dict), so each ``CompiledRuleset`` owns one C ruleset handle and
+  plays the Host's part on the caller's thread: ``evaluate`` drains the action queue itself with
+  ``start_action_for_state`` / ``complete_and_start_action`` before it returns. The queued "actions" are
+  only read (rule name and fact id); no user code runs inside durable, so nothing can be swallowed.
+* Numbers. durable's JSON reader accepts an exponent only after a decimal point: ``1e-05`` (Python's
+  ``repr`` of 0.00001) ends the batch silently, losing that fact and every later one, and in a rule it
+  fails with code 204. Such floats are written ``1.0e-05`` (``_durable_json``).
 * Fact identity. durable keys a stored fact by a 32-bit FNV-1 hash of its ``id`` text; a distinct fact
   whose hash is taken is dropped with ``MessageObservedException``. Facts get the ids ``0 .. n-1`` per
   session; the decimal strings ``"0"`` .. ``"797185"`` have pairwise distinct hashes, distinct also from
@@ -42,7 +47,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import durable_rules_engine
-from durable import engine as durable_engine
 
 FieldType = type  # int | float | str | bool
 
@@ -164,15 +168,24 @@ class FactIds:
             candidate += 1
 
 
-class _SameThreadHost(durable_engine.Host):
-    """A Host that starts no dispatch or timer threads: ``evaluate`` drains actions on its own thread."""
+def _durable_float(value: float) -> str:
+    text = repr(value)
+    if "e" in text and "." not in text:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}.0e{exponent}"
+    return text
 
-    def _run(self) -> None:
-        return None
 
-
-def _never_dispatched(_closure: object) -> None:
-    raise RuntimeError("durable dispatched an action outside engine.durable_adapter")
+def _durable_json(value: Any) -> str:
+    """JSON that durable's reader parses as Python means it (see "Numbers" above); for small documents."""
+    if isinstance(value, Mapping):
+        members = (f"{json.dumps(str(k), ensure_ascii=False)}:{_durable_json(v)}" for k, v in value.items())
+        return "{" + ",".join(members) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(map(_durable_json, value)) + "]"
+    if isinstance(value, float) and math.isfinite(value):
+        return _durable_float(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _durable_code(error: BaseException) -> int | None:
@@ -465,7 +478,7 @@ def _check_schema(schema: FactSchema) -> None:
 
 
 def _create_handle(ruleset_name: str, definition: Mapping[str, Any]) -> int:
-    return int(durable_rules_engine.create_ruleset(ruleset_name, json.dumps(definition, ensure_ascii=False)))
+    return int(durable_rules_engine.create_ruleset(ruleset_name, _durable_json(definition)))
 
 
 def _delete_handle(handle: int) -> None:
@@ -526,6 +539,7 @@ class CompiledRuleset:
         self.name = name
         self.schema = schema
         self._fact_checker = _FactChecker(schema)
+        self._float_columns = [operator.itemgetter(n) for n, t in schema.fields.items() if t is float]
         self._fact_ids = fact_ids or FactIds()
         self._lock = threading.Lock()
         self._closed = False
@@ -545,15 +559,12 @@ class CompiledRuleset:
                     zh=f"规则 {rule_name} 的条件有误：{problem.chinese}",
                     rule=rule_name,
                 ) from None
-            definition[f"r{position}"] = {"all": [{"m": copy.deepcopy(condition)}], "run": _never_dispatched}
+            definition[f"r{position}"] = {"all": [{"m": copy.deepcopy(condition)}]}
 
-        self._host = _SameThreadHost()
         try:
-            # set_rulesets deletes 'run' from what it is given; ``definition`` is ours alone.
-            self._host.set_rulesets({name: definition})
+            self._handle: int = _create_handle(name, definition)
         except durable_rules_engine.error as error:
             raise self._locate_compile_error(name, definition, error) from None
-        self._handle: int = self._host.get_ruleset(name)._handle
         self._release = weakref.finalize(self, _delete_handle, self._handle)
 
     def _locate_compile_error(
@@ -561,9 +572,8 @@ class CompiledRuleset:
     ) -> DurableError:
         code = _durable_code(error)
         for position, rule_name in enumerate(self._rule_names):
-            single = {"all": definition[f"r{position}"]["all"]}
             try:
-                probe = _create_handle(name, {f"r{position}": single})
+                probe = _create_handle(name, {f"r{position}": definition[f"r{position}"]})
             except durable_rules_engine.error as rule_error:
                 rule_code = _durable_code(rule_error)
                 return DurableError(
@@ -602,11 +612,7 @@ class CompiledRuleset:
 
     def _evaluate_session(self, facts: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
         ids = self._session_ids(len(facts))
-        payload = json.dumps(
-            [{"id": fact_id, **fact} for fact_id, fact in zip(ids, facts, strict=True)],
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        payload = self._payload(facts, ids)
         try:
             code, state = durable_rules_engine.assert_facts(self._handle, payload)
             # durable reports only the last of "not handled" / "observed" in a batch, so a dropped fact
@@ -624,6 +630,26 @@ class CompiledRuleset:
             ) from None
         finally:
             self._delete_session()
+
+    def _payload(self, facts: Sequence[Mapping[str, Any]], ids: Sequence[int]) -> str:
+        # Only floats that repr in exponent form can lack the decimal point durable needs.
+        careful: set[int] = set()
+        for column in self._float_columns:
+            careful.update(
+                i
+                for i, value in enumerate(map(column, facts))
+                if value and not 1e-4 <= abs(value) < 1e16 and type(value) is float
+            )
+        plain = json.dumps(
+            [{"id": ids[i], **fact} for i, fact in enumerate(facts) if i not in careful],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        if not careful:
+            return plain
+        # durable identifies facts by id, so their order in the batch does not matter.
+        written = [_durable_json({"id": ids[i], **facts[i]}) for i in sorted(careful)]
+        return plain[:-1] + ("," if len(plain) > 2 else "") + ",".join(written) + "]"
 
     def _session_ids(self, size: int) -> Sequence[int]:
         ids = self._fact_ids.for_session(size)

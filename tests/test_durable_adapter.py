@@ -143,6 +143,38 @@ def test_durables_own_session_fact_is_never_reported_as_a_match() -> None:
         assert rs.evaluate(facts) == [Match("flag_set", facts[0]), Match("no_org_named_x", facts[0])]
 
 
+def test_floats_python_writes_with_a_bare_exponent_are_neither_lost_nor_misread() -> None:
+    # durable's reader needs a decimal point before an exponent: a bare "1e-05" used to end the batch
+    # silently, dropping that fact and all after it.
+    schema = FactSchema({"share": float, "order": int})
+    conditions: dict[str, dict[str, Any]] = {
+        "every": {"$gte": {"order": 0}},
+        "tiny": {"$lt": {"share": 1e-06}},
+        "huge": {"$gt": {"share": 1e19}},
+    }
+    facts = [
+        {"share": 0.5, "order": 0},
+        {"share": 1e-05, "order": 1},
+        {"share": 2e-07, "order": 2},
+        {"share": 1e20, "order": 3},
+        {"share": 5e18, "order": 4},
+        {"share": 0.0, "order": 5},
+    ]
+    with CompiledRuleset("exponents", conditions, schema) as ruleset:
+        matches = [(m.fact["order"], m.rule) for m in ruleset.evaluate(facts)]
+    assert matches == [
+        (0, "every"),
+        (1, "every"),
+        (2, "every"),
+        (2, "tiny"),
+        (3, "every"),
+        (3, "huge"),
+        (4, "every"),
+        (5, "every"),
+        (5, "tiny"),
+    ]
+
+
 def test_no_facts_give_no_matches(lucheng: CompiledRuleset) -> None:
     assert lucheng.evaluate([]) == []
 
