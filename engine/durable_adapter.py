@@ -528,7 +528,7 @@ class CompiledRuleset:
         """conditions: rule name -> a durable condition on ONE fact, e.g.
         ``{'$and': [{'rule': 'lucheng.share'}, {'$lt': {'value': {'$m': 'bound'}}}]}``.
 
-        Builds one durable ruleset (in one thread-less Host) for the whole set; raises DurableError naming
+        Builds one durable C ruleset (no Host, no threads) for the whole set; raises DurableError naming
         the rule when a condition is malformed or does not fit the schema.
         """
         if not isinstance(name, str) or not name or "$" in name:
