@@ -667,7 +667,7 @@ class CompiledRuleset:
     _MATCH_HEAD = re.compile(r'\{"r(\d+)":\{"m":\{"id":(-?\d+),')
 
     def _drain(self, state: int, position_of_id: Mapping[int, int] | None) -> list[tuple[int, int]]:
-        """Reads every queued action of the session on this thread (the Host has no dispatch thread)."""
+        """Reads every queued action of the session on this thread (no durable dispatch thread exists)."""
         found: list[tuple[int, int]] = []
         head = self._MATCH_HEAD.match
         started = durable_rules_engine.start_action_for_state(self._handle, state)
