@@ -1,0 +1,86 @@
+"""The bundled rule sets (rules/lucheng, rules/huzhou) load, are covered by their YAML rule tests, and pass them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from ruamel.yaml import YAML
+
+from duban.cli import main
+from duban.ruletest import run_rule_test_files
+from engine.loader import load_rule_set
+from engine.schema import PROGRAMME_SCHEMA_FILE, RULE_SCHEMA_FILE, programme_schema, render, rule_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "rules"
+PROGRAMMES = ("lucheng", "huzhou")
+TEST_FILES = sorted(p for name in PROGRAMMES for p in (RULES / name / "tests").glob("*.yaml"))
+
+
+def test_duban_check_passes_on_the_bundled_rules() -> None:
+    result = CliRunner().invoke(main, ["check", str(RULES)])
+    assert result.exit_code == 0, result.output
+    assert "规则检查通过：" in result.output
+
+
+@pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_yaml_rule_tests_pass(path: Path) -> None:
+    outcome = run_rule_test_files([path])
+    assert outcome.ok, "\n".join(outcome.lines())
+    assert outcome.passed, f"{path} ran no cases"
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_every_bundled_rule_has_a_case_that_fires_and_one_that_does_not(programme: str) -> None:
+    rule_set = load_rule_set(RULES / programme)
+    fires: set[str] = set()
+    silent: set[str] = set()
+    for path in (RULES / programme / "tests").glob("*.yaml"):
+        for case in YAML(typ="safe").load(path.read_text(encoding="utf-8"))["tests"]:
+            fires |= {str(e["rule"]) for e in case.get("expect") or [] if "rule" in e}
+            silent |= {str(e["rule"]) for e in case.get("absent") or [] if "rule" in e}
+    ids = {rule.short_id for rule in rule_set.rules}
+    assert ids - fires == set(), f"rules without a firing case: {sorted(ids - fires)}"
+    assert ids - silent == set(), f"rules without a non-firing case: {sorted(ids - silent)}"
+
+
+def test_a_wrong_expectation_fails_the_rule_test(tmp_path: Path) -> None:
+    # The runner must be able to fail: the same data with the light reversed.
+    folder = tmp_path / "lucheng" / "tests"
+    folder.mkdir(parents=True)
+    for item in (RULES / "lucheng").glob("*.yaml"):
+        (tmp_path / "lucheng" / item.name).write_text(item.read_text(encoding="utf-8"), encoding="utf-8")
+    source = (RULES / "lucheng" / "tests" / "investment.yaml").read_text(encoding="utf-8")
+    wrong = source.replace("{rule: service_investment_share, level: red,", "{rule: service_investment_share, level: yellow,")
+    assert wrong != source
+    (folder / "investment.yaml").write_text(wrong, encoding="utf-8")
+    outcome = run_rule_test_files([folder / "investment.yaml"])
+    assert [name for name, _ in outcome.failed] == [
+        f"{folder / 'investment.yaml'}: service investment below 2/3 in June lights red for 区发改局 on the July dispatch"
+    ]
+
+
+def test_the_committed_rule_schema_is_the_generated_one() -> None:
+    assert (RULES / RULE_SCHEMA_FILE).read_text(encoding="utf-8") == render(rule_schema()), \
+        "rules/schema.json is stale: run python -m engine.schema rules"
+    assert (RULES / PROGRAMME_SCHEMA_FILE).read_text(encoding="utf-8") == render(programme_schema())
+
+
+def test_the_schema_accepts_every_bundled_file_and_rejects_a_misspelt_key() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    rules = jsonschema.Draft202012Validator(json.loads((RULES / RULE_SCHEMA_FILE).read_text(encoding="utf-8")))
+    programme = jsonschema.Draft202012Validator(json.loads((RULES / PROGRAMME_SCHEMA_FILE).read_text(encoding="utf-8")))
+    for name in PROGRAMMES:
+        for path in (RULES / name).glob("*.yaml"):
+            # Editors read YAML 1.2, where an unquoted 2023-01-02 is a string, not a date.
+            document = json.loads(json.dumps(YAML(typ="safe").load(path.read_text(encoding="utf-8")), default=str))
+            validator = programme if path.name == "programme.yaml" else rules
+            assert [e.message for e in validator.iter_errors(document)] == [], path
+    misspelt = {"rules": [{"id": "x", "kind": "threshold", "title": "t", "source": "s", "indicator": "a", "at_lest": 1}]}
+    messages = [e.message for e in rules.iter_errors(misspelt)]
+    assert any("at_lest" in m for m in messages)
+    wrong_kind_key = {"rules": [{"id": "x", "kind": "deadline", "title": "t", "source": "s", "tasks": "all", "at_least": 1}]}
+    assert list(rules.iter_errors(wrong_kind_key)), "at_least is not a deadline key"
