@@ -19,9 +19,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, Table, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifiers.message import (
@@ -42,6 +42,7 @@ BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_CAP = timedelta(hours=6)
 DEFAULT_LEASE = timedelta(minutes=5)
 _KEY_CHUNK = 500
+DELIVERIES = cast(Table, Delivery.__table__)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -142,7 +143,7 @@ def _due(now: datetime) -> Any:
     )
 
 
-def _to_message(row: Delivery) -> OutgoingMessage:
+def _to_message(row: Any) -> OutgoingMessage:
     return OutgoingMessage(
         idempotency_key=row.idempotency_key,
         message_id=row.message_id,
@@ -182,6 +183,9 @@ class _Drainer:
         self.exhausted = False
         self.batch = 0
         self.batch_size = max(1, transport.concurrency) * 8
+        # One connection for the whole drain: each claim and each mark is its own short
+        # transaction on it, without the cost of a session or a pool checkout per message.
+        self.connection = engine.connect()
 
     def claim(self, only_ids: Iterable[int] | None = None) -> list[_Claimed]:
         """Claim a batch of due rows under a fresh token; returns what this drain now owns."""
@@ -194,28 +198,28 @@ class _Drainer:
         token = f"{self.worker}#{uuid.uuid4().hex[:8]}-{self.batch}"
         now = self.now()
         until = now + self.lease
-        with transaction(self.engine) as session:
+        table = DELIVERIES
+        with self.connection.begin():
             candidates = (
-                select(Delivery.id)
-                .where(_due(now), Delivery.channel.in_(sorted(self.transport.channels)))
-                .order_by(Delivery.next_attempt_at, Delivery.id)
+                select(table.c.id)
+                .where(_due(now), table.c.channel.in_(sorted(self.transport.channels)))
+                .order_by(table.c.next_attempt_at, table.c.id)
                 .limit(wanted)
             )
             if only_ids is not None:
-                candidates = candidates.where(Delivery.id.in_(list(only_ids)))
-            ids = list(session.scalars(candidates))
+                candidates = candidates.where(table.c.id.in_(list(only_ids)))
+            ids = list(self.connection.scalars(candidates))
             if not ids:
                 return []
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids), _due(now))
-                .values(status=SENDING, claimed_by=token, claimed_until=until, attempts=Delivery.attempts + 1)
-                .execution_options(synchronize_session=False)
+            self.connection.execute(
+                update(table)
+                .where(table.c.id.in_(ids), _due(now))
+                .values(status=SENDING, claimed_by=token, claimed_until=until, attempts=table.c.attempts + 1)
             )
-            rows = session.scalars(
-                select(Delivery)
-                .where(Delivery.id.in_(ids), Delivery.claimed_by == token, Delivery.status == SENDING)
-                .order_by(Delivery.next_attempt_at, Delivery.id)
+            rows = self.connection.execute(
+                select(table)
+                .where(table.c.id.in_(ids), table.c.claimed_by == token, table.c.status == SENDING)
+                .order_by(table.c.next_attempt_at, table.c.id)
             ).all()
             claimed = [_Claimed(_to_message(row), token, row.attempts, until) for row in rows]
         self.report.claimed += len(claimed)
@@ -238,17 +242,8 @@ class _Drainer:
         if now < claimed.claimed_until - self.lease / 2:
             return True
         until = now + self.lease
-        with transaction(self.engine) as session:
-            result = session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == claimed.message.delivery_id,
-                    Delivery.claimed_by == claimed.token,
-                    Delivery.status == SENDING,
-                )
-                .values(claimed_until=until)
-                .execution_options(synchronize_session=False)
-            )
+        with self.connection.begin():
+            result = self.connection.execute(_owned(claimed).values(claimed_until=until))
         if _rowcount(result) == 1:
             claimed.claimed_until = until
             return True
@@ -274,17 +269,8 @@ class _Drainer:
             else:
                 failure = result.message
             values = {"status": FAILED, "claimed_until": None, "last_error": failure}
-        with transaction(self.engine) as session:
-            outcome = session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == claimed.message.delivery_id,
-                    Delivery.claimed_by == claimed.token,
-                    Delivery.status == SENDING,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+        with self.connection.begin():
+            outcome = self.connection.execute(_owned(claimed).values(**values))
         if _rowcount(outcome) != 1:
             self.report.lost_claims += 1
             return
@@ -322,6 +308,16 @@ class _Drainer:
         await asyncio.gather(*(self.run_worker() for _ in range(workers)))
 
 
+def _owned(claimed: _Claimed) -> Any:
+    """An UPDATE that only touches the row while this drain's claim on it still holds."""
+    table = DELIVERIES
+    return update(table).where(
+        table.c.id == claimed.message.delivery_id,
+        table.c.claimed_by == claimed.token,
+        table.c.status == SENDING,
+    )
+
+
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -342,8 +338,8 @@ async def drain(
     drainer = _Drainer(
         engine, transport, now=now, worker=worker, limit=limit, lease=lease, max_attempts=max_attempts
     )
-    await transport.open()
     try:
+        await transport.open()
         await drainer.run()
         report = drainer.report
         if report.failures and admin_address:
@@ -358,6 +354,7 @@ async def drain(
                 drainer.exhausted = True
                 await drainer.run_worker()
     finally:
+        drainer.connection.close()
         await transport.close()
     return drainer.report
 
