@@ -1,0 +1,570 @@
+"""`duban run`: the long-running service — cadence rounds, catch-up, one instance per database, hot reload.
+
+The core (`Service`) is driven by an explicit ``now`` and has no threads: `Service.tick(now)` runs
+every cadence whose latest fire time ≤ now has no round yet. `run_service` is the thin APScheduler
+shell around it (one job per cadence, `coalesce=True`, `misfire_grace_time=None`, `max_instances=1`).
+
+Round keys and the watermark
+    A cadence fire is the round ``f"{cadence.id}@{fire_time.isoformat()}"`` (fire time in
+    Asia/Shanghai). `record_round` records a key once (the `rounds.key` unique constraint backs this
+    up even if two processes raced past the lock), so the rounds table is the watermark: no state
+    lives in APScheduler (its MemoryJobStore is rebuilt from the rule files at every start/reload).
+
+Catch-up after downtime, and the evaluation time
+    At start, for each cadence, the latest fire time ≤ now is found by walking the schedule from the
+    cadence's latest recorded round (or from ``now - 400 days``, not before the programme start) up to
+    now. If that key has no round, it runs ONCE: three missed weekly consultations give one round,
+    keyed by the latest missed fire time, not three.
+
+    The round is evaluated at NOW, not at the missed fire time. Evaluating at the missed fire time
+    would keep the digest "as of" its date, but deadline reminders and overdue warnings that fell due
+    between then and now would not be seen by it, and the next round might be days away. Evaluating at
+    now sends everything that is due now; the key still names the fire time it stands for, so a
+    restart does not run it again. (`Round.at` is the evaluation time; the key carries the fire time.)
+
+One instance per database (a lease for the process lifetime)
+    PostgreSQL: ``pg_try_advisory_lock(LOCK_CLASS, crc32(current_schema()))`` held on a dedicated
+    connection (one lease per schema, since a schema is a deployment). SQLite: an exclusive
+    ``fcntl.flock`` on ``<db file>.lock``. The second process logs ``event=lock_held`` and exits
+    non-zero, or waits with ``--wait``.
+
+Hot reload
+    The rule-set directory (and the calendar override file) are polled by mtime/size every few
+    seconds; SIGHUP forces a reload. A change that fails validation (rule files, cadence phrases,
+    calendar file, templates) is rejected: errors are logged and mailed to programme.yaml's
+    ``admin_email`` through the outbox, once per distinct bad state, and the last good rules keep
+    running. A good change replaces the jobs.
+
+Calendar years without holiday data (2027 in chinese-calendar 1.11) are warned about once per
+year (log + admin mail), remembered in the `settings` table as ``calendar_warned:<year>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Connection, Engine, select, text
+
+from duban.rounds import RoundError, RoundReport, mail_from, record_round, send_outbox, template_problems
+from engine.calendar import CalendarFileError, WorkingCalendar
+from engine.evaluate import Evaluator
+from engine.loader import RuleError, RuleSetInvalid, load_rule_set
+from engine.rules import Cadence, RuleSet
+from engine.schedule import (
+    PROGRAMME_START,
+    SHANGHAI,
+    Schedule,
+    ScheduleError,
+    ScheduleTrigger,
+    parse_schedule,
+)
+from notifiers.message import MessageError, build_email
+from notifiers.outbox import enqueue
+from store.db import transaction
+from store.models import Round, Setting
+
+logger = logging.getLogger("duban.service")
+
+CATCH_UP_WINDOW = dt.timedelta(days=400)
+CALENDAR_LOOKAHEAD = dt.timedelta(days=45)  # warn about next year's missing holidays in mid-November
+LOCK_CLASS = 0x6475_6261  # "duba": the first key of the two-key advisory lock
+DEFAULT_POLL_SECONDS = 3.0
+EXIT_LOCK_HELD = 2
+EXIT_RULES_INVALID = 1
+
+Sender = Callable[[Engine, RuleSet], str]
+
+
+def log_event(event: str, level: int = logging.INFO, **fields: object) -> None:
+    """One line per event: ``event=… key=value …``; values with spaces are JSON-quoted."""
+    parts = [f"event={event}"]
+    for name, value in fields.items():
+        shown = value.isoformat() if isinstance(value, dt.datetime) else str(value)
+        if not shown or any(c.isspace() or c in '"=' for c in shown):
+            shown = json.dumps(shown, ensure_ascii=False)
+        parts.append(f"{name}={shown}")
+    logger.log(level, " ".join(parts))
+
+
+def round_key(cadence: Cadence, fire_time: dt.datetime) -> str:
+    return f"{cadence.id}@{fire_time.astimezone(SHANGHAI).isoformat()}"
+
+
+def fire_time_of(key: str) -> dt.datetime | None:
+    _, _, stamp = key.rpartition("@")
+    try:
+        value = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+# -- loading and validating the rules ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedRules:
+    """A rule set that passed every check the service needs, with its cadences' schedules."""
+
+    rule_set: RuleSet
+    calendar: WorkingCalendar
+    schedules: dict[str, Schedule]
+    fingerprint: str
+
+    @property
+    def cadences(self) -> list[Cadence]:
+        return list(self.rule_set.cadences)
+
+
+def watched_files(directory: Path, calendar: Path | None = None) -> list[Path]:
+    files = [p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    if calendar is not None:
+        files.append(calendar)
+    return sorted(set(files))
+
+
+def fingerprint(directory: Path, calendar: Path | None = None) -> str:
+    """Changes when any watched file is added, removed, or has a new mtime or size."""
+    digest = hashlib.sha256()
+    for path in watched_files(directory, calendar):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            digest.update(f"{path}:missing\n".encode())
+            continue
+        digest.update(f"{path}:{stat.st_mtime_ns}:{stat.st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_rules(directory: Path) -> LoadedRules:
+    """Load and check a rule set for running. Raises RuleSetInvalid listing every problem."""
+    rule_set = load_rule_set(directory)
+    errors: list[RuleError] = []
+    calendar_path = rule_set.settings.calendar
+    try:
+        calendar = WorkingCalendar.load(calendar_path)
+    except CalendarFileError as exc:
+        errors += [RuleError(p.path, p.line, p.column, p.message) for p in exc.problems]
+        calendar = WorkingCalendar()
+    schedules: dict[str, Schedule] = {}
+    for cadence in rule_set.cadences:
+        try:
+            schedules[cadence.id] = parse_schedule(cadence.when, calendar, anchor=cadence.anchor)
+        except ScheduleError as exc:
+            where = cadence.position
+            errors.append(RuleError(where.file, where.line, where.column,
+                                    f"节奏 `{cadence.id.split('.', 1)[-1]}` 的 when 无法使用：{exc.message}"))
+    if not rule_set.cadences:
+        errors.append(RuleError(str(directory), 1, 1, "规则集中没有任何节奏（cadence），服务将无事可做：请保留 cadence.yaml"))
+    for problem in template_problems(rule_set):
+        errors.append(RuleError(str(rule_set.templates_dir), 1, 1, f"通知模板有误：{problem}"))
+    if errors:
+        raise RuleSetInvalid(errors)
+    return LoadedRules(rule_set, calendar, schedules, fingerprint(directory, calendar_path))
+
+
+# -- the instance lock ---------------------------------------------------------------------------------------
+
+
+class LockHeld(Exception):
+    """Another process holds this database's service lock."""
+
+
+class InstanceLock:
+    """A lease for the process lifetime: one running service per database (or PostgreSQL schema)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.description = ""
+        self._file: IO[bytes] | None = None
+        self._connection: Connection | None = None
+
+    def try_acquire(self) -> bool:
+        if self.engine.dialect.name == "sqlite":
+            return self._try_file_lock()
+        return self._try_advisory_lock()
+
+    def acquire(self, *, wait: bool, stop: threading.Event | None = None, poll_seconds: float = 2.0) -> None:
+        """Take the lock, or raise LockHeld (without ``wait``). Waiting ends early when ``stop`` is set."""
+        while not self.try_acquire():
+            if not wait:
+                raise LockHeld(self.description)
+            if stop is not None and stop.wait(poll_seconds):
+                raise LockHeld(self.description)
+            if stop is None:
+                time.sleep(poll_seconds)
+
+    def _try_file_lock(self) -> bool:
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            self.description = "memory"
+            return True
+        path = Path(f"{database}.lock")
+        self.description = str(path)
+        handle = path.open("ab")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n".encode())
+        handle.flush()
+        self._file = handle
+        return True
+
+    def _try_advisory_lock(self) -> bool:
+        connection = self.engine.connect()
+        try:
+            schema = connection.scalar(text("SELECT current_schema()")) or ""
+            # Two-key form: one lease per schema, since each schema is a separate deployment.
+            object_key = zlib.crc32(schema.encode()) - (1 << 31)
+            self.description = f"pg_advisory_lock({LOCK_CLASS}, {object_key}) schema={schema}"
+            held = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:a, :b)"),
+                                          {"a": LOCK_CLASS, "b": object_key}))
+            connection.commit()  # a session-level advisory lock outlives the transaction
+        except Exception:
+            connection.close()
+            raise
+        if not held:
+            connection.close()
+            return False
+        self._connection = connection
+        return True
+
+    def still_held(self) -> bool:
+        """False when the PostgreSQL connection holding the lease is gone (the lease went with it)."""
+        if self._connection is None:
+            return self._file is not None or self.description == "memory"
+        try:
+            self._connection.execute(text("SELECT 1"))
+            self._connection.commit()
+        except Exception:  # any failure means the session, and with it the lock, is gone
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+        if self._connection is not None:
+            # Never hand the session back to the pool with the lock in it: end the session.
+            with contextlib.suppress(Exception):
+                self._connection.invalidate()
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+
+# -- the service core ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReloadOutcome:
+    applied: bool
+    errors: list[str] = field(default_factory=list)
+    admin_notified: bool = False
+
+
+class Service:
+    """Rounds for one rule set on one database. Every method takes ``now``; nothing here reads a clock."""
+
+    def __init__(self, engine: Engine, directory: Path, *, send: Sender = send_outbox) -> None:
+        self.engine = engine
+        self.directory = Path(directory)
+        self.send = send
+        self.rules: LoadedRules | None = None
+        self._rejected: str | None = None  # fingerprint of the last bad state already reported
+        self._round_lock = threading.RLock()
+
+    # lifecycle
+
+    def start(self) -> LoadedRules:
+        """Load the rules at start-up; with no last good rules to fall back on, errors are fatal."""
+        self.rules = load_rules(self.directory)
+        log_event("rules_loaded", directory=self.directory, cadences=len(self.rules.cadences),
+                  rules=len(self.rules.rule_set.rules), fingerprint=self.rules.fingerprint)
+        return self.rules
+
+    def current(self) -> LoadedRules:
+        if self.rules is None:
+            raise RuntimeError("Service.start() was not called")
+        return self.rules
+
+    # what is due
+
+    def last_recorded_fire(self, cadence: Cadence) -> dt.datetime | None:
+        with self.engine.connect() as conn:
+            keys = conn.scalars(select(Round.key).where(Round.job == cadence.id).order_by(Round.id.desc()).limit(20))
+            fires = [fire for fire in (fire_time_of(key) for key in keys) if fire is not None]
+        return max(fires) if fires else None
+
+    def latest_fire(self, cadence: Cadence, now: dt.datetime) -> dt.datetime | None:
+        """The latest fire time ≤ now, searched from the cadence's last recorded round (or 400 days back)."""
+        schedule = self.current().schedules[cadence.id]
+        floor = max(now - CATCH_UP_WINDOW, dt.datetime.combine(PROGRAMME_START, dt.time(), SHANGHAI))
+        last = self.last_recorded_fire(cadence)
+        start = max(floor, last + dt.timedelta(microseconds=1)) if last is not None else floor
+        if start > now:
+            return last
+        latest = last
+        for fire in schedule.fire_times(start, now + dt.timedelta(microseconds=1)):
+            latest = fire
+        return latest
+
+    def due(self, now: dt.datetime) -> list[tuple[Cadence, dt.datetime]]:
+        """Cadences whose latest fire time ≤ now has no round yet, each with that fire time."""
+        latest = [(cadence, self.latest_fire(cadence, now)) for cadence in self.current().cadences]
+        candidates = {round_key(c, fire): (c, fire) for c, fire in latest if fire is not None}
+        # One connection at a time: on SQLite every connection begins IMMEDIATE (a write lock).
+        with self.engine.connect() as conn:
+            recorded = set(conn.scalars(select(Round.key).where(Round.key.in_(list(candidates)))))
+        due = [item for key, item in candidates.items() if key not in recorded]
+        return sorted(due, key=lambda item: item[1])
+
+    # running rounds
+
+    def tick(self, now: dt.datetime, *, should_stop: Callable[[], bool] = lambda: False) -> list[RoundReport]:
+        """Run every due cadence once (catch-up at start; `--once`), then warn about calendar gaps."""
+        reports = []
+        for cadence, fire in self.due(now):
+            if should_stop():
+                log_event("catch_up_interrupted", reason="stopping")
+                break
+            report = self.run_round(cadence, fire, now)
+            if report is not None:
+                reports.append(report)
+        self.warn_calendar_gaps(now)
+        return reports
+
+    def run_due(self, cadence_id: str, now: dt.datetime) -> RoundReport | None:
+        """The APScheduler job: run this cadence's latest fire ≤ now unless it already has a round."""
+        with self._round_lock:
+            rules = self.current()
+            cadence = next((c for c in rules.cadences if c.id == cadence_id), None)
+            if cadence is None:  # removed by a reload while the job was queued
+                return None
+            fire = self.latest_fire(cadence, now)
+            if fire is None:
+                return None
+            report = self.run_round(cadence, fire, now)
+            self.warn_calendar_gaps(now)
+            return report
+
+    def run_round(self, cadence: Cadence, fire: dt.datetime, now: dt.datetime) -> RoundReport | None:
+        """Record the round for ``fire`` (evaluated at ``now``, see the module docstring), then send."""
+        with self._round_lock:
+            rules = self.current()
+            key = round_key(cadence, fire)
+            log_event("round_started", key=key, job=cadence.id, fire_time=fire, at=now)
+            evaluator = Evaluator(rules.rule_set, rules.calendar)
+            try:
+                report = record_round(self.engine, rules.rule_set, now, key=key, job=cadence.id, name=cadence.name,
+                                      groups=cadence.groups, evaluator=evaluator, started_at=now)
+            except RoundError as exc:
+                log_event("round_failed", logging.ERROR, key=key, error=str(exc))
+                return None
+            finally:
+                evaluator.close()
+            if report.skipped:
+                log_event("round_skipped", key=key, reason="already_recorded")
+                return report
+            log_event("round_recorded", key=key, round_id=report.round_id, candidates=report.candidates,
+                      notices=report.notices, messages=report.messages, warnings=len(report.warnings),
+                      problems=len(report.problems))
+            self.deliver()
+            return report
+
+    def deliver(self) -> None:
+        summary = self.send(self.engine, self.current().rule_set)
+        log_event("outbox_sent", summary=summary)
+
+    # reload
+
+    def check_reload(self, now: dt.datetime, *, force: bool = False) -> ReloadOutcome | None:
+        """Reload when the watched files changed (or ``force``); None when nothing changed."""
+        rules = self.current()
+        seen = fingerprint(self.directory, rules.rule_set.settings.calendar)
+        if not force and seen in (rules.fingerprint, self._rejected):
+            return None
+        try:
+            fresh = load_rules(self.directory)
+        except RuleSetInvalid as invalid:
+            return self._reject(invalid.errors, seen, now)
+        with self._round_lock:
+            self.rules = fresh
+        self._rejected = None
+        log_event("rules_reloaded", cadences=len(fresh.cadences), rules=len(fresh.rule_set.rules),
+                  fingerprint=fresh.fingerprint, forced=force)
+        return ReloadOutcome(applied=True)
+
+    def _reject(self, errors: Sequence[RuleError], seen: str, now: dt.datetime) -> ReloadOutcome:
+        lines = [str(e) for e in errors]
+        for line in lines:
+            log_event("rules_rejected_error", logging.ERROR, error=line)
+        log_event("rules_rejected", logging.ERROR, errors=len(lines), fingerprint=seen,
+                  message="规则修改未通过校验，继续使用上一版有效规则")
+        outcome = ReloadOutcome(applied=False, errors=lines)
+        if seen != self._rejected:
+            body = ("规则目录 {directory} 的修改未通过校验，督办服务仍按上一版有效规则运行。\n"
+                    "请按以下提示修改后保存，服务会自动重新加载：\n\n{errors}\n\n"
+                    "（共 {count} 处错误；可先运行 duban check 检查。）\n").format(
+                        directory=self.directory, errors="\n".join(lines), count=len(lines))
+            outcome.admin_notified = self.notify_admin(
+                f"reload:{seen}", "规则修改未生效：校验发现错误", body, now)
+            self._rejected = seen
+        return outcome
+
+    # admin messages
+
+    def notify_admin(self, reason: str, subject: str, body: str, now: dt.datetime,
+                     *, setting_key: str | None = None) -> bool:
+        """Enqueue a plain Chinese message to the admin (once per ``reason``) and send it."""
+        settings = self.current().rule_set.settings
+        if not settings.admin_email:
+            log_event("admin_mail_skipped", logging.WARNING, reason=reason, why="programme.yaml 未设置 admin_email")
+            return False
+        try:
+            message = build_email(
+                idempotency_key=f"admin:{settings.programme}:{reason}", mail_from=mail_from(),
+                to_address=settings.admin_email, to_name="规则管理员",
+                subject=f"{settings.subject_prefix}{subject}", text=body, html=None, at=now,
+            )
+        except MessageError as exc:
+            log_event("admin_mail_failed", logging.ERROR, reason=reason, error=str(exc))
+            return False
+        with transaction(self.engine) as session:
+            if setting_key is not None:
+                if session.get(Setting, setting_key) is not None:
+                    return False
+                session.add(Setting(key=setting_key, value=now.isoformat(), updated_at=now))
+            queued = enqueue(session, [message], now=now)
+        log_event("admin_mail_queued", reason=reason, queued=queued)
+        if queued:
+            self.deliver()
+        return queued > 0
+
+    def warn_calendar_gaps(self, now: dt.datetime) -> list[int]:
+        """Warn once per year that has no holiday data (looked up, or within the look-ahead)."""
+        calendar = self.current().calendar
+        years = set(calendar.uncovered_years())
+        years |= {n.year for n in calendar.notice_for({now.year, (now + CALENDAR_LOOKAHEAD).year})}
+        warned = []
+        with self.engine.connect() as conn:
+            known = set(conn.scalars(select(Setting.key).where(Setting.key.like("calendar_warned:%"))))
+        for notice in calendar.notice_for(years):
+            key = f"calendar_warned:{notice.year}"
+            if key in known:
+                continue
+            log_event("calendar_year_missing", logging.WARNING, year=notice.year, message=notice.message)
+            body = (f"{notice.message}。\n\n在补充之前，{notice.year}年的节假日和调休按普通周末推算，"
+                    "会商、调度等节奏和报送截止日可能落在实际放假日。\n")
+            if not self.notify_admin(key, f"{notice.year}年节假日数据缺失", body, now, setting_key=key):
+                with transaction(self.engine) as session:  # no admin address: still warn only once
+                    if session.get(Setting, key) is None:
+                        session.add(Setting(key=key, value=now.isoformat(), updated_at=now))
+            warned.append(notice.year)
+        return warned
+
+
+# -- the APScheduler shell ------------------------------------------------------------------------------------
+
+
+Clock = Callable[[], dt.datetime]
+
+
+def shifted_clock(start: dt.datetime | None) -> Clock:
+    """The wall clock, or one that starts at ``start`` and runs at real speed (``--at``)."""
+    if start is None:
+        return lambda: dt.datetime.now(SHANGHAI)
+    origin = time.monotonic()
+    return lambda: start + dt.timedelta(seconds=time.monotonic() - origin)
+
+
+@dataclass
+class Controls:
+    """Set by signal handlers, read by the main loop."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    reload: threading.Event = field(default_factory=threading.Event)
+
+
+def _sync_jobs(scheduler: Any, service: Service, clock: Clock) -> None:
+    rules = service.current()
+    wanted = {c.id for c in rules.cadences}
+    for job in scheduler.get_jobs():
+        if job.id not in wanted:
+            job.remove()
+    for cadence in rules.cadences:
+        scheduler.add_job(
+            _job, trigger=ScheduleTrigger(rules.schedules[cadence.id]), args=(service, cadence.id, clock),
+            id=cadence.id, name=cadence.name, replace_existing=True,
+            coalesce=True, misfire_grace_time=None, max_instances=1,
+        )
+    for job in scheduler.get_jobs():
+        log_event("job_scheduled", job=job.id, next_fire=job.next_run_time or "")
+
+
+def _job(service: Service, cadence_id: str, clock: Clock) -> None:
+    try:
+        service.run_due(cadence_id, clock())
+    except Exception as exc:  # a failed round must not stop the scheduler; the next fire retries
+        log_event("round_crashed", logging.ERROR, job=cadence_id, error=f"{type(exc).__name__}: {exc}")
+
+
+def run_service(service: Service, *, clock: Clock, controls: Controls, lock: InstanceLock,
+                poll_seconds: float = DEFAULT_POLL_SECONDS) -> int:
+    """Catch up, then run the cadence jobs until ``controls.stop``; reload on change or ``controls.reload``."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    # One worker: rounds never overlap, and SIGTERM waits for at most one.
+    scheduler = BackgroundScheduler(timezone=SHANGHAI, executors={"default": ThreadPoolExecutor(1)})
+    scheduler.start(paused=True)  # jobs added now; fires during catch-up run after it (and find their round)
+    _sync_jobs(scheduler, service, clock)
+    reports = service.tick(clock(), should_stop=controls.stop.is_set)
+    log_event("catch_up_done", rounds=sum(1 for r in reports if not r.skipped))
+    scheduler.resume()
+    exit_code = 0
+    try:
+        while not controls.stop.wait(poll_seconds):
+            if not lock.still_held():
+                log_event("lock_lost", logging.ERROR, message="数据库锁已丢失（连接中断），为免重复发送，服务退出")
+                exit_code = EXIT_LOCK_HELD
+                break
+            forced = controls.reload.is_set()
+            controls.reload.clear()
+            outcome = service.check_reload(clock(), force=forced)
+            if outcome is not None and outcome.applied:
+                _sync_jobs(scheduler, service, clock)
+    finally:
+        log_event("stopping", message="正在停止：等待当前轮次完成")
+        scheduler.shutdown(wait=True)
+    log_event("stopped", exit_code=exit_code)
+    return exit_code
+
+
+@contextlib.contextmanager
+def held_lock(engine: Engine, *, wait: bool, stop: threading.Event) -> Iterator[InstanceLock]:
+    lock = InstanceLock(engine)
+    lock.acquire(wait=wait, stop=stop)
+    log_event("lock_acquired", lock=lock.description, pid=os.getpid())
+    try:
+        yield lock
+    finally:
+        lock.release()

@@ -1,0 +1,109 @@
+"""`duban run`: the scheduler service (see duban/service.py for what it guarantees)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from duban.cli import AppContext, UserError, main, pass_app
+from duban.rules_cli import parse_at
+from duban.service import (
+    EXIT_LOCK_HELD,
+    EXIT_RULES_INVALID,
+    Controls,
+    LockHeld,
+    Service,
+    held_lock,
+    log_event,
+    run_service,
+    shifted_clock,
+)
+from engine.loader import RuleSetInvalid, resolve_rule_set
+from store.models import Programme
+
+
+def _rule_set_directory(app: AppContext) -> Path:
+    try:
+        with app.engine.connect() as conn:
+            programme = conn.scalars(select(Programme.code)).first()
+    except SQLAlchemyError as exc:
+        raise UserError(f"无法读取数据库 {app.db_url}：{str(exc).splitlines()[0]}（是否已运行 duban db upgrade？）") from None
+    try:
+        return resolve_rule_set(app.rules_dir, programme)
+    except RuleSetInvalid as invalid:
+        raise UserError("\n".join(str(e) for e in invalid.errors)) from None
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger("duban")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _install_signal_handlers(controls: Controls) -> None:
+    def on_term(signum: int, _frame: FrameType | None) -> None:
+        log_event("signal", signal=signal.Signals(signum).name, action="stop")
+        controls.stop.set()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        log_event("signal", signal="SIGHUP", action="reload")
+        controls.reload.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+
+
+@main.command("run")
+@click.option("--once", is_flag=True, help="Run every due round (catch-up), send, and exit (for cron).")
+@click.option("--at", "at_text", default=None, help="Pretend the service starts at this time (ISO; Asia/Shanghai).")
+@click.option("--wait", is_flag=True, help="If another instance holds the lock, wait for it instead of exiting.")
+@click.option("--poll", "poll_seconds", type=float, default=3.0, show_default=True,
+              help="Seconds between checks of the rules directory.")
+@pass_app
+def run(app: AppContext, once: bool, at_text: str | None, wait: bool, poll_seconds: float) -> None:
+    """Run the cadence rounds (会商、调度、分析…) and send their notices; catch up after downtime."""
+    _configure_logging()
+    controls = Controls()
+    _install_signal_handlers(controls)
+    clock = shifted_clock(parse_at(at_text) if at_text else None)
+    directory = _rule_set_directory(app)
+    try:
+        lock_context = held_lock(app.engine, wait=wait, stop=controls.stop)
+        lock = lock_context.__enter__()
+    except LockHeld as held:
+        log_event("lock_held", logging.ERROR, lock=str(held),
+                  message="另一个督办服务实例正在运行（已持有数据库锁），本实例退出；如需排队等待请加 --wait")
+        sys.exit(EXIT_LOCK_HELD)
+    try:
+        service = Service(app.engine, directory)
+        try:
+            service.start()
+        except RuleSetInvalid as invalid:
+            for error in invalid.errors:
+                click.echo(str(error), err=True)
+            click.echo(f"规则集无效（{len(invalid.errors)} 处错误），服务未启动。", err=True)
+            sys.exit(EXIT_RULES_INVALID)
+        if once:
+            reports = service.tick(clock(), should_stop=controls.stop.is_set)
+            for report in reports:
+                click.echo(str(report))
+            if not reports:
+                click.echo("没有到期的轮次。")
+            return
+        code = run_service(service, clock=clock, controls=controls, lock=lock, poll_seconds=poll_seconds)
+        if code:
+            sys.exit(code)
+    finally:
+        lock_context.__exit__(None, None, None)
