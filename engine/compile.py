@@ -14,17 +14,17 @@ from typing import Any
 from engine.durable_adapter import CompiledRuleset, FactSchema
 from engine.rules import Rule, RuleSet
 
+# Conditions compare a fact's fields with the rule's constants only. A condition comparing two
+# fields of one fact (`{'$lt': {'value': {'$m': 'bound'}}}`) corrupts durable's heap when a fact
+# does not match (measured: a segfault within a few hundred evaluations), so the differences
+# are derived in Python: `gap` (how far a bound is missed), `lag` (points behind time progress).
 FACT_SCHEMA = FactSchema(
     fields={
         "rule": str,
         "idx": int,
-        "value": float,
-        "bound": float,
-        "red_line": float,
+        "gap": float,
+        "lag": float,
         "completion": float,
-        "progress": float,
-        "red_at": float,
-        "praise_at": float,
         "days": float,
         "flag": bool,
     }
@@ -52,15 +52,12 @@ def _all(*conditions: Condition) -> Condition:
     return {"$and": list(conditions)}
 
 
-def _field_cmp(op: str, left: str, right_field: str) -> Condition:
-    return {op: {left: {"$m": right_field}}}
-
-
 def _const_cmp(op: str, left: str, value: float) -> Condition:
     return {op: {left: value}}
 
 
 _DECISIONS: dict[str, DecisionKind] = {}
+NO_DECISION = "none"
 
 
 def decision_of(durable_name: str) -> DecisionKind:
@@ -80,23 +77,20 @@ def rule_conditions(rule: Rule) -> dict[str, Condition]:
         out[f"{rule.id}#{_decide(decision, kind)}"] = _all(_rule(rule), condition)
 
     if rule.kind == "threshold":
-        below = rule.at_least is not None
-        missed, beyond = ("$lt", "$lt") if below else ("$gt", "$gt")
-        within = "$gte" if below else "$lte"
         if rule.yellow_margin:
-            add("red", DecisionKind("warning", "red", "red"), _field_cmp(beyond, "value", "red_line"))
+            add("red", DecisionKind("warning", "red", "red"), _const_cmp("$gt", "gap", rule.yellow_margin))
             add("yellow", DecisionKind("warning", "yellow", "yellow"),
-                _all(_field_cmp(missed, "value", "bound"), _field_cmp(within, "value", "red_line")))
+                _all(_const_cmp("$gt", "gap", 0.0), _const_cmp("$lte", "gap", rule.yellow_margin)))
         else:
             level = rule.level
-            add(level, DecisionKind("warning", level, level), _field_cmp(missed, "value", "bound"))
+            add(level, DecisionKind("warning", level, level), _const_cmp("$gt", "gap", 0.0))
     elif rule.kind == "pace":
-        add("red", DecisionKind("warning", "red", "red"), _field_cmp("$lte", "completion", "red_at"))
+        add("red", DecisionKind("warning", "red", "red"), _const_cmp("$gte", "lag", rule.yellow_gap))
         add("yellow", DecisionKind("warning", "yellow", "yellow"),
-            _all(_field_cmp("$gt", "completion", "red_at"), _field_cmp("$lt", "completion", "progress")))
+            _all(_const_cmp("$gt", "lag", 0.0), _const_cmp("$lt", "lag", rule.yellow_gap)))
         if rule.praise_margin is not None:
             add("ahead", DecisionKind("praise", "green", "ahead", period_suffix="praise"),
-                _field_cmp("$gte", "completion", "praise_at"))
+                _const_cmp("$lte", "lag", -rule.praise_margin))
     elif rule.kind == "deadline":
         days = sorted(set(rule.remind_days), reverse=True)
         for i, n in enumerate(days):
@@ -115,13 +109,17 @@ def rule_conditions(rule: Rule) -> dict[str, Condition]:
     elif rule.kind == "praise":
         praise = DecisionKind("praise", "green", rule.basis)
         if rule.basis == "target_met_early":
-            add("met_early", praise, _all(_field_cmp("$gte", "completion", "progress"), _const_cmp("$gt", "days", 0.0)))
+            add("met_early", praise, _all(_const_cmp("$gte", "completion", 100.0), _const_cmp("$gt", "days", 0.0)))
         elif rule.basis == "ahead_of_pace":
-            add("ahead", praise, _field_cmp("$gte", "completion", "praise_at"))
+            add("ahead", praise, _const_cmp("$lte", "lag", -rule.margin))
         else:
             add("on_time", praise, {"flag": True})
     else:  # pragma: no cover - the loader only admits known kinds
         raise ValueError(rule.kind)
+    # Every fact must match some durable rule: durable corrupts its heap when a session holds facts
+    # that passed a rule's first test and failed the rest (measured: segfaults within hundreds of
+    # evaluations). This catch-all decision matches every fact of the rule and is ignored.
+    out[f"{rule.id}#{_decide(NO_DECISION, DecisionKind('none', None, NO_DECISION))}"] = _rule(rule)
     return out
 
 

@@ -141,6 +141,8 @@ class Evaluator:
         for match in self._compiled.evaluate(facts):
             item = pending[match.fact["idx"]]
             decision = decision_of(match.rule)
+            if decision.kind == "none":
+                continue
             candidates.append(self._candidate(item, decision, snapshot, at))
         candidates.sort(key=lambda c: (c.rule, c.subject_type, c.subject, c.period, c.kind))
         return EvaluationResult(candidates, warnings)
@@ -277,14 +279,13 @@ def _derive_threshold(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: l
         if limit is None:
             warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 缺少 {period.label} 的比较指标数据（{bound.text}），本次跳过 {info.code}")
             continue
-        margin = rule.yellow_margin or 0.0
         item = _Pending(
             rule, "indicator", info.code, info.name, info.units, str(period.year), info.measure,
             value=value, threshold=limit, period_label=period.label,
             details={"value_period": period.code, "bound": bound.text},
         )
-        red_line = limit - margin if rule.at_least is not None else limit + margin
-        yield item, {"value": value, "bound": limit, "red_line": red_line}
+        gap = limit - value if rule.at_least is not None else value - limit
+        yield item, {"gap": gap}
 
 
 def _elapsed_share(snapshot: Snapshot, rule: Rule) -> tuple[float, int, int, str] | None:
@@ -372,8 +373,7 @@ def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[s
 
 
 def _pace_fact(rule: Rule, c: float, p: float) -> dict[str, Any]:
-    praise_at = p + rule.praise_margin if rule.praise_margin is not None else 1e12
-    return {"completion": c, "progress": p, "red_at": p - rule.yellow_gap, "praise_at": praise_at}
+    return {"completion": c, "lag": p - c}
 
 
 def _derive_deadline(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
@@ -464,9 +464,9 @@ def _derive_praise(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list
             )
             months_left = 12 - ended if scope != "final" else 1
             if rule.basis == "target_met_early":
-                yield item, {"completion": c, "progress": 100.0, "days": float(months_left)}
+                yield item, {"completion": c, "days": float(months_left)}
             else:
-                yield item, {"completion": c, "progress": p, "praise_at": p + rule.margin}
+                yield item, {"completion": c, "lag": p - c}
 
 
 def _tasks_on_time(rule: Rule, snapshot: Snapshot, today: dt.date) -> Iterable[tuple[_Pending, dict[str, Any]]]:
@@ -488,7 +488,7 @@ def _tasks_on_time(rule: Rule, snapshot: Snapshot, today: dt.date) -> Iterable[t
                         value=float(sum(results)), threshold=float(len(results)),
                         period_label=parse_period(quarter).label, unit_name=info.name if info else unit,
                         details={"tasks_due": len(results), "tasks_on_time": sum(results)})
-        yield item, {"value": float(sum(results)), "bound": float(len(results)), "flag": all(results)}
+        yield item, {"flag": all(results)}
 
 
 _DERIVERS: dict[str, Any] = {

@@ -1,0 +1,104 @@
+"""`duban simulate` and `duban demo`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+
+import click
+
+from duban.cli import AppContext, UserError, main, pass_app
+from duban.rules_cli import load_programme_rules, parse_at
+from engine.loader import RuleSetInvalid, load_rule_set
+
+EXAMPLES = (("lucheng", "examples/lucheng-2023"), ("huzhou", "examples/huzhou-2023"))
+
+
+@main.command()
+@click.option("--from", "start_text", required=True, help="Start date or time (Asia/Shanghai by default).")
+@click.option("--to", "end_text", required=True, help="End date or time (exclusive).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per notice, with its round.")
+@click.option("--outbox", type=click.Path(path_type=Path), help="Also write every message as a .eml file here.")
+@pass_app
+def simulate(app: AppContext, start_text: str, end_text: str, as_json: bool, outbox: Path | None) -> None:
+    """Replay the cadence between two dates against the stored data; touches nothing, sends nothing."""
+    from duban.simulate import describe
+    from duban.simulate import simulate as run_simulation
+
+    start, end = _day_start(start_text), _day_start(end_text)
+    if end <= start:
+        raise UserError("--to 必须晚于 --from")
+    rule_set = load_programme_rules(app)
+    entries = run_simulation(app.engine, rule_set, start, end, outbox)
+    for entry in entries:
+        click.echo(json.dumps(entry.to_json(), ensure_ascii=False) if as_json else describe(entry))
+    if not as_json:
+        click.echo(f"模拟完成：{start.date()} 至 {end.date()}，共 {len(entries)} 条通知。", err=True)
+
+
+def _day_start(text: str) -> dt.datetime:
+    at = parse_at(text)
+    return at.replace(hour=0, minute=0) if "T" not in text and " " not in text else at
+
+
+@main.command()
+@click.option("--workspace", type=click.Path(path_type=Path), default=Path("demo-workspace"), show_default=True)
+@click.option("--from", "start_text", default="2023-01-01", show_default=True)
+@click.option("--to", "end_text", default="2024-02-01", show_default=True,
+              help="Exclusive; January 2024 shows the year-end overdue tasks and the annual assessment.")
+@click.pass_context
+def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) -> None:
+    """The whole product in one command: import both examples, replay 2023, write every e-mail as .eml."""
+    from duban.simulate import replay, timeline, write_eml, write_index
+    from store.db import create_all, make_engine
+    from store.importer import import_paths
+
+    app: AppContext = ctx.obj
+    start, end = _day_start(start_text), _day_start(end_text)
+    workspace.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for programme, example in EXAMPLES:
+        began = time.perf_counter()
+        folder = workspace / programme
+        db_file = folder / "duban.db"
+        if db_file.exists():
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+        outbox = folder / "outbox"
+        for old in outbox.glob("*.eml"):
+            old.unlink()
+        engine = make_engine(str(db_file))
+        try:
+            create_all(engine)
+            report = import_paths(engine, [example], now=dt.datetime.now(dt.UTC), imported_by="duban demo")
+            if not report.ok:
+                for line in report.problem_lines():
+                    click.echo(line, err=True)
+                raise UserError(f"示例数据 {example} 导入失败")
+            try:
+                rule_set = load_rule_set(app.rules_dir / programme)
+            except RuleSetInvalid as invalid:
+                for error in invalid.errors:
+                    click.echo(str(error), err=True)
+                raise UserError(f"规则集 {app.rules_dir / programme} 无效") from None
+            rounds = replay(engine, rule_set, start, end)
+            write_eml(engine, outbox)
+            entries = timeline(engine)
+        finally:
+            engine.dispose()
+        title = rule_set.settings.name or programme
+        sections.append((title, outbox, entries))
+        mails = len(list(outbox.glob("*.eml")))
+        click.echo(f"{title}：回放 {len(rounds)} 个轮次，{len(entries)} 条通知，{mails} 封邮件"
+                   f"（{time.perf_counter() - began:.1f} 秒）")
+    index = write_index(workspace, sections)
+    click.echo("")
+    click.echo("演示完成。请查看：")
+    click.echo(f"  通知一览（浏览器打开）：{index}")
+    for _title, outbox, _entries in sections:
+        click.echo(f"  邮件（.eml，可用邮件客户端打开）：{outbox}{os.sep}")
+    click.echo(f"  数据库：{workspace}/<programme>/duban.db，例如 "
+               f"duban --db {workspace}/lucheng/duban.db --rules rules/lucheng evaluate --at 2023-07-15")

@@ -1,0 +1,201 @@
+"""Replaying the cadence over a span of time, as if the clock had run: `duban simulate` and `duban demo`.
+
+`simulate` copies the programme lists into a scratch SQLite file and replays there, so the
+real alerts, notices and outbox are never touched and nothing is sent. `demo` replays on its
+own workspace database and writes every message as a `.eml` file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import html
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+
+from duban.rounds import RoundReport, record_round
+from engine.evaluate import Evaluator
+from engine.rules import Cadence, RuleSet
+from engine.schedule import Schedule, parse_schedule
+from notifiers.render import DigestRenderer
+from store.db import create_all, make_engine
+from store.models import (
+    Delivery,
+    Indicator,
+    IndicatorUnit,
+    Notice,
+    Observation,
+    ObservationRevision,
+    Programme,
+    Project,
+    ProjectInvestment,
+    ProjectPlan,
+    ProjectUnit,
+    Round,
+    Target,
+    Task,
+    TaskUnit,
+    Unit,
+)
+from store.periods import SHANGHAI
+
+# Copied into the scratch database, parents before children.
+PROGRAMME_TABLES = (Programme, Unit, Indicator, IndicatorUnit, Target, Observation, ObservationRevision,
+                    Project, ProjectUnit, ProjectPlan, ProjectInvestment, Task, TaskUnit)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: dt.datetime
+    round_key: str
+    round_name: str
+    recipient_unit: str
+    recipient_name: str
+    kind: str
+    level: str | None
+    title: str
+    facts: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.facts)
+        data.update({"round": self.round_key, "round_name": self.round_name, "at": self.at.isoformat(),
+                     "notice": self.kind, "level": self.level, "recipient_unit": self.recipient_unit,
+                     "title": self.title})
+        data.setdefault("kind", self.kind)
+        return data
+
+
+def fire_schedule(rule_set: RuleSet, start: dt.datetime, end: dt.datetime,
+                  evaluator: Evaluator) -> Iterator[tuple[dt.datetime, Cadence]]:
+    """Every cadence fire time in [start, end), in time order (ties: the order of the rule files)."""
+    schedules: list[tuple[Cadence, Schedule]] = [
+        (cadence, parse_schedule(cadence.when, evaluator.calendar, anchor=cadence.anchor)) for cadence in rule_set.cadences
+    ]
+    streams = [((t, i, c) for t in s.fire_times(start, end)) for i, (c, s) in enumerate(schedules)]
+    for at, _index, cadence in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
+        yield at, cadence
+
+
+def replay(engine: Engine, rule_set: RuleSet, start: dt.datetime, end: dt.datetime) -> list[RoundReport]:
+    """Run every cadence round between start and end against `engine`, as the service would have."""
+    evaluator = Evaluator(rule_set)
+    renderer = DigestRenderer(rule_set.templates_dir)
+    reports: list[RoundReport] = []
+    try:
+        for at, cadence in fire_schedule(rule_set, start, end, evaluator):
+            key = f"{cadence.id}@{at.isoformat()}"
+            reports.append(record_round(engine, rule_set, at, key=key, job=cadence.id, name=cadence.name,
+                                        groups=cadence.groups, evaluator=evaluator, renderer=renderer))
+    finally:
+        evaluator.close()
+    return reports
+
+
+def copy_programme(source: Engine, target: Engine) -> None:
+    with source.connect() as reader, target.begin() as writer:
+        for model in PROGRAMME_TABLES:
+            table = model.__table__  # type: ignore[attr-defined]
+            batch: list[dict[str, Any]] = []
+            for row in reader.execute(select(table)).mappings():
+                batch.append(dict(row))
+                if len(batch) >= 5000:
+                    writer.execute(insert(table), batch)
+                    batch = []
+            if batch:
+                writer.execute(insert(table), batch)
+
+
+def timeline(engine: Engine) -> list[TimelineEntry]:
+    with engine.connect() as conn:
+        units = dict(conn.execute(select(Unit.code, Unit.name)).tuples().all())
+        rounds = {r.id: r for r in conn.execute(select(Round.id, Round.key, Round.at, Round.job)).all()}
+        entries = []
+        for notice in conn.execute(select(Notice).order_by(Notice.round_id, Notice.id)).mappings():
+            r = rounds[notice["round_id"]]
+            name = r.key.split("@")[0].split(".", 1)[-1]
+            entries.append(TimelineEntry(r.at, r.key, name, notice["recipient_unit"],
+                                         units.get(notice["recipient_unit"], notice["recipient_unit"]),
+                                         notice["kind"], notice["level"], notice["title"], dict(notice["facts"] or {})))
+    return entries
+
+
+def simulate(source: Engine, rule_set: RuleSet, start: dt.datetime, end: dt.datetime,
+             outbox: Path | None = None) -> list[TimelineEntry]:
+    with tempfile.TemporaryDirectory(prefix="duban-simulate-") as tmp:
+        scratch = make_engine(str(Path(tmp) / "scratch.db"))
+        try:
+            create_all(scratch)
+            copy_programme(source, scratch)
+            replay(scratch, rule_set, start, end)
+            if outbox is not None:
+                write_eml(scratch, outbox)
+            return timeline(scratch)
+        finally:
+            scratch.dispose()
+
+
+def write_eml(engine: Engine, folder: Path) -> int:
+    """Write every e-mail in the outbox as a .eml file (the file transport's format), sending nothing."""
+    import asyncio
+
+    from notifiers.outbox import drain
+    from notifiers.transports.file import FileTransport
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with engine.connect() as conn:
+        latest = conn.scalar(select(Delivery.next_attempt_at).order_by(Delivery.next_attempt_at.desc()).limit(1))
+    if latest is None:
+        return 0
+    clock = latest + dt.timedelta(seconds=1)  # every row is due: the replay's "now" is its end
+    report = asyncio.run(drain(engine, FileTransport(str(folder)), now=lambda: clock, worker="simulate"))
+    return report.sent
+
+
+_LEVEL_NAMES = {"red": "红灯", "yellow": "黄灯", "blue": "提醒", "green": "表扬", None: ""}
+_NOTICE_NAMES = {"warning": "预警", "reminder": "提醒", "overdue": "逾期", "praise": "表扬",
+                 "escalation": "升级督办", "resolved": "销号"}
+
+
+def describe(entry: TimelineEntry) -> str:
+    when = entry.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    level = _LEVEL_NAMES.get(entry.level, "")
+    tag = f"{_NOTICE_NAMES.get(entry.kind, entry.kind)}{'/' + level if level and entry.kind not in ('praise',) else ''}"
+    return f"{when} {entry.round_name:<20} → {entry.recipient_name}：[{tag}] {entry.title}"
+
+
+def write_index(folder: Path, sections: list[tuple[str, Path, list[TimelineEntry]]]) -> Path:
+    """An HTML page listing every message sent in the demo, when and to whom, linking the .eml files."""
+    rows = []
+    for title, outbox, entries in sections:
+        rows.append(f"<h2>{html.escape(title)}</h2>")
+        files = sorted(outbox.glob("*.eml"))
+        rows.append(f"<p>共 {len(entries)} 条通知，合并为 {len(files)} 封邮件（{html.escape(str(outbox))}）。</p>")
+        rows.append("<table><tr><th>时间</th><th>轮次</th><th>收件单位</th><th>类别</th><th>事项</th></tr>")
+        for e in entries:
+            when = e.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+            level = e.level or ""
+            rows.append(
+                f"<tr class='{html.escape(level)}'><td>{when}</td><td>{html.escape(e.round_name)}</td>"
+                f"<td>{html.escape(e.recipient_name)}</td><td>{html.escape(_NOTICE_NAMES.get(e.kind, e.kind))}"
+                f"{' / ' + _LEVEL_NAMES.get(e.level, '') if e.level and e.kind != 'praise' else ''}</td>"
+                f"<td>{html.escape(e.title)}</td></tr>"
+            )
+        rows.append("</table><h3>邮件文件</h3><ul>")
+        rows += [f"<li><a href='{html.escape(str(f.relative_to(folder)))}'>{html.escape(f.name)}</a></li>" for f in files]
+        rows.append("</ul>")
+    page = (
+        "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>督办演示：已发送通知一览</title>"
+        "<style>body{font-family:'Microsoft YaHei','PingFang SC',sans-serif;margin:2em;}"
+        "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "tr.red td:nth-child(4){color:#b00;font-weight:bold}tr.yellow td:nth-child(4){color:#a60}"
+        "tr.green td:nth-child(4){color:#070}</style></head><body><h1>督办演示：2023年通知时间线</h1>"
+        + "\n".join(rows) + "</body></html>"
+    )
+    index = folder / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
