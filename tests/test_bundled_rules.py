@@ -51,6 +51,7 @@ def test_a_wrong_expectation_fails_the_rule_test(tmp_path: Path) -> None:
     # The runner must be able to fail: the same data with the light reversed.
     folder = tmp_path / "lucheng" / "tests"
     folder.mkdir(parents=True)
+    (tmp_path / "calendar-overrides.yaml").write_text((RULES / "calendar-overrides.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     for item in (RULES / "lucheng").glob("*.yaml"):
         (tmp_path / "lucheng" / item.name).write_text(item.read_text(encoding="utf-8"), encoding="utf-8")
     source = (RULES / "lucheng" / "tests" / "investment.yaml").read_text(encoding="utf-8")
