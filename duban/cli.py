@@ -165,5 +165,8 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 # Command modules register themselves on `main`; imported last so they can import from here.
-from duban import demo_cli, rules_cli  # noqa: E402,F401
-from duban import service_cli  # noqa: E402,F401
+from duban import (  # noqa: E402,F401
+    demo_cli,
+    rules_cli,
+    service_cli,
+)

@@ -41,7 +41,7 @@ def simulate(app: AppContext, start_text: str, end_text: str, as_json: bool, out
 
 def _day_start(text: str) -> dt.datetime:
     at = parse_at(text)
-    return at.replace(hour=0, minute=0) if "T" not in text and " " not in text else at
+    return at.replace(hour=0, minute=0) if "T" not in text and " " not in text else at  # whole days
 
 
 @main.command()

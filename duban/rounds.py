@@ -248,7 +248,7 @@ def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set
         kind=notice.kind, level=notice.level, title=notice.title, rule=rule_id,
         rule_file=str(rule.position) if rule else "", template=template, subject_type=subject_type,
         subject=subject, subject_name=candidate.subject_name if candidate else notice.title,
-        period=period, period_label=str(facts.get("value_period") and _label(facts["value_period"]) or _label(period)),
+        period=period, period_label=str((facts.get("value_period") and _label(facts["value_period"])) or _label(period)),
         value=candidate.value if candidate else None, threshold=candidate.threshold if candidate else None,
         expected=candidate.expected if candidate else None, measure=candidate.measure if candidate else "",
         deadline=candidate.deadline if candidate else None,

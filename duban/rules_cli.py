@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from duban.cli import AppContext, UserError, main, pass_app
 from engine.loader import RuleError, RuleSetInvalid, check_against_store, find_rule_sets, load_rule_set
+from engine.rules import RuleSet
 from store.models import Indicator, Programme, Unit
 
 
@@ -21,10 +22,11 @@ def parse_at(text: str) -> dt.datetime:
     from store.periods import SHANGHAI
 
     try:
-        value = dt.datetime.fromisoformat(text)
+        # A bare date means 09:00 that day, when the office's rounds run.
+        value = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(9, 0))
     except ValueError:
         try:
-            value = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(9, 0))
+            value = dt.datetime.fromisoformat(text)
         except ValueError:
             raise UserError(f"--at 时间格式不正确：'{text}'，应为 ISO 格式，如 2023-07-15 或 2023-07-15T09:00+08:00") from None
     if value.tzinfo is None:
@@ -80,7 +82,7 @@ def _store_errors(app: AppContext, rule_set: object) -> list[RuleError]:
     return check_against_store(rule_set, indicators, units, lambda name: (templates / f"{name}.txt.j2").is_file())
 
 
-def load_programme_rules(app: AppContext):  # type: ignore[no-untyped-def]
+def load_programme_rules(app: AppContext) -> RuleSet:
     """The rule set for the database's programme, or a UserError listing what is wrong."""
     from engine.loader import resolve_rule_set
 

@@ -346,7 +346,12 @@ class Service:
             if should_stop():
                 log_event("catch_up_interrupted", reason="stopping")
                 break
-            report = self.run_round(cadence, fire, now)
+            try:
+                report = self.run_round(cadence, fire, now)
+            except Exception as exc:  # one broken cadence must not keep the others from running
+                log_event("round_crashed", logging.ERROR, key=round_key(cadence, fire),
+                          error=f"{type(exc).__name__}: {exc}")
+                continue
             if report is not None:
                 reports.append(report)
         self.warn_calendar_gaps(now)

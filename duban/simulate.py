@@ -99,7 +99,7 @@ def replay(engine: Engine, rule_set: RuleSet, start: dt.datetime, end: dt.dateti
 def copy_programme(source: Engine, target: Engine) -> None:
     with source.connect() as reader, target.begin() as writer:
         for model in PROGRAMME_TABLES:
-            table = model.__table__  # type: ignore[attr-defined]
+            table: Any = model.__table__
             batch: list[dict[str, Any]] = []
             for row in reader.execute(select(table)).mappings():
                 batch.append(dict(row))

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.calendar import WorkingCalendar
+from engine.calendar import CalendarFileError, WorkingCalendar
 from engine.compile import FACT_SCHEMA, DecisionKind, compile_rule_set, decision_of
 from engine.durable_adapter import CompiledRuleset
 from engine.rules import Rule, RuleSet
@@ -113,7 +113,15 @@ class Evaluator:
 
     def __init__(self, rule_set: RuleSet, calendar: WorkingCalendar | None = None) -> None:
         self.rule_set = rule_set
-        self.calendar = calendar or WorkingCalendar.load(rule_set.settings.calendar)
+        self.load_warnings: list[str] = []
+        if calendar is None:
+            try:
+                calendar = WorkingCalendar.load(rule_set.settings.calendar)
+            except CalendarFileError as exc:
+                # A broken override file must not stop supervision: weekends still count, the admin is told.
+                self.load_warnings.append(f"节假日调整文件有误，暂按 chinese-calendar 和周末推算工作日：{exc}")
+                calendar = WorkingCalendar.load(None)
+        self.calendar = calendar
         self._compiled: CompiledRuleset = compile_rule_set(rule_set)
 
     def close(self) -> None:
@@ -122,7 +130,7 @@ class Evaluator:
     def evaluate(self, snapshot: Snapshot, *, groups: Iterable[str] | None = None) -> EvaluationResult:
         at = snapshot.at
         wanted = set(groups) if groups is not None else None
-        warnings: list[str] = []
+        warnings: list[str] = list(self.load_warnings)
         pending: list[_Pending] = []
         facts: list[dict[str, Any]] = []
         for rule in self.rule_set.rules:
@@ -336,7 +344,7 @@ def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[s
     label = f"{scope}年1—{ended}月" if scope != "final" else f"规划期前{ended}个月"
     if rule.selector.subject_type == "project":
         year = int(scope) if scope != "final" else snapshot.today.year
-        for code, info in sorted(snapshot.projects.items()):
+        for code, project in sorted(snapshot.projects.items()):
             if not rule.selector.matches(code):
                 continue
             planned = snapshot.plans.get((code, year))
@@ -344,9 +352,9 @@ def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[s
                 continue
             done = _sum_in_scope(snapshot.investments.get(code, {}), str(year), snapshot)
             c = 100.0 * done / planned
-            item = _Pending(rule, "project", code, info.name, info.units, str(year), "亿元",
+            item = _Pending(rule, "project", code, project.name, project.units, str(year), "亿元",
                             value=done, threshold=planned, expected=planned * p / 100, period_label=label,
-                            details={"completion": round(c, 2), "time_progress": round(p, 2), "category": info.category})
+                            details={"completion": round(c, 2), "time_progress": round(p, 2), "category": project.category})
             yield item, _pace_fact(rule, c, p)
         return
     for info in _indicators(rule, snapshot):

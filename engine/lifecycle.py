@@ -56,7 +56,7 @@ class SilenceRule:
     rule: str = ""
     subject: str = ""
     unit: str = ""
-    until: dt.datetime = dt.datetime.max.replace(tzinfo=dt.UTC)
+    until: dt.datetime = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 
     def mutes(self, rule: str, subject: str, unit: str, now: dt.datetime) -> bool:
         if now >= self.until:

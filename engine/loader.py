@@ -21,7 +21,6 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from engine.expr import ExpressionError, parse_bound
 from engine.rules import (
-    LEVELS,
     NOTIFY_CHOICES,
     PRAISE_BASES,
     RULE_KINDS,
@@ -314,7 +313,8 @@ def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleS
         document = checker.load()
         if document is not None:
             file_rules, file_cadences = _rule_file(checker, document, programme)
-            for item in [*file_rules, *file_cadences]:
+            items: list[Rule | Cadence] = [*file_rules, *file_cadences]
+            for item in items:
                 key = item.id
                 if key in seen_ids:
                     checker.errors.append(RuleError(
@@ -329,6 +329,13 @@ def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleS
     if errors:
         raise RuleSetInvalid(errors)
     assert settings is not None
+    if settings.calendar is not None:
+        from engine.calendar import CalendarFileError, WorkingCalendar
+
+        try:
+            WorkingCalendar.load(settings.calendar)
+        except CalendarFileError as exc:
+            raise RuleSetInvalid([RuleError(shown(settings_path), 1, 1, f"`calendar` 指定的节假日调整文件有误：{exc}")]) from None
     return RuleSet(directory=directory, settings=settings, rules=rules, cadences=cadences, files=files)
 
 
@@ -451,6 +458,7 @@ _SUBJECT_KEYS = {
 def _selector(checker: _FileChecker, item: CommentedMap, kind: str | None) -> Selector | None:
     if kind is None:
         return None
+    allowed: tuple[str, ...]
     if kind == "praise":
         basis = item.get("basis")
         allowed = ("tasks",) if basis == "tasks_on_time" else ("indicator", "indicators")
@@ -475,8 +483,8 @@ def _selector(checker: _FileChecker, item: CommentedMap, kind: str | None) -> Se
         return Selector(subject_type, codes=tuple(raw))
     if key == "indicators" and isinstance(raw, CommentedMap):
         checker.check_keys(raw, ("kind",), "`indicators` ")
-        kinds = raw.get("kind")
-        kinds = [kinds] if isinstance(kinds, str) else kinds
+        raw_kinds = raw.get("kind")
+        kinds = [raw_kinds] if isinstance(raw_kinds, str) else raw_kinds
         if not isinstance(kinds, list) or not kinds or any(k not in INDICATOR_KINDS for k in kinds):
             checker.error(raw, f"`indicators.kind` 应为 {' | '.join(INDICATOR_KINDS)} 或其列表，实际为 {_show(raw.get('kind'))}",
                           key="kind" if "kind" in raw else None)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from store.periods import has_ended, local_date, parse_period
 from store.models import (
     Indicator,
     IndicatorUnit,
@@ -29,6 +29,7 @@ from store.models import (
     TaskUnit,
     Unit,
 )
+from store.periods import has_ended, local_date, parse_period
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Snapshot:
         return local_date(self.at)
 
 
-def _ended_filter(at: dt.datetime) -> dict[str, bool]:
+def _ended_filter(at: dt.datetime) -> Callable[[str], bool]:
     cache: dict[str, bool] = {}
 
     def ended(code: str) -> bool:
@@ -114,7 +115,7 @@ def _ended_filter(at: dt.datetime) -> dict[str, bool]:
                 cache[code] = False
         return cache[code]
 
-    return ended  # type: ignore[return-value]
+    return ended
 
 
 def load_snapshot(source: Engine | Session, at: dt.datetime) -> Snapshot:
