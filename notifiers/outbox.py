@@ -200,15 +200,24 @@ class _Drainer:
         until = now + self.lease
         table = DELIVERIES
         with self.connection.begin():
-            candidates = (
+            channels = sorted(self.transport.channels)
+            # Two index-friendly queries (status, next_attempt_at) instead of one OR: with
+            # thousands of rows due at the same instant an OR plus a tie-break sort scans them all.
+            expired = (
                 select(table.c.id)
-                .where(_due(now), table.c.channel.in_(sorted(self.transport.channels)))
-                .order_by(table.c.next_attempt_at, table.c.id)
+                .where(table.c.status == SENDING, table.c.claimed_until < now, table.c.channel.in_(channels))
+                .limit(wanted)
+            )
+            due = (
+                select(table.c.id)
+                .where(table.c.status == PENDING, table.c.next_attempt_at <= now, table.c.channel.in_(channels))
+                .order_by(table.c.next_attempt_at)
                 .limit(wanted)
             )
             if only_ids is not None:
-                candidates = candidates.where(table.c.id.in_(list(only_ids)))
-            ids = list(self.connection.scalars(candidates))
+                expired = expired.where(table.c.id.in_(list(only_ids)))
+                due = due.where(table.c.id.in_(list(only_ids)))
+            ids = [*self.connection.scalars(expired), *self.connection.scalars(due)][:wanted]
             if not ids:
                 return []
             self.connection.execute(
@@ -219,7 +228,7 @@ class _Drainer:
             rows = self.connection.execute(
                 select(table)
                 .where(table.c.id.in_(ids), table.c.claimed_by == token, table.c.status == SENDING)
-                .order_by(table.c.next_attempt_at, table.c.id)
+                .order_by(table.c.id)
             ).all()
             claimed = [_Claimed(_to_message(row), token, row.attempts, until) for row in rows]
         self.report.claimed += len(claimed)
