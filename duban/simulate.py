@@ -63,7 +63,7 @@ class TimelineEntry:
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.facts)
-        data.update({"round": self.round_key, "round_name": self.round_name, "at": self.at.isoformat(),
+        data.update({"round": self.round_key, "round_name": self.round_name, "at": self.at.astimezone(SHANGHAI).isoformat(),
                      "notice": self.kind, "level": self.level, "recipient_unit": self.recipient_unit,
                      "title": self.title})
         data.setdefault("kind", self.kind)
@@ -76,7 +76,11 @@ def fire_schedule(rule_set: RuleSet, start: dt.datetime, end: dt.datetime,
     schedules: list[tuple[Cadence, Schedule]] = [
         (cadence, parse_schedule(cadence.when, evaluator.calendar, anchor=cadence.anchor)) for cadence in rule_set.cadences
     ]
-    streams = [((t, i, c) for t in s.fire_times(start, end)) for i, (c, s) in enumerate(schedules)]
+    def stream(index: int, cadence: Cadence, schedule: Schedule) -> Iterator[tuple[dt.datetime, int, Cadence]]:
+        for at in schedule.fire_times(start, end):
+            yield at, index, cadence
+
+    streams = [stream(index, cadence, schedule) for index, (cadence, schedule) in enumerate(schedules)]
     for at, _index, cadence in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
         yield at, cadence
 
