@@ -129,17 +129,21 @@ class LoadedRules:
         return list(self.rule_set.cadences)
 
 
-def watched_files(directory: Path, calendar: Path | None = None) -> list[Path]:
-    files = [p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")]
-    if calendar is not None:
-        files.append(calendar)
-    return sorted(set(files))
+def watched_files(rule_set: RuleSet) -> list[Path]:
+    """The rule set's files, its templates (possibly the shared rules/templates) and its calendar file."""
+    roots = {rule_set.directory.resolve(), Path(rule_set.templates_dir).resolve()}
+    files = {p for root in roots for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    if rule_set.settings.calendar is not None:
+        files.add(rule_set.settings.calendar.resolve())
+    return sorted(files)
 
 
-def fingerprint(directory: Path, calendar: Path | None = None) -> str:
-    """Changes when any watched file is added, removed, or has a new mtime or size."""
+def fingerprint(rule_set: RuleSet) -> str:
+    """Changes when a watched file is added, removed, or gets a new mtime or size; new files in the
+    rule-set directory count too (a new rule file)."""
     digest = hashlib.sha256()
-    for path in watched_files(directory, calendar):
+    paths = set(watched_files(rule_set)) | {p.resolve() for p in rule_set.directory.glob("*.yaml")}
+    for path in sorted(paths):
         try:
             stat = path.stat()
         except FileNotFoundError:
@@ -173,7 +177,7 @@ def load_rules(directory: Path) -> LoadedRules:
         errors.append(RuleError(str(rule_set.templates_dir), 1, 1, f"通知模板有误：{problem}"))
     if errors:
         raise RuleSetInvalid(errors)
-    return LoadedRules(rule_set, calendar, schedules, fingerprint(directory, calendar_path))
+    return LoadedRules(rule_set, calendar, schedules, fingerprint(rule_set))
 
 
 # -- the instance lock ---------------------------------------------------------------------------------------
@@ -404,7 +408,11 @@ class Service:
     def check_reload(self, now: dt.datetime, *, force: bool = False) -> ReloadOutcome | None:
         """Reload when the watched files changed (or ``force``); None when nothing changed."""
         rules = self.current()
-        seen = fingerprint(self.directory, rules.rule_set.settings.calendar)
+        seen = fingerprint(rules.rule_set)
+        if not force and seen == rules.fingerprint and self._rejected is not None:
+            self._rejected = None  # the bad change was undone: the files match the running rules again
+            log_event("rules_restored", fingerprint=seen)
+            return None
         if not force and seen in (rules.fingerprint, self._rejected):
             return None
         try:
@@ -467,8 +475,11 @@ class Service:
     def warn_calendar_gaps(self, now: dt.datetime) -> list[int]:
         """Warn once per year that has no holiday data (looked up, or within the look-ahead)."""
         calendar = self.current().calendar
-        years = set(calendar.uncovered_years())
-        years |= {n.year for n in calendar.notice_for({now.year, (now + CALENDAR_LOOKAHEAD).year})}
+        horizon = (now + CALENDAR_LOOKAHEAD).year
+        # Deadlines in 2027 are looked up from 2023 on, but the State Council publishes a year's
+        # holidays only in the late autumn before: warning earlier would be noise nobody can act on.
+        years = {year for year in calendar.uncovered_years() if year <= horizon}
+        years |= {n.year for n in calendar.notice_for({now.year, horizon})}
         warned = []
         with self.engine.connect() as conn:
             known = set(conn.scalars(select(Setting.key).where(Setting.key.like("calendar_warned:%"))))
