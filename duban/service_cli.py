@@ -67,7 +67,9 @@ def _install_signal_handlers(controls: Controls) -> None:
 
 @main.command("run")
 @click.option("--once", is_flag=True, help="Run every due round (catch-up), send, and exit (for cron).")
-@click.option("--at", "at_text", default=None, help="Pretend the service starts at this time (ISO; Asia/Shanghai).")
+@click.option("--at", "at_text", default=None,
+              help="Pretend the service starts at this time (ISO; Asia/Shanghai): catch-up and evaluation use it, "
+                   "running at real speed; the scheduled jobs still wake on the wall clock (for trials and tests).")
 @click.option("--wait", is_flag=True, help="If another instance holds the lock, wait for it instead of exiting.")
 @click.option("--poll", "poll_seconds", type=float, default=3.0, show_default=True,
               help="Seconds between checks of the rules directory.")
