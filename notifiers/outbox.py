@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifiers.message import (
@@ -252,7 +252,7 @@ class _Drainer:
             return True
         until = now + self.lease
         with self.connection.begin():
-            result = self.connection.execute(_owned(claimed).values(claimed_until=until))
+            result = self.connection.execute(*_owned_update(claimed, {"claimed_until": until}))
         if _rowcount(result) == 1:
             claimed.claimed_until = until
             return True
@@ -279,7 +279,7 @@ class _Drainer:
                 failure = result.message
             values = {"status": FAILED, "claimed_until": None, "last_error": failure}
         with self.connection.begin():
-            outcome = self.connection.execute(_owned(claimed).values(**values))
+            outcome = self.connection.execute(*_owned_update(claimed, values))
         if _rowcount(outcome) != 1:
             self.report.lost_claims += 1
             return
@@ -317,14 +317,32 @@ class _Drainer:
         await asyncio.gather(*(self.run_worker() for _ in range(workers)))
 
 
-def _owned(claimed: _Claimed) -> Any:
-    """An UPDATE that only touches the row while this drain's claim on it still holds."""
-    table = DELIVERIES
-    return update(table).where(
-        table.c.id == claimed.message.delivery_id,
-        table.c.claimed_by == claimed.token,
-        table.c.status == SENDING,
-    )
+_OWNED_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _owned_update(claimed: _Claimed, values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """An UPDATE that only touches the row while this drain's claim on it still holds.
+
+    Statements are built once per set of columns and reused with bound parameters: building
+    a fresh statement per message cost as much as the database write itself.
+    """
+    columns = tuple(sorted(values))
+    statement = _OWNED_UPDATES.get(columns)
+    if statement is None:
+        table = DELIVERIES
+        statement = (
+            update(table)
+            .where(
+                table.c.id == bindparam("owned_id"),
+                table.c.claimed_by == bindparam("owned_token"),
+                table.c.status == SENDING,
+            )
+            .values({column: bindparam(f"new_{column}", type_=table.c[column].type) for column in columns})
+        )
+        _OWNED_UPDATES[columns] = statement
+    parameters = {f"new_{column}": value for column, value in values.items()}
+    parameters.update(owned_id=claimed.message.delivery_id, owned_token=claimed.token)
+    return statement, parameters
 
 
 def _rowcount(result: Any) -> int:
