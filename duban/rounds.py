@@ -116,9 +116,9 @@ def record_round(
         session.flush()
         report.round_id = round_row.id
 
-        skipped_rules = {w.split("`")[1] for w in result.warnings if "`" in w}
+        # Alerts of a rule not evaluated this round (other groups, or skipped) must not be resolved.
         evaluated = {r.id for r in rule_set.rules
-                     if (groups is None or set(groups) & set(r.groups)) and r.short_id not in skipped_rules}
+                     if (groups is None or set(groups) & set(r.groups)) and r.id not in result.skipped_rules}
         alerts = {(a.rule, a.subject_type, a.subject, a.period): a for a in session.scalars(
             select(Alert).where(Alert.rule.in_(evaluated) if evaluated else Alert.id < 0))}
         silences = [SilenceRule(s.rule, s.subject, s.unit, s.until)

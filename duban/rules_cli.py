@@ -82,8 +82,8 @@ def _store_errors(app: AppContext, rule_set: object) -> list[RuleError]:
     return check_against_store(rule_set, indicators, units, lambda name: (templates / f"{name}.txt.j2").is_file())
 
 
-def load_programme_rules(app: AppContext) -> RuleSet:
-    """The rule set for the database's programme, or a UserError listing what is wrong."""
+def rule_set_directory(app: AppContext) -> Path:
+    """The rule set folder for the database's programme (`--rules rules/` picks `rules/<programme>/`)."""
     from engine.loader import resolve_rule_set
 
     try:
@@ -92,7 +92,15 @@ def load_programme_rules(app: AppContext) -> RuleSet:
     except SQLAlchemyError as exc:
         raise UserError(f"无法读取数据库 {app.db_url}：{str(exc).splitlines()[0]}（是否已运行 duban db upgrade？）") from None
     try:
-        return load_rule_set(resolve_rule_set(app.rules_dir, programme))
+        return resolve_rule_set(app.rules_dir, programme)
+    except RuleSetInvalid as invalid:
+        raise UserError("\n".join(str(e) for e in invalid.errors)) from None
+
+
+def load_programme_rules(app: AppContext) -> RuleSet:
+    """The rule set for the database's programme, or a UserError listing what is wrong."""
+    try:
+        return load_rule_set(rule_set_directory(app))
     except RuleSetInvalid as invalid:
         _print_errors(invalid.errors)
         raise UserError(f"规则集无效（{len(invalid.errors)} 处错误），未执行。") from None

@@ -5,15 +5,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 
 import click
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
-from duban.cli import AppContext, UserError, main, pass_app
-from duban.rules_cli import parse_at
+from duban.cli import AppContext, main, pass_app
+from duban.rules_cli import parse_at, rule_set_directory
 from duban.service import (
     EXIT_LOCK_HELD,
     EXIT_RULES_INVALID,
@@ -25,20 +22,7 @@ from duban.service import (
     run_service,
     shifted_clock,
 )
-from engine.loader import RuleSetInvalid, resolve_rule_set
-from store.models import Programme
-
-
-def _rule_set_directory(app: AppContext) -> Path:
-    try:
-        with app.engine.connect() as conn:
-            programme = conn.scalars(select(Programme.code)).first()
-    except SQLAlchemyError as exc:
-        raise UserError(f"无法读取数据库 {app.db_url}：{str(exc).splitlines()[0]}（是否已运行 duban db upgrade？）") from None
-    try:
-        return resolve_rule_set(app.rules_dir, programme)
-    except RuleSetInvalid as invalid:
-        raise UserError("\n".join(str(e) for e in invalid.errors)) from None
+from engine.loader import RuleSetInvalid
 
 
 def _configure_logging() -> None:
@@ -80,7 +64,7 @@ def run(app: AppContext, once: bool, at_text: str | None, wait: bool, poll_secon
     controls = Controls()
     _install_signal_handlers(controls)
     clock = shifted_clock(parse_at(at_text) if at_text else None)
-    directory = _rule_set_directory(app)
+    directory = rule_set_directory(app)
     try:
         lock_context = held_lock(app.engine, wait=wait, stop=controls.stop)
         lock = lock_context.__enter__()

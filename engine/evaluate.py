@@ -85,6 +85,7 @@ def _round(value: float | None) -> float | None:
 class EvaluationResult:
     candidates: list[AlertCandidate]
     warnings: list[str]
+    skipped_rules: set[str] = field(default_factory=set)  # rule ids not evaluated (unknown indicators)
 
 
 @dataclass
@@ -131,6 +132,7 @@ class Evaluator:
         at = snapshot.at
         wanted = set(groups) if groups is not None else None
         warnings: list[str] = list(self.load_warnings)
+        skipped: set[str] = set()
         pending: list[_Pending] = []
         facts: list[dict[str, Any]] = []
         for rule in self.rule_set.rules:
@@ -139,6 +141,7 @@ class Evaluator:
             unknown = sorted(code for code in rule.referenced_indicators if code not in snapshot.indicators)
             if unknown:
                 warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 引用了未知指标 {', '.join(unknown)}，本次跳过该规则")
+                skipped.add(rule.id)
                 continue
             for item, fact in _DERIVERS[rule.kind](self, rule, snapshot, warnings):
                 fact["rule"] = rule.id
@@ -153,7 +156,7 @@ class Evaluator:
                 continue
             candidates.append(self._candidate(item, decision, snapshot, at))
         candidates.sort(key=lambda c: (c.rule, c.subject_type, c.subject, c.period, c.kind))
-        return EvaluationResult(candidates, warnings)
+        return EvaluationResult(candidates, warnings, skipped)
 
     # --- turning a match into a candidate ---------------------------------------------------
 
