@@ -81,11 +81,40 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What one rule measured for one subject, whether or not anything fired: the rows reports show.
+
+    `level` is the light the rule's conditions gave: red/yellow when a warning fired, green when
+    a threshold or pace rule was met, None when the rule only reminds (deadlines, reports due).
+    """
+
+    rule: str
+    rule_kind: str
+    subject_type: str
+    subject: str
+    subject_name: str
+    units: tuple[str, ...]
+    unit_name: str
+    period: str
+    period_label: str
+    measure: str
+    value: float | None
+    threshold: float | None
+    expected: float | None
+    deadline: dt.date | None
+    days_left: int | None
+    level: str | None
+    decisions: tuple[str, ...]  # stages matched, e.g. ("yellow",) or ("ahead",)
+    details: dict[str, Any]
+
+
 @dataclass
 class EvaluationResult:
     candidates: list[AlertCandidate]
     warnings: list[str]
     skipped_rules: set[str] = field(default_factory=set)  # rule ids not evaluated (unknown indicators)
+    assessments: list[Assessment] = field(default_factory=list)
 
 
 @dataclass
@@ -149,14 +178,17 @@ class Evaluator:
                 pending.append(item)
                 facts.append(_complete(fact))
         candidates = []
+        matched: list[list[DecisionKind]] = [[] for _ in pending]
         for match in self._compiled.evaluate(facts):
-            item = pending[match.fact["idx"]]
+            idx = match.fact["idx"]
             decision = decision_of(match.rule)
             if decision.kind == "none":
                 continue
-            candidates.append(self._candidate(item, decision, snapshot, at))
+            matched[idx].append(decision)
+            candidates.append(self._candidate(pending[idx], decision, snapshot, at))
         candidates.sort(key=lambda c: (c.rule, c.subject_type, c.subject, c.period, c.kind))
-        return EvaluationResult(candidates, warnings, skipped)
+        assessments = [_assessment(item, decisions) for item, decisions in zip(pending, matched, strict=True)]
+        return EvaluationResult(candidates, warnings, skipped, assessments)
 
     # --- turning a match into a candidate ---------------------------------------------------
 
@@ -214,6 +246,26 @@ class Evaluator:
             days_left=item.days_left,
             details=details,
         )
+
+
+_LIGHT_ORDER = {"red": 0, "yellow": 1, "green": 2, "blue": 3}
+
+
+def _assessment(item: _Pending, decisions: list[DecisionKind]) -> Assessment:
+    warned = [d.level for d in decisions if d.kind in ("warning", "overdue") and d.level]
+    if warned:
+        level: str | None = min(warned, key=lambda lv: _LIGHT_ORDER.get(lv, 9))
+    elif item.rule.kind in ("threshold", "pace") or any(d.kind == "praise" for d in decisions):
+        level = "green"
+    else:
+        level = None
+    return Assessment(
+        rule=item.rule.id, rule_kind=item.rule.kind, subject_type=item.subject_type, subject=item.subject,
+        subject_name=item.subject_name, units=item.units, unit_name=item.unit_name, period=item.period,
+        period_label=item.period_label, measure=item.measure, value=item.value, threshold=item.threshold,
+        expected=item.expected, deadline=item.deadline, days_left=item.days_left, level=level,
+        decisions=tuple(d.stage for d in decisions), details=dict(item.details),
+    )
 
 
 def _stage_note(stage: str, item: _Pending) -> str:
@@ -521,4 +573,4 @@ def evaluate(rule_set: RuleSet, snapshot: Snapshot, *, groups: Sequence[str] | N
         evaluator.close()
 
 
-__all__ = ["AlertCandidate", "EvaluationResult", "Evaluator", "evaluate", "local_date"]
+__all__ = ["AlertCandidate", "Assessment", "EvaluationResult", "Evaluator", "evaluate", "local_date"]
