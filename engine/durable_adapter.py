@@ -43,7 +43,7 @@ import re
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import durable_rules_engine
@@ -117,7 +117,13 @@ class FactSchema:
 @dataclass(frozen=True)
 class Match:
     rule: str  # the rule name that fired, as given to CompiledRuleset
-    fact: dict[str, Any]  # the fact as given (without adapter-added fields)
+    index: int  # the fact's position in the evaluated sequence
+    _facts: Sequence[Mapping[str, Any]] = field(repr=False, compare=False)
+
+    @property
+    def fact(self) -> dict[str, Any]:
+        """A copy of the fact as given (without adapter-added fields); copied on demand, not per match."""
+        return dict(self._facts[self.index])
 
 
 class DurableError(Exception):
@@ -608,7 +614,7 @@ class CompiledRuleset:
                     found.append((start + fact_position, rule_position))
         found.sort()
         names = self._rule_names
-        return [Match(rule=names[rule_position], fact=dict(facts[index])) for index, rule_position in found]
+        return [Match(names[rule_position], index, facts) for index, rule_position in found]
 
     def _evaluate_session(self, facts: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
         ids = self._session_ids(len(facts))

@@ -11,6 +11,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from engine.calendar import CalendarFileError, WorkingCalendar
@@ -114,7 +115,13 @@ class EvaluationResult:
     candidates: list[AlertCandidate]
     warnings: list[str]
     skipped_rules: set[str] = field(default_factory=set)  # rule ids not evaluated (unknown indicators)
-    assessments: list[Assessment] = field(default_factory=list)
+    # (derived fact, decisions it matched) pairs; `assessments` describes them when asked, because
+    # rounds never need them and building tens of thousands costs as much as deriving them.
+    measured: list[tuple[_Pending, list[DecisionKind]]] = field(default_factory=list, repr=False)
+
+    @cached_property
+    def assessments(self) -> list[Assessment]:
+        return [_assessment(item, decisions) for item, decisions in self.measured]
 
 
 @dataclass
@@ -164,6 +171,7 @@ class Evaluator:
         skipped: set[str] = set()
         pending: list[_Pending] = []
         facts: list[dict[str, Any]] = []
+        context = _Context(snapshot, warnings)
         for rule in self.rule_set.rules:
             if wanted is not None and not wanted & set(rule.groups):
                 continue
@@ -172,7 +180,7 @@ class Evaluator:
                 warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 引用了未知指标 {', '.join(unknown)}，本次跳过该规则")
                 skipped.add(rule.id)
                 continue
-            for item, fact in _DERIVERS[rule.kind](self, rule, snapshot, warnings):
+            for item, fact in _DERIVERS[rule.kind](self, rule, snapshot, context):
                 fact["rule"] = rule.id
                 fact["idx"] = len(pending)
                 pending.append(item)
@@ -180,15 +188,13 @@ class Evaluator:
         candidates = []
         matched: list[list[DecisionKind]] = [[] for _ in pending]
         for match in self._compiled.evaluate(facts):
-            idx = match.fact["idx"]
             decision = decision_of(match.rule)
             if decision.kind == "none":
                 continue
-            matched[idx].append(decision)
-            candidates.append(self._candidate(pending[idx], decision, snapshot, at))
+            matched[match.index].append(decision)
+            candidates.append(self._candidate(pending[match.index], decision, snapshot, at))
         candidates.sort(key=lambda c: (c.rule, c.subject_type, c.subject, c.period, c.kind))
-        assessments = [_assessment(item, decisions) for item, decisions in zip(pending, matched, strict=True)]
-        return EvaluationResult(candidates, warnings, skipped, assessments)
+        return EvaluationResult(candidates, warnings, skipped, list(zip(pending, matched, strict=True)))
 
     # --- turning a match into a candidate ---------------------------------------------------
 
@@ -317,20 +323,21 @@ def _indicators(rule: Rule, snapshot: Snapshot) -> list[IndicatorInfo]:
 
 
 def _latest(series: dict[str, float]) -> tuple[Period, float] | None:
-    if not series:
-        return None
-    periods = sorted((parse_period(code), value) for code, value in series.items())
-    # Prefer the finest period among the latest ones: a month over its quarter over its year.
-    latest_end = max(p.end for p, _ in periods)
-    finest = [(p, v) for p, v in periods if p.end == latest_end]
-    return max(finest, key=lambda pv: pv[0].start)
+    """The latest figure; among periods ending together the finest: a month over its quarter over its year."""
+    best: tuple[tuple[dt.date, dt.date], Period, float] | None = None
+    for code, value in series.items():
+        period = parse_period(code)
+        key = (period.end, period.start)
+        if best is None or key > best[0]:
+            best = (key, period, value)
+    return None if best is None else (best[1], best[2])
 
 
 def _value_in(snapshot: Snapshot, code: str, period: Period) -> float | None:
     return snapshot.observations.get(code, {}).get("", {}).get(period.code)
 
 
-def _derive_threshold(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+def _derive_threshold(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
     bound = rule.at_least or rule.at_most
     assert bound is not None
     for info in _indicators(rule, snapshot):
@@ -340,7 +347,7 @@ def _derive_threshold(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: l
         period, value = latest
         limit = bound.resolve(info.measure, lambda code, p=period: _value_in(snapshot, code, p))  # type: ignore[misc]
         if limit is None:
-            warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 缺少 {period.label} 的比较指标数据（{bound.text}），本次跳过 {info.code}")
+            context.warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 缺少 {period.label} 的比较指标数据（{bound.text}），本次跳过 {info.code}")
             continue
         item = _Pending(
             rule, "indicator", info.code, info.name, info.units, str(period.year), info.measure,
@@ -367,6 +374,37 @@ def _elapsed_share(snapshot: Snapshot, rule: Rule) -> tuple[float, int, int, str
     return 100.0 * ended / 12, ended, 12, str(year)
 
 
+class _Context:
+    """What one evaluation shares across its rules: warnings, and sums several rules need.
+
+    Three bundled rule kinds (pace, programme pace, praise) add up the same monthly series; at
+    province scale summing each once halves the derivation time.
+    """
+
+    def __init__(self, snapshot: Snapshot, warnings: list[str]) -> None:
+        self.snapshot = snapshot
+        self.warnings = warnings
+        self._sums: dict[tuple[str, str], dict[str, float]] = {}
+
+    def series(self, indicator: str, unit: str) -> dict[str, float]:
+        return _series(self.snapshot, indicator, unit)
+
+    def sum_in_scope(self, indicator: str, unit: str, scope: str) -> float:
+        """Year-to-date (scope '2023') or programme-to-date ('final') sum of a unit's monthly amounts."""
+        key = (indicator, unit)
+        sums = self._sums.get(key)
+        if sums is None:
+            sums = self._sums[key] = _monthly_sums(self.series(indicator, unit))
+        return sums.get(scope, 0.0)
+
+    def project_sum(self, project: str, year: str) -> float:
+        key = ("\0project", project)
+        sums = self._sums.get(key)
+        if sums is None:
+            sums = self._sums[key] = _monthly_sums(self.snapshot.investments.get(project, {}))
+        return sums.get(year, 0.0)
+
+
 def _series(snapshot: Snapshot, indicator: str, unit: str) -> dict[str, float]:
     """A unit's monthly figures; for the whole jurisdiction ('') the reported total, or else the units' sum."""
     by_unit = snapshot.observations.get(indicator, {})
@@ -379,18 +417,22 @@ def _series(snapshot: Snapshot, indicator: str, unit: str) -> dict[str, float]:
     return merged
 
 
-def _sum_in_scope(series: dict[str, float], scope: str, snapshot: Snapshot) -> float:
-    """Year-to-date (scope '2023') or programme-to-date (scope 'final') sum of monthly amounts."""
+def _monthly_sums(series: dict[str, float]) -> dict[str, float]:
+    """Per year ('2023') and for the whole programme ('final'), the sum of monthly amounts only:
+    quarterly and yearly rows would double count."""
+    sums: dict[str, float] = {}
     total = 0.0
     for code, value in series.items():
         if len(code) != 7 or code[4] != "-" or code[5] == "Q":
-            continue  # only monthly amounts add up; quarterly/yearly rows would double count
-        if scope == "final" or code.startswith(scope):
-            total += value
-    return total
+            continue
+        year = code[:4]
+        sums[year] = sums.get(year, 0.0) + value
+        total += value
+    sums["final"] = total
+    return sums
 
 
-def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
     progress = _elapsed_share(snapshot, rule)
     if progress is None or progress[1] == 0:
         return
@@ -405,7 +447,7 @@ def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[s
             planned = snapshot.plans.get((code, year))
             if not planned:
                 continue
-            done = _sum_in_scope(snapshot.investments.get(code, {}), str(year), snapshot)
+            done = context.project_sum(code, str(year))
             c = 100.0 * done / planned
             item = _Pending(rule, "project", code, project.name, project.units, str(year), "亿元",
                             value=done, threshold=planned, expected=planned * p / 100, period_label=label,
@@ -417,11 +459,10 @@ def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[s
             continue
         judged = [u for u in info.units if (info.code, target_scope, u) in snapshot.targets] if rule.per_unit else [""]
         for unit in judged:
-            series = _series(snapshot, info.code, unit)
             target = snapshot.targets.get((info.code, target_scope, unit))
             if not target:
                 continue
-            done = _sum_in_scope(series, target_scope, snapshot)
+            done = context.sum_in_scope(info.code, unit, target_scope)
             c = 100.0 * done / target
             unit_info = snapshot.units.get(unit)
             item = _Pending(
@@ -439,7 +480,7 @@ def _pace_fact(rule: Rule, c: float, p: float) -> dict[str, Any]:
     return {"completion": c, "lag": p - c}
 
 
-def _derive_deadline(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+def _derive_deadline(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
     today = snapshot.today
     for code, task in sorted(snapshot.tasks.items()):
         if task.deadline is None or task.done or not rule.selector.matches(code):
@@ -451,16 +492,17 @@ def _derive_deadline(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: li
         yield item, {"days": float(days_left)}
 
 
-def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
     today = snapshot.today
     programme = snapshot.programme
     first = programme.start if programme else dt.date(today.year, 1, 1)
     year, month = first.year, first.month
-    months: list[tuple[int, int, dt.date]] = []
+    months: list[tuple[int, int, dt.date, str, str]] = []
     while (year, month) < (today.year, today.month):
         due = ev.calendar.due_date_for_month(year, month, rule.due_day)
         if (due - today).days <= rule.remind_days_before:
-            months.append((year, month, due))
+            quarter = f"{year}-Q{(month - 1) // 3 + 1}" if month % 3 == 0 else ""
+            months.append((year, month, due, month_code(year, month), quarter))
         year, month = (year, month + 1) if month < 12 else (year + 1, 1)
     if not months:
         return
@@ -477,10 +519,8 @@ def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: 
             if not rule.per_unit and not series:
                 # Figures filed per unit still count as the jurisdiction's report.
                 series = {k: v for s in observed.values() for k, v in s.items()}
-            for y, m, due in months:
-                code = month_code(y, m)
-                quarter = f"{y}-Q{(m - 1) // 3 + 1}"
-                if code in series or (m % 3 == 0 and quarter in series):
+            for y, m, due, code, quarter in months:
+                if code in series or (quarter and quarter in series):
                     continue
                 unit = snapshot.units.get(reporter)
                 days_left = (due - today).days
@@ -496,7 +536,7 @@ def _quarter_of(day: dt.date) -> str:
     return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
 
 
-def _derive_praise(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list[str]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+def _derive_praise(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
     today = snapshot.today
     if rule.basis == "tasks_on_time":
         yield from _tasks_on_time(rule, snapshot, today)
@@ -513,8 +553,7 @@ def _derive_praise(ev: Evaluator, rule: Rule, snapshot: Snapshot, warnings: list
             target = snapshot.targets.get((info.code, scope, unit))
             if not target:
                 continue
-            series = _series(snapshot, info.code, unit)
-            done = _sum_in_scope(series, scope, snapshot)
+            done = context.sum_in_scope(info.code, unit, scope)
             c = 100.0 * done / target
             unit_info = snapshot.units.get(unit)
             period = scope if rule.basis == "target_met_early" else quarter

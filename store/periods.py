@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -53,6 +54,7 @@ def _add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
+@lru_cache(maxsize=8192)  # Period is immutable; evaluations parse the same few hundred codes again and again
 def parse_period(code: str) -> Period:
     """Parse a canonical period code; raises ValueError with a Chinese message."""
     if m := _MONTH.match(code):

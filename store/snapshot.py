@@ -8,11 +8,13 @@ This is what makes `simulate` and replays honest.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, Select, select
 from sqlalchemy.orm import Session
 
 from store.models import (
@@ -104,18 +106,36 @@ class Snapshot:
         return local_date(self.at)
 
 
-def _ended_filter(at: dt.datetime) -> Callable[[str], bool]:
-    cache: dict[str, bool] = {}
-
-    def ended(code: str) -> bool:
-        if code not in cache:
-            try:
-                cache[code] = has_ended(parse_period(code), at)
-            except ValueError:
-                cache[code] = False
-        return cache[code]
-
+def _ended_codes(codes: Iterable[str], at: dt.datetime) -> list[str]:
+    ended = []
+    for code in codes:
+        try:
+            if has_ended(parse_period(code), at):
+                ended.append(code)
+        except ValueError:
+            continue  # the importer admits only canonical codes; anything else is not a period
     return ended
+
+
+def _ended_rows(connection: Connection, columns: Sequence[Any], period: Any, at: dt.datetime) -> Sequence[Any]:
+    """Rows of a periodic table whose period had ended at `at`, filtered by the database.
+
+    The filter compares `period || ''` rather than `period`: with a bare column SQLite walks the
+    period index and fetches half a table row by row, twice as slow as scanning it (measured on
+    the province benchmark: 0.33 s against 0.15 s for 180,000 of 360,000 rows).
+    """
+    codes = list(connection.execute(select(period).distinct()).scalars())
+    ended = _ended_codes(codes, at)
+    statement: Select[Any] = select(*columns)
+    if len(ended) < len(codes):
+        statement = statement.where(period.concat("").in_(ended))
+    result = connection.execute(statement)
+    try:
+        # Plain DBAPI tuples: these columns (strings and floats) need no type processing, and
+        # wrapping 360,000 rows in Row objects costs as much as SQLite's own fetch.
+        return result.cursor.fetchall()
+    finally:
+        result.close()
 
 
 def load_snapshot(source: Engine | Session, at: dt.datetime) -> Snapshot:
@@ -125,71 +145,66 @@ def load_snapshot(source: Engine | Session, at: dt.datetime) -> Snapshot:
         return _load(session, at)
 
 
-def _links(session: Session, column_owner: type, owner_attr: str) -> dict[str, tuple[str, ...]]:
-    rows = session.execute(
-        select(getattr(column_owner, owner_attr), column_owner.unit_code).order_by(  # type: ignore[attr-defined]
-            getattr(column_owner, owner_attr), column_owner.position  # type: ignore[attr-defined]
-        )
-    )
-    grouped: dict[str, list[str]] = defaultdict(list)
-    for owner, unit in rows:
-        grouped[owner].append(unit)
-    return {k: tuple(v) for k, v in grouped.items()}
+def _links(connection: Connection, column_owner: Any, owner_attr: str) -> dict[str, tuple[str, ...]]:
+    owner = getattr(column_owner, owner_attr)
+    rows = connection.execute(select(owner, column_owner.unit_code).order_by(owner, column_owner.position)).all()
+    return {key: tuple(unit for _, unit in group) for key, group in groupby(rows, key=itemgetter(0))}
 
 
 def _load(session: Session, at: dt.datetime) -> Snapshot:
+    # Core statements on the session's connection: ORM row loading costs as much again as
+    # SQLite's own fetch at province scale, and a snapshot needs plain tuples only.
+    connection = session.connection()
     today = local_date(at)
-    ended = _ended_filter(at)
-    programme_row = session.scalars(select(Programme)).first()
-    programme = (
-        ProgrammeInfo(programme_row.code, programme_row.name, programme_row.start, programme_row.end, programme_row.document)
-        if programme_row
-        else None
-    )
+    programme_row = connection.execute(
+        select(Programme.code, Programme.name, Programme.start, Programme.end, Programme.document)
+    ).first()
+    programme = ProgrammeInfo(*programme_row) if programme_row else None
     snapshot = Snapshot(at=at, programme=programme)
-    for code, name, emails, kind in session.execute(select(Unit.code, Unit.name, Unit.emails, Unit.kind)):
+    for code, name, emails, kind in connection.execute(select(Unit.code, Unit.name, Unit.emails, Unit.kind)).all():
         snapshot.units[code] = UnitInfo(code, name, tuple(emails or ()), kind)
 
-    indicator_units = _links(session, IndicatorUnit, "indicator_code")
-    for code, name, measure, kind, direction in session.execute(
+    indicator_units = _links(connection, IndicatorUnit, "indicator_code")
+    for code, name, measure, kind, direction in connection.execute(
         select(Indicator.code, Indicator.name, Indicator.measure, Indicator.kind, Indicator.direction)
-    ):
+    ).all():
         snapshot.indicators[code] = IndicatorInfo(code, name, measure, kind, direction, indicator_units.get(code, ()))
 
-    for indicator, scope, unit, value in session.execute(
+    for indicator, scope, unit, value in connection.execute(
         select(Target.indicator_code, Target.scope, Target.unit_code, Target.value)
-    ):
+    ).all():
         snapshot.targets[(indicator, scope, unit)] = value
 
-    observations: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-    for indicator, period, unit, value in session.execute(
-        select(Observation.indicator_code, Observation.period, Observation.unit_code, Observation.value)
-    ):
-        if ended(period):
-            observations[indicator][unit][period] = value
-    snapshot.observations = {k: dict(v) for k, v in observations.items()}
+    observations: dict[str, dict[str, dict[str, float]]] = {}
+    rows = _ended_rows(connection, (Observation.indicator_code, Observation.unit_code, Observation.period,
+                                    Observation.value), Observation.period, at)
+    # Rows arrive grouped by series in practice (imported series by series); grouping merges,
+    # so any order is still correct.
+    for (indicator, unit), group in groupby(rows, key=itemgetter(0, 1)):
+        series = observations.setdefault(indicator, {}).setdefault(unit, {})
+        series.update(map(itemgetter(2, 3), group))
+    snapshot.observations = observations
 
-    project_units = _links(session, ProjectUnit, "project_code")
-    for code, name, category, level, total in session.execute(
+    project_units = _links(connection, ProjectUnit, "project_code")
+    for code, name, category, level, total in connection.execute(
         select(Project.code, Project.name, Project.category, Project.level, Project.total_investment)
-    ):
+    ).all():
         snapshot.projects[code] = ProjectInfo(code, name, category, level, total, project_units.get(code, ()))
-    for project, year, planned in session.execute(
+    for project, year, planned in connection.execute(
         select(ProjectPlan.project_code, ProjectPlan.year, ProjectPlan.planned_investment)
-    ):
+    ).all():
         snapshot.plans[(project, year)] = planned
-    investments: dict[str, dict[str, float]] = defaultdict(dict)
-    for project, period, value in session.execute(
-        select(ProjectInvestment.project_code, ProjectInvestment.period, ProjectInvestment.value)
-    ):
-        if ended(period):
-            investments[project][period] = value
-    snapshot.investments = dict(investments)
+    investments: dict[str, dict[str, float]] = {}
+    rows = _ended_rows(connection, (ProjectInvestment.project_code, ProjectInvestment.period, ProjectInvestment.value),
+                       ProjectInvestment.period, at)
+    for project, group in groupby(rows, key=itemgetter(0)):
+        investments.setdefault(project, {}).update(map(itemgetter(1, 2), group))
+    snapshot.investments = investments
 
-    task_units = _links(session, TaskUnit, "task_code")
-    for code, title, measures, goal, deadline, deadline_text, status, done_on in session.execute(
+    task_units = _links(connection, TaskUnit, "task_code")
+    for code, title, measures, goal, deadline, deadline_text, status, done_on in connection.execute(
         select(Task.code, Task.title, Task.measures, Task.goal, Task.deadline, Task.deadline_text, Task.status, Task.done_on)
-    ):
+    ).all():
         # A task finished after T was still open at T.
         done_at_t = done_on if status == "done" and (done_on is None or done_on <= today) else None
         if status == "done" and done_on is None:
