@@ -603,6 +603,11 @@ class CompiledRuleset:
         Every fact is type-checked before anything is asserted. All matches have been read when this
         returns, and no session state is left behind (facts never leak into the next evaluation).
         """
+        return [Match(rule, index, facts) for index, rule in self.match_indices(facts)]
+
+    def match_indices(self, facts: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
+        """`evaluate` as (fact position, rule name) pairs: no per-match object for callers that
+        only need the position (tens of thousands of matches per province-scale evaluation)."""
         self._fact_checker.check(facts)
         found: list[tuple[int, int]] = []
         with self._lock:
@@ -614,7 +619,7 @@ class CompiledRuleset:
                     found.append((start + fact_position, rule_position))
         found.sort()
         names = self._rule_names
-        return [Match(names[rule_position], index, facts) for index, rule_position in found]
+        return [(index, names[rule_position]) for index, rule_position in found]
 
     def _evaluate_session(self, facts: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
         ids = self._session_ids(len(facts))

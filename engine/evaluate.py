@@ -111,6 +111,14 @@ class Assessment:
 
 
 @dataclass
+class Derived:
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[_Pending] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped: set[str] = field(default_factory=set)
+
+
+@dataclass
 class EvaluationResult:
     candidates: list[AlertCandidate]
     warnings: list[str]
@@ -165,36 +173,43 @@ class Evaluator:
         self._compiled.close()
 
     def evaluate(self, snapshot: Snapshot, *, groups: Iterable[str] | None = None) -> EvaluationResult:
-        at = snapshot.at
+        derived = self.derive(snapshot, groups=groups)
+        pending = derived.pending
+        candidates = []
+        matched: list[list[DecisionKind]] = [[] for _ in pending]
+        for index, durable_rule in self._compiled.match_indices(derived.facts):
+            decision = decision_of(durable_rule)
+            if decision.kind == "none":
+                continue
+            matched[index].append(decision)
+            candidates.append(self._candidate(pending[index], decision, snapshot, snapshot.at))
+        candidates.sort(key=lambda c: (c.rule, c.subject_type, c.subject, c.period, c.kind))
+        return EvaluationResult(candidates, derived.warnings, derived.skipped, list(zip(pending, matched, strict=True)))
+
+    def derive(self, snapshot: Snapshot, *, groups: Iterable[str] | None = None) -> Derived:
+        """The facts the rules' conditions decide on, one per (rule, subject); no decision yet.
+
+        Public so that benchmarks can assert the very same facts into durable-rules directly.
+        """
         wanted = set(groups) if groups is not None else None
-        warnings: list[str] = list(self.load_warnings)
-        skipped: set[str] = set()
-        pending: list[_Pending] = []
-        facts: list[dict[str, Any]] = []
-        context = _Context(snapshot, warnings)
+        derived = Derived(warnings=list(self.load_warnings))
+        context = _Context(snapshot, derived.warnings)
+        defaults = {name: kind() for name, kind in FACT_SCHEMA.fields.items()}
         for rule in self.rule_set.rules:
             if wanted is not None and not wanted & set(rule.groups):
                 continue
             unknown = sorted(code for code in rule.referenced_indicators if code not in snapshot.indicators)
             if unknown:
-                warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 引用了未知指标 {', '.join(unknown)}，本次跳过该规则")
-                skipped.add(rule.id)
+                derived.warnings.append(
+                    f"{rule.position}: 规则 `{rule.short_id}` 引用了未知指标 {', '.join(unknown)}，本次跳过该规则")
+                derived.skipped.add(rule.id)
                 continue
+            defaults["rule"] = rule.id
             for item, fact in _DERIVERS[rule.kind](self, rule, snapshot, context):
-                fact["rule"] = rule.id
-                fact["idx"] = len(pending)
-                pending.append(item)
-                facts.append(_complete(fact))
-        candidates = []
-        matched: list[list[DecisionKind]] = [[] for _ in pending]
-        for match in self._compiled.evaluate(facts):
-            decision = decision_of(match.rule)
-            if decision.kind == "none":
-                continue
-            matched[match.index].append(decision)
-            candidates.append(self._candidate(pending[match.index], decision, snapshot, at))
-        candidates.sort(key=lambda c: (c.rule, c.subject_type, c.subject, c.period, c.kind))
-        return EvaluationResult(candidates, warnings, skipped, list(zip(pending, matched, strict=True)))
+                # Every fact carries every schema field: durable needs them typed and present.
+                derived.facts.append({**defaults, **fact, "idx": len(derived.pending)})
+                derived.pending.append(item)
+        return derived
 
     # --- turning a match into a candidate ---------------------------------------------------
 
@@ -303,13 +318,6 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 def _fill(text: str, values: dict[str, str]) -> str:
     """Fill {name} placeholders; unknown names stay as written (no format-string attribute access)."""
     return _PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), text)
-
-
-def _complete(fact: dict[str, Any]) -> dict[str, Any]:
-    for name, kind in FACT_SCHEMA.fields.items():
-        if name not in fact:
-            fact[name] = kind()
-    return fact
 
 
 # --- fact derivation, one function per rule kind ------------------------------------------------
