@@ -166,6 +166,7 @@ if __name__ == "__main__":  # pragma: no cover
 
 # Command modules register themselves on `main`; imported last so they can import from here.
 from duban import (  # noqa: E402,F401
+    alerts_cli,
     demo_cli,
     rules_cli,
     service_cli,

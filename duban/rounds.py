@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from engine.evaluate import AlertCandidate, EvaluationResult, Evaluator
-from engine.lifecycle import AlertKey, AlertState, PlannedNotice, SilenceRule, plan
+from engine.lifecycle import AlertKey, AlertState, PlannedNotice, SilenceRule, plan, standings
 from engine.rules import Rule, RuleSet
 from notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
 from notifiers.message import MessageError, build_dingtalk_message, build_email_messages
@@ -125,7 +125,8 @@ def record_round(
                     for s in session.scalars(select(Silence).where(Silence.until > at))]
         decided = plan(result.candidates, {k: _state_of(a) for k, a in alerts.items()}, now=at,
                        evaluated_rules=evaluated, repeat_of={r.id: r.repeat for r in rule_set.rules},
-                       silences=silences)
+                       silences=silences, resolve_margin_of={r.id: r.resolve_margin for r in rule_set.rules},
+                       standing=standings(result.assessments, rule_set.rules))
         report.silenced = decided.silenced
         alert_rows = _write_alerts(session, alerts, decided.alerts, at)
         notices = _write_notices(session, decided.notices, alert_rows, round_row.id, at)
@@ -201,7 +202,7 @@ def _link_notices(session: Session, notices: list[Notice], round_id: int) -> Non
 
 
 _TEMPLATE_BY_KIND = {"warning": "warning", "reminder": "reminder", "overdue": "overdue", "praise": "praise",
-                     "escalation": "escalation", "resolved": "resolved"}
+                     "escalation": "escalation", "revised": "revised", "resolved": "resolved"}
 
 
 def build_digests(rule_set: RuleSet, snapshot: Snapshot, notices: Sequence[PlannedNotice], round_key: str,
@@ -241,7 +242,7 @@ def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set
     rule_id, subject_type, subject, period = notice.alert_key
     units = candidate.units if candidate else ()
     facts = candidate.to_json() if candidate else {}
-    template = (rule.template if rule and rule.template and notice.kind not in ("resolved", "escalation")
+    template = (rule.template if rule and rule.template and notice.kind not in ("resolved", "escalation", "revised")
                 else _TEMPLATE_BY_KIND.get(notice.kind, "warning"))
     days_left = candidate.days_left if candidate else None
     return NoticeItem(

@@ -87,6 +87,9 @@ RULE_FIELDS: tuple[Field, ...] = (
     Field("at_most", "bound", ("threshold",), description="Upper bound, same forms as at_least."),
     Field("level", "enum", ("threshold",), choices=("red", "yellow"), description="Light when the bound is missed (default red)."),
     Field("yellow_margin", "number", ("threshold",), description="A miss by at most this much lights yellow instead."),
+    Field("resolve_margin", "number", ("threshold", "pace"),
+          description="Hysteresis: the alert is closed (销号) only once the bound is beaten by this much "
+                      "(threshold: in the indicator's measure; pace: points ahead of time progress). Default 0."),
     Field("target", "enum", ("pace",), choices=("year", "final"), description="Annual target (default) or programme-end target."),
     Field("per_unit", "bool", ("pace", "report_due"), description="Judge each responsible unit on its own figures."),
     Field("yellow_gap", "number", ("pace",), description="Points behind time progress still yellow (default 10)."),
@@ -414,6 +417,9 @@ def _rule(checker: _FileChecker, item: CommentedMap, programme: str) -> Rule | N
     selector = _selector(checker, item, values.get("kind")) if known_kind else None
     if values.get("kind") == "threshold" and ("at_least" in item) == ("at_most" in item):
         checker.error(item, f"{what}须有 `at_least` 或 `at_most` 之一（只能有一个）")
+    if values.get("resolve_margin", 0.0) < 0:
+        checker.error(item, f"`resolve_margin` 应为非负数（销号前须超过标准的幅度），实际为 {values['resolve_margin']:g}",
+                      key="resolve_margin")
     if len(checker.errors) > before or selector is None:
         return None
     line, col = _pos(item)
@@ -430,6 +436,7 @@ def _rule(checker: _FileChecker, item: CommentedMap, programme: str) -> Rule | N
         action=values.get("action", ""),
         repeat=None if repeat == "never" else repeat,
         groups=values.get("groups", ("monthly",)),
+        resolve_margin=values.get("resolve_margin", 0.0),
         at_least=values.get("at_least"),
         at_most=values.get("at_most"),
         level=values.get("level", "red"),

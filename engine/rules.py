@@ -57,6 +57,7 @@ class Rule:
     action: str = ""
     repeat: dt.timedelta | None = dt.timedelta(days=7)
     groups: tuple[str, ...] = ("monthly",)
+    resolve_margin: float = 0.0  # threshold/pace hysteresis: cleared by at least this much before 销号
     # threshold
     at_least: Bound | None = None
     at_most: Bound | None = None

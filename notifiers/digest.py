@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-KINDS = ("warning", "reminder", "overdue", "praise", "escalation", "resolved", "report_due")
+KINDS = ("warning", "reminder", "overdue", "praise", "escalation", "revised", "resolved", "report_due")
 LEVELS = ("red", "yellow", "blue", "green")
 
 # Sections of a digest, in reading order: the most urgent first.
@@ -28,6 +28,7 @@ KIND_LABELS = {
     "overdue": "逾期",
     "praise": "表扬",
     "escalation": "升级督办",
+    "revised": "灯色调整",
     "resolved": "销号",
     "report_due": "报送提醒",
 }
@@ -43,7 +44,7 @@ class UnitRef:
 
 @dataclass(frozen=True)
 class NoticeItem:
-    kind: str  # warning | reminder | overdue | praise | escalation | resolved | report_due
+    kind: str  # warning | reminder | overdue | praise | escalation | revised | resolved | report_due
     level: str | None  # red | yellow | blue | green | None
     title: str
     rule: str

@@ -1,0 +1,551 @@
+"""`duban alerts`, `duban ack`, `duban silence`, `duban notices` (alias `ledger`): the alert commands.
+
+The lifecycle (engine/lifecycle.py) reads what these write: `Alert.acked_until` pauses the 催办
+repeats of one alert (an escalation still notifies and clears it); a `Silence` row mutes every
+notice it matches until it expires. The ledger (台账) is the `notices` table with the outcome of
+each notice's delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from duban.cli import AppContext, UserError, main, pass_app
+from engine.lifecycle import QUIET_KINDS, SilenceRule
+from store.db import transaction
+from store.models import Alert, Delivery, Notice, Round, Silence, Unit
+from store.periods import SHANGHAI
+
+LEVEL_LABELS = {"red": "红灯", "yellow": "黄灯", "blue": "提醒", "green": "表扬"}
+STATE_LABELS = {"firing": "预警中", "resolved": "已销号"}
+KIND_LABELS = {
+    "warning": "预警", "reminder": "提醒", "overdue": "逾期", "praise": "表扬", "escalation": "升级督办",
+    "revised": "灯色调整", "resolved": "销号", "report_due": "报送提醒",
+}
+DELIVERY_LABELS = {"pending": "待发送", "sending": "发送中", "sent": "已发送", "failed": "发送失败"}
+CHANNEL_LABELS = {"email": "邮件", "dingtalk": "钉钉"}
+
+
+def now_utc() -> dt.datetime:
+    """The CLI's clock (the core never reads it); tests move it with time-machine."""
+    return dt.datetime.now(dt.UTC)
+
+
+def parse_when(text: str, option: str) -> dt.datetime:
+    """Like `parse_at`: an ISO date (09:00 that day) or time; without a zone, Beijing time."""
+    try:
+        value = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(9, 0))
+    except ValueError:
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise UserError(f"{option} 时间格式不正确：“{text}”，应为 ISO 格式，如 2023-08-01 或 2023-08-01T09:00+08:00") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=SHANGHAI)
+    return value
+
+
+def when_cn(value: dt.datetime | None) -> str:
+    if value is None:
+        return "—"
+    local = value.astimezone(SHANGHAI)
+    return f"{local:%Y-%m-%d %H:%M}"
+
+
+def _future(until: dt.datetime, option: str, now: dt.datetime) -> dt.datetime:
+    if until <= now:
+        raise UserError(f"{option} {when_cn(until)} 已经过去（现在是 {when_cn(now)}），请给出将来的时间")
+    return until
+
+
+def _session(app: AppContext) -> Any:
+    try:
+        with app.engine.connect() as conn:
+            conn.execute(select(Alert.id).limit(1))
+    except SQLAlchemyError as exc:
+        raise UserError(f"无法读取数据库 {app.db_url}：{str(exc).splitlines()[0]}（是否已运行 duban db upgrade？）") from None
+    return transaction(app.engine)
+
+
+# --- plain tables that line up with Chinese characters ----------------------------------------
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Columns padded by display width (a Chinese character takes two cells in a terminal)."""
+    body = [[str(cell) for cell in row] for row in rows]
+    widths = [max([_width(h), *(_width(r[i]) for r in body)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(cells)).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in body)]
+
+
+# --- lookups ----------------------------------------------------------------------------------
+
+
+def _unit_names(session: Session) -> dict[str, str]:
+    return {code: name for code, name in session.execute(select(Unit.code, Unit.name))}
+
+
+def _unit_code(session: Session, text: str) -> str:
+    """A unit given by code or by its exact name (officials know names, not codes)."""
+    names = _unit_names(session)
+    if text in names:
+        return text
+    by_name = [code for code, name in names.items() if name == text]
+    if by_name:
+        return by_name[0]
+    similar = [f"{code}（{name}）" for code, name in names.items() if text in name or text in code][:5]
+    hint = f"，是否为：{'、'.join(similar)}" if similar else "；可用 duban alerts 或单位名单核对"
+    raise UserError(f"没有找到单位“{text}”{hint}")
+
+
+def _rule_matches(stored: str, wanted: str) -> bool:
+    return stored == wanted or stored.split(".", 1)[-1] == wanted
+
+
+def alert_key(alert: Alert) -> str:
+    """What `duban ack` accepts besides the number: rule|subject|period, as in the ledger."""
+    return f"{alert.rule.split('.', 1)[-1]}|{alert.subject}|{alert.period}"
+
+
+def _active_silences(session: Session, now: dt.datetime) -> list[Silence]:
+    return list(session.scalars(select(Silence).where(Silence.until > now).order_by(Silence.id)))
+
+
+def _silenced(alert: Alert, silences: Sequence[Silence], now: dt.datetime) -> str:
+    units = list(alert.notify_units or alert.units or [])
+    rules = [SilenceRule(s.rule, s.subject, s.unit, s.until) for s in silences]
+    muted = [u for u in units if any(r.mutes(alert.rule, alert.subject, u, now) for r in rules)]
+    if not muted:
+        return ""
+    return "全部" if len(muted) == len(units) else "部分（" + "、".join(muted) + "）"
+
+
+def _history(alert: Alert) -> str:
+    steps = []
+    for step in alert.level_history or []:
+        try:
+            at = dt.datetime.fromisoformat(step["at"]).astimezone(SHANGHAI)
+        except (KeyError, TypeError, ValueError):
+            continue
+        label = STATE_LABELS["resolved"] if step.get("state") == "resolved" else LEVEL_LABELS.get(step.get("level") or "", "—")
+        steps.append(f"{at.month}/{at.day} {label}")
+    return " → ".join(steps)
+
+
+# --- duban alerts -----------------------------------------------------------------------------
+
+
+@main.command("alerts")
+@click.option("--state", type=click.Choice(["firing", "resolved", "all"]), default="firing", show_default=True,
+              help="firing (预警中), resolved (已销号) or all.")
+@click.option("--unit", "unit", default=None, help="Only alerts concerning this unit (code or name).")
+@click.option("--rule", "rule", default=None, help="Only this rule (id with or without the programme).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_app
+def alerts(app: AppContext, state: str, unit: str | None, rule: str | None, as_json: bool) -> None:
+    """List alerts (level, first/last seen, level history, acknowledgement, silence) and active silences."""
+    now = now_utc()
+    with _session(app) as session:
+        unit_code = _unit_code(session, unit) if unit else None
+        query = select(Alert).order_by(Alert.state, Alert.rule, Alert.subject, Alert.period)
+        if state != "all":
+            query = query.where(Alert.state == state)
+        rows = [a for a in session.scalars(query)
+                if (rule is None or _rule_matches(a.rule, rule))
+                and (unit_code is None or unit_code in (a.units or []) or unit_code in (a.notify_units or []))]
+        silences = _active_silences(session, now)
+        names = _unit_names(session)
+        if as_json:
+            for a in rows:
+                click.echo(json.dumps(_alert_json(a, silences, now), ensure_ascii=False))
+            for s in silences:
+                click.echo(json.dumps({"silence": _silence_json(s)}, ensure_ascii=False))
+            return
+        scope = {"firing": "预警中的", "resolved": "已销号的", "all": "全部"}[state]
+        if not rows:
+            click.echo(f"没有{scope}告警。")
+        else:
+            click.echo(f"{scope}告警 {len(rows)} 条：")
+            for line in table(
+                ["编号", "规则", "对象", "期次", "灯色", "状态", "首次发现", "最近发现", "灯色变化", "确认至", "静默"],
+                [[f"#{a.id}", a.rule.split(".", 1)[-1], _subject_label(a, names), a.period,
+                  LEVEL_LABELS.get(a.level or "", "—"), _state_label(a), when_cn(a.first_seen),
+                  when_cn(a.last_seen), _history(a) or "—", _ack_label(a, now), _silenced(a, silences, now) or "—"]
+                 for a in rows],
+            ):
+                click.echo(line)
+        click.echo("")
+        _print_silences(silences, names)
+
+
+def _state_label(alert: Alert) -> str:
+    if alert.state == "firing" and alert.kind in QUIET_KINDS:
+        return "有效"  # a reminder or a praise is not a warning: it lapses, it is never 销号
+    return STATE_LABELS.get(alert.state, alert.state)
+
+
+def _subject_label(alert: Alert, names: dict[str, str]) -> str:
+    name = str((alert.facts or {}).get("subject_name") or alert.subject)
+    if "@" in alert.subject:
+        unit = alert.subject.split("@", 1)[1]
+        name += f"（{names.get(unit, unit)}）"
+    return name
+
+
+def _ack_label(alert: Alert, now: dt.datetime) -> str:
+    if alert.acked_until is None or alert.acked_until <= now:
+        return "—"
+    return when_cn(alert.acked_until) + (f"（{alert.acked_by}）" if alert.acked_by else "")
+
+
+def _alert_json(alert: Alert, silences: Sequence[Silence], now: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": alert.id, "key": alert_key(alert), "rule": alert.rule, "subject_type": alert.subject_type,
+        "subject": alert.subject, "subject_name": (alert.facts or {}).get("subject_name", alert.subject),
+        "period": alert.period, "kind": alert.kind, "level": alert.level, "state": alert.state,
+        "title": alert.title, "units": list(alert.units or []), "notify_units": list(alert.notify_units or []),
+        "first_seen": alert.first_seen.isoformat(), "last_seen": alert.last_seen.isoformat(),
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "level_history": list(alert.level_history or []), "repeats": alert.repeats,
+        "acked_until": alert.acked_until.isoformat() if alert.acked_until and alert.acked_until > now else None,
+        "acked_by": alert.acked_by if alert.acked_until and alert.acked_until > now else "",
+        "silenced": _silenced(alert, silences, now) != "",
+    }
+
+
+def _silence_json(silence: Silence) -> dict[str, Any]:
+    return {"id": silence.id, "rule": silence.rule, "subject": silence.subject, "unit": silence.unit,
+            "until": silence.until.isoformat(), "created_at": silence.created_at.isoformat(),
+            "created_by": silence.created_by, "comment": silence.reason}
+
+
+def _print_silences(silences: Sequence[Silence], names: dict[str, str]) -> None:
+    if not silences:
+        click.echo("当前没有生效的静默。")
+        return
+    click.echo(f"生效中的静默 {len(silences)} 条：")
+    for line in table(
+        ["编号", "规则", "对象", "单位", "静默至", "设置人", "设置时间", "说明"],
+        [[f"#{s.id}", s.rule.split(".", 1)[-1] or "（任意）", s.subject or "（任意）",
+          f"{names.get(s.unit, s.unit)}" if s.unit else "（任意）", when_cn(s.until), s.created_by or "—",
+          when_cn(s.created_at), s.reason or "—"] for s in silences],
+    ):
+        click.echo(line)
+
+
+# --- duban ack --------------------------------------------------------------------------------
+
+
+def _find_alert(session: Session, ref: str) -> Alert:
+    text = ref.strip().lstrip("#")
+    if text.isdigit():
+        alert = session.get(Alert, int(text))
+        if alert is None:
+            raise UserError(f"没有编号为 #{text} 的告警；请用 duban alerts 查看编号")
+        return alert
+    parts = text.split("|")
+    if len(parts) != 3 or not all(parts):
+        raise UserError(f"告警“{ref}”无法识别：请给出 duban alerts 列出的编号（如 12）或标识（规则|对象|期次，如 "
+                        f"service_investment_share|service_investment_share|2023）")
+    rule, subject, period = parts
+    found = [a for a in session.scalars(select(Alert).where(Alert.subject == subject, Alert.period == period))
+             if _rule_matches(a.rule, rule)]
+    if not found:
+        raise UserError(f"没有找到告警“{ref}”；请用 duban alerts 查看编号或标识")
+    if len(found) > 1:
+        raise UserError(f"标识“{ref}”对应多条告警（{'、'.join(f'#{a.id}' for a in found)}），请改用编号")
+    return found[0]
+
+
+@main.command("ack")
+@click.argument("alert_ref", metavar="ALERT_ID_OR_KEY")
+@click.option("--until", "until_text", required=True, help="Pause 催办 repeats until then (ISO date or time).")
+@click.option("--by", "by", default=None, help="Who acknowledges (default: the OS user).")
+@pass_app
+def ack(app: AppContext, alert_ref: str, until_text: str, by: str | None) -> None:
+    """Acknowledge a firing alert: no 催办 repeats until the expiry; an escalation still notifies."""
+    from duban.cli import _os_user
+
+    now = now_utc()
+    until = _future(parse_when(until_text, "--until"), "--until", now)
+    with _session(app) as session:
+        alert = _find_alert(session, alert_ref)
+        if alert.state != "firing":
+            raise UserError(f"告警 #{alert.id}（{alert.title}）已于 {when_cn(alert.resolved_at)} 销号，无需确认")
+        alert.acked_until = until
+        alert.acked_by = by if by is not None else _os_user()
+        click.echo(f"已确认告警 #{alert.id}：{alert.title}（{LEVEL_LABELS.get(alert.level or '', '—')}）。"
+                   f"{when_cn(until)} 前不再催办；如升级为红灯仍会通知。")
+
+
+# --- duban silence ----------------------------------------------------------------------------
+
+
+def _known_rules(app: AppContext) -> set[str] | None:
+    """Rule ids of the database's rule set, or None when it cannot be loaded (then any id is taken)."""
+    from duban.rules_cli import rule_set_directory
+    from engine.loader import RuleSetInvalid, load_rule_set
+
+    try:
+        rule_set = load_rule_set(rule_set_directory(app))
+    except (RuleSetInvalid, UserError, OSError):
+        return None
+    return {r.id for r in rule_set.rules}
+
+
+@main.command("silence")
+@click.option("--rule", "rule", default=None, help="Rule id (with or without the programme).")
+@click.option("--subject", "subject", default=None, help="Subject code: indicator, project, task or unit.")
+@click.option("--unit", "unit", default=None, help="Recipient unit (code or name).")
+@click.option("--until", "until_text", default=None, help="Expiry (ISO date or time, Beijing time).")
+@click.option("--comment", "comment", default="", help="Why (shown in duban alerts).")
+@click.option("--by", "by", default=None, help="Who silences (default: the OS user).")
+@click.option("--list", "list_only", is_flag=True, help="List the silences in force.")
+@click.option("--expire", "expire_id", type=int, default=None, help="End silence ID now.")
+@pass_app
+def silence(app: AppContext, rule: str | None, subject: str | None, unit: str | None, until_text: str | None,
+            comment: str, by: str | None, list_only: bool, expire_id: int | None) -> None:
+    """Mute notices matching --rule/--subject/--unit (any of them, at least one) until --until."""
+    from duban.cli import _os_user
+
+    now = now_utc()
+    creating = any(x is not None for x in (rule, subject, unit, until_text))
+    if sum((list_only, expire_id is not None, creating)) != 1:
+        raise UserError("请选择一项操作：新建静默（--rule/--subject/--unit 与 --until）、--list 或 --expire 编号")
+    # Read before the write transaction: the rule set lookup opens its own connection.
+    known = _known_rules(app) if rule else None
+    with _session(app) as session:
+        names = _unit_names(session)
+        if list_only:
+            _print_silences(_active_silences(session, now), names)
+            return
+        if expire_id is not None:
+            row = session.get(Silence, expire_id)
+            if row is None:
+                raise UserError(f"没有编号为 #{expire_id} 的静默；请用 duban silence --list 查看")
+            if row.until <= now:
+                raise UserError(f"静默 #{expire_id} 已于 {when_cn(row.until)} 到期，无需解除")
+            row.until = now
+            click.echo(f"已解除静默 #{expire_id}，此后的轮次恢复通知。")
+            return
+        if not (rule or subject or unit):
+            raise UserError("静默须至少指定 --rule、--subject、--unit 之一，以免误把全部通知静默")
+        if until_text is None:
+            raise UserError("请用 --until 给出静默的到期时间，如 --until 2023-08-01")
+        until = _future(parse_when(until_text, "--until"), "--until", now)
+        unit_code = _unit_code(session, unit) if unit else ""
+        rule_id = rule or ""
+        if rule and known is not None:
+            matching = sorted(r for r in known if _rule_matches(r, rule))
+            if not matching:
+                similar = sorted(r.split(".", 1)[-1] for r in known if rule in r)[:5]
+                hint = f"，是否为：{'、'.join(similar)}" if similar else "；可用 duban check 或 duban alerts 查看规则"
+                raise UserError(f"规则集中没有规则“{rule}”{hint}")
+            rule_id = matching[0]
+        row = Silence(rule=rule_id, subject=subject or "", unit=unit_code, until=until, created_at=now,
+                      created_by=by if by is not None else _os_user(), reason=comment)
+        session.add(row)
+        session.flush()
+        what = "、".join(x for x in (f"规则 {rule_id.split('.', 1)[-1]}" if rule_id else "",
+                                    f"对象 {subject}" if subject else "",
+                                    f"单位 {names.get(unit_code, unit_code)}" if unit_code else "") if x)
+        click.echo(f"已设置静默 #{row.id}：{what} 的通知在 {when_cn(until)} 前不再发送（仍记入告警）。")
+
+
+# --- duban notices / ledger -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    id: int
+    created_at: dt.datetime
+    round_key: str
+    rule: str
+    subject: str
+    subject_name: str
+    period: str
+    kind: str
+    level: str | None
+    recipient_unit: str
+    recipient_name: str
+    title: str
+    figures: str
+    delivery: str
+    addresses: tuple[str, ...]
+    sent_at: dt.datetime | None
+    alert_id: int | None
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "at": self.created_at.isoformat(), "round": self.round_key, "rule": self.rule,
+            "subject": self.subject, "subject_name": self.subject_name, "period": self.period, "kind": self.kind,
+            "level": self.level, "recipient_unit": self.recipient_unit, "recipient_name": self.recipient_name,
+            "title": self.title, "figures": self.figures, "delivery": self.delivery,
+            "addresses": list(self.addresses), "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+            "alert_id": self.alert_id,
+        }
+
+
+def _figures(facts: dict[str, Any]) -> str:
+    value = facts.get("value")
+    if value is None:
+        return ""
+    measure = facts.get("measure", "")
+    text = f"{value:g}{measure}"
+    if facts.get("threshold") is not None:
+        text += f" / {facts['threshold']:g}{measure}"
+    if facts.get("completion") is not None and facts.get("time_progress") is not None:
+        text += f"（完成 {facts['completion']:g}%，序时 {facts['time_progress']:g}%）"
+    return text
+
+
+def _delivery_summary(rows: Sequence[Delivery]) -> tuple[str, tuple[str, ...], dt.datetime | None]:
+    if not rows:
+        return "未投递（无收件地址）", (), None
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        counts[row.status] += 1
+    if counts.get("sent") == len(rows):
+        status = "已发送"
+    else:
+        status = "，".join(f"{DELIVERY_LABELS.get(k, k)}{n}" for k, n in sorted(counts.items()))
+        failed = [r for r in rows if r.status == "failed" and r.last_error]
+        if failed:
+            status += f"（{failed[0].last_error[:60]}）"
+    sent = [r.sent_at for r in rows if r.sent_at is not None]
+    addresses = tuple(f"{CHANNEL_LABELS.get(r.channel, r.channel)}:{r.address}" for r in rows)
+    return status, addresses, max(sent) if sent else None
+
+
+def ledger_rows(session: Session, *, unit: str | None = None, rule: str | None = None,
+                since: dt.datetime | None = None, kind: str | None = None) -> list[LedgerRow]:
+    """Every notice decided, oldest first, with what became of its delivery."""
+    query = select(Notice, Round.key).join(Round, Round.id == Notice.round_id).order_by(Notice.id)
+    if unit:
+        query = query.where(Notice.recipient_unit == unit)
+    if since is not None:
+        query = query.where(Notice.created_at >= since)
+    if kind:
+        query = query.where(Notice.kind == kind)
+    found = [(n, key) for n, key in session.execute(query) if rule is None or _rule_matches(n.rule, rule)]
+    rounds = sorted({n.round_id for n, _ in found})
+    deliveries: dict[tuple[int, str], list[Delivery]] = defaultdict(list)
+    for start in range(0, len(rounds), 500):
+        for d in session.scalars(select(Delivery).where(Delivery.round_id.in_(rounds[start:start + 500]))
+                                 .order_by(Delivery.id)):
+            deliveries[(d.round_id or 0, d.recipient_unit)].append(d)
+    names = _unit_names(session)
+    rows = []
+    for notice, round_key in found:
+        facts = notice.facts or {}
+        status, addresses, sent_at = _delivery_summary(deliveries.get((notice.round_id, notice.recipient_unit), []))
+        rows.append(LedgerRow(
+            id=notice.id, created_at=notice.created_at, round_key=round_key, rule=notice.rule,
+            subject=notice.subject, subject_name=str(facts.get("subject_name") or notice.subject),
+            period=notice.period, kind=notice.kind, level=notice.level, recipient_unit=notice.recipient_unit,
+            recipient_name=names.get(notice.recipient_unit, notice.recipient_unit), title=notice.title,
+            figures=_figures(facts), delivery=status, addresses=addresses, sent_at=sent_at, alert_id=notice.alert_id,
+        ))
+    return rows
+
+
+LEDGER_HEADERS = ("编号", "通知时间", "收件单位", "类型", "灯色", "事项", "规则", "对象", "期次", "数值", "投递状态",
+                  "收件地址", "送达时间", "轮次", "告警编号")
+
+
+def _ledger_cells(row: LedgerRow) -> list[Any]:
+    return [row.id, when_cn(row.created_at), row.recipient_name, KIND_LABELS.get(row.kind, row.kind),
+            LEVEL_LABELS.get(row.level or "", "—"), row.title, row.rule.split(".", 1)[-1], row.subject_name,
+            row.period, row.figures or "—", row.delivery, "；".join(row.addresses) or "—",
+            when_cn(row.sent_at), row.round_key, row.alert_id or "—"]
+
+
+def write_ledger_xlsx(rows: Sequence[LedgerRow], path: Path) -> None:
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Alignment, Font, PatternFill
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("通知台账")
+    widths = (8, 18, 18, 10, 8, 60, 30, 24, 12, 28, 14, 40, 18, 44, 10)
+    for index, width in enumerate(widths):
+        sheet.column_dimensions[chr(ord("A") + index)].width = width
+    sheet.freeze_panes = "A2"
+    bold, fill = Font(bold=True), PatternFill("solid", fgColor="F2F2F2")
+    header = []
+    for text in LEDGER_HEADERS:
+        cell = WriteOnlyCell(sheet, value=text)
+        cell.font, cell.fill, cell.alignment = bold, fill, Alignment(horizontal="center")
+        header.append(cell)
+    sheet.append(header)
+    for row in rows:
+        sheet.append(_ledger_cells(row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook.save(path)
+
+
+def _ledger(app: AppContext, unit: str | None, rule: str | None, since_text: str | None, kind: str | None,
+            as_json: bool, xlsx: Path | None) -> None:
+    since = parse_when(since_text, "--since") if since_text else None
+    if kind is not None and kind not in KIND_LABELS:
+        raise UserError(f"--kind “{kind}”无效，可选值：{'、'.join(f'{k}（{v}）' for k, v in KIND_LABELS.items())}")
+    with _session(app) as session:
+        unit_code = _unit_code(session, unit) if unit else None
+        rows = ledger_rows(session, unit=unit_code, rule=rule, since=since, kind=kind)
+    if xlsx is not None:
+        try:
+            write_ledger_xlsx(rows, xlsx)
+        except OSError as exc:
+            raise UserError(f"无法写入 {xlsx}：{exc.strerror or exc}") from None
+        click.echo(f"通知台账已导出：{xlsx}（{len(rows)} 条）")
+        return
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.json(), ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("台账中没有符合条件的通知。")
+        return
+    click.echo(f"通知台账 {len(rows)} 条：")
+    for line in table(["编号", "通知时间", "收件单位", "类型", "灯色", "事项", "期次", "数值", "投递状态", "送达时间"],
+                      [[str(c) for i, c in enumerate(_ledger_cells(r)) if i in (0, 1, 2, 3, 4, 5, 8, 9, 10, 12)]
+                       for r in rows]):
+        click.echo(line)
+
+
+def _ledger_command(name: str, help_text: str) -> None:
+    @main.command(name, help=help_text)
+    @click.option("--unit", "unit", default=None, help="Only notices to this unit (code or name).")
+    @click.option("--rule", "rule", default=None, help="Only notices of this rule.")
+    @click.option("--since", "since_text", default=None, help="Only notices from this time on (ISO date or time).")
+    @click.option("--kind", "kind", default=None, help="warning, reminder, overdue, praise, escalation, revised, resolved.")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+    @click.option("--xlsx", "xlsx", default=None, type=click.Path(dir_okay=False, path_type=Path),
+                  help="Write the ledger to this .xlsx file instead.")
+    @pass_app
+    def command(app: AppContext, unit: str | None, rule: str | None, since_text: str | None, kind: str | None,
+                as_json: bool, xlsx: Path | None) -> None:
+        _ledger(app, unit, rule, since_text, kind, as_json, xlsx)
+
+
+_ledger_command("notices", "The ledger (台账): every notice sent, to whom, when, why, and its delivery.")
+_ledger_command("ledger", "Same as `duban notices`.")
