@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from duban.rounds import record_round
 from engine.evaluate import AlertCandidate
-from engine.lifecycle import AlertState, Standing, plan
+from engine.lifecycle import AlertState, RoundPlan, Standing, plan
 from engine.loader import RuleSetInvalid, load_rule_set
 from store.importer import import_paths
 from store.models import Alert, Delivery, Notice
@@ -43,7 +43,7 @@ def firing(level: str, *, acked_until: dt.datetime | None = None, notified: dt.d
 
 
 def run(candidates: list[AlertCandidate], old: AlertState, now: dt.datetime, *, margin: float = 0.0,
-        clearance: float | None = None):  # type: ignore[no-untyped-def]
+        clearance: float | None = None) -> RoundPlan:
     standing = {KEY: Standing(clearance, value=66.67 + clearance, threshold=66.67)} if clearance is not None else {}
     return plan(candidates, {KEY: old}, now=now, evaluated_rules={RULE}, repeat_of={RULE: WEEK},
                 resolve_margin_of={RULE: margin}, standing=standing)
