@@ -295,6 +295,7 @@ class Service:
         self.rules: LoadedRules | None = None
         self._rejected: str | None = None  # fingerprint of the last bad state already reported
         self._round_lock = threading.RLock()
+        self.retry_due = False  # a round crashed (e.g. the database restarted): the loop ticks again
 
     # lifecycle
 
@@ -355,11 +356,27 @@ class Service:
             except Exception as exc:  # one broken cadence must not keep the others from running
                 log_event("round_crashed", logging.ERROR, key=round_key(cadence, fire),
                           error=f"{type(exc).__name__}: {exc}")
+                self.retry_due = True
                 continue
             if report is not None:
                 reports.append(report)
-        self.warn_calendar_gaps(now)
+        if not any(not r.skipped for r in reports):
+            # Nothing was recorded, so nothing was sent: messages a crash left in the outbox, or
+            # temporary failures whose backoff is over, must not wait for the next cadence fire.
+            self.retry_outbox()
+        try:
+            self.warn_calendar_gaps(now)
+        except Exception as exc:  # e.g. the database went away: the next tick warns instead
+            log_event("calendar_check_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+            self.retry_due = True
         return reports
+
+    def retry_outbox(self) -> None:
+        """Drain what is due in the outbox; a failure (database or transport down) is retried later."""
+        try:
+            self.deliver()
+        except Exception as exc:
+            log_event("outbox_send_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
 
     def run_due(self, cadence_id: str, now: dt.datetime) -> RoundReport | None:
         """The APScheduler job: run this cadence's latest fire ≤ now unless it already has a round."""

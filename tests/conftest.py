@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
 from store.db import create_all, make_engine
 
+ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("DUBAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _pg_reason: str | None = None
 
@@ -35,6 +38,15 @@ def pytest_report_header(config: pytest.Config) -> str:
     if PG_AVAILABLE:
         return f"PostgreSQL: {PG_URL} (store, lock and reliability tests run against it)"
     return f"NOTICE: PostgreSQL unreachable at {PG_URL} ({_pg_reason}); its tests are SKIPPED"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/reliability runs with `make reliability` (CI runs both), not inside `make unit`."""
+    if collection_path.name == "reliability" and collection_path.parent == ROOT / "tests":
+        asked = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+        if not any(path == collection_path or collection_path in path.parents for path in asked):
+            return True
+    return None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -75,3 +87,11 @@ def engine(request, tmp_path) -> Iterator[Engine]:
         yield request.getfixturevalue("sqlite_engine")
     else:
         yield request.getfixturevalue("pg_engine")
+
+
+@pytest.fixture
+def rules_copy(tmp_path: Path) -> Path:
+    """A private copy of rules/ (lucheng, templates, calendar overrides) that a test may edit."""
+    target = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", target, ignore=shutil.ignore_patterns("huzhou"))
+    return target

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,14 +33,6 @@ EXAMPLE = ROOT / "examples" / "lucheng-2023"
 
 def at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
-
-
-@pytest.fixture
-def rules_copy(tmp_path: Path) -> Path:
-    """A private copy of rules/ (lucheng, templates, calendar overrides) that a test may edit."""
-    target = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", target, ignore=shutil.ignore_patterns("huzhou"))
-    return target
 
 
 @pytest.fixture
