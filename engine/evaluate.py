@@ -18,6 +18,7 @@ from engine.calendar import CalendarFileError, WorkingCalendar
 from engine.compile import FACT_SCHEMA, DecisionKind, compile_rule_set, decision_of
 from engine.durable_adapter import CompiledRuleset
 from engine.rules import Rule, RuleSet
+from store.gcpause import gc_paused
 from store.periods import Period, local_date, month_code, parse_period
 from store.snapshot import IndicatorInfo, Snapshot
 
@@ -173,6 +174,10 @@ class Evaluator:
         self._compiled.close()
 
     def evaluate(self, snapshot: Snapshot, *, groups: Iterable[str] | None = None) -> EvaluationResult:
+        with gc_paused():
+            return self._evaluate(snapshot, groups)
+
+    def _evaluate(self, snapshot: Snapshot, groups: Iterable[str] | None) -> EvaluationResult:
         derived = self.derive(snapshot, groups=groups)
         pending = derived.pending
         candidates = []

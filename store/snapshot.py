@@ -14,9 +14,10 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, select
+from sqlalchemy import Connection, Engine, Executable, Select, select
 from sqlalchemy.orm import Session
 
+from store.gcpause import gc_paused
 from store.models import (
     Indicator,
     IndicatorUnit,
@@ -129,25 +130,33 @@ def _ended_rows(connection: Connection, columns: Sequence[Any], period: Any, at:
     statement: Select[Any] = select(*columns)
     if len(ended) < len(codes):
         statement = statement.where(period.concat("").in_(ended))
+    return _plain_rows(connection, statement)
+
+
+def _plain_rows(connection: Connection, statement: Executable) -> Sequence[Any]:
+    """The driver's own tuples, for columns that need no type processing (strings, numbers).
+
+    Wrapping 360,000 rows in SQLAlchemy Row objects costs as much as SQLite's own fetch.
+    Dates and JSON columns must go through SQLAlchemy: SQLite stores them as text.
+    """
     result = connection.execute(statement)
     try:
-        # Plain DBAPI tuples: these columns (strings and floats) need no type processing, and
-        # wrapping 360,000 rows in Row objects costs as much as SQLite's own fetch.
         return result.cursor.fetchall()
     finally:
         result.close()
 
 
 def load_snapshot(source: Engine | Session, at: dt.datetime) -> Snapshot:
-    if isinstance(source, Session):
-        return _load(source, at)
-    with Session(source) as session:
-        return _load(session, at)
+    with gc_paused():
+        if isinstance(source, Session):
+            return _load(source, at)
+        with Session(source) as session:
+            return _load(session, at)
 
 
 def _links(connection: Connection, column_owner: Any, owner_attr: str) -> dict[str, tuple[str, ...]]:
     owner = getattr(column_owner, owner_attr)
-    rows = connection.execute(select(owner, column_owner.unit_code).order_by(owner, column_owner.position)).all()
+    rows = _plain_rows(connection, select(owner, column_owner.unit_code).order_by(owner, column_owner.position))
     return {key: tuple(unit for _, unit in group) for key, group in groupby(rows, key=itemgetter(0))}
 
 
@@ -165,15 +174,13 @@ def _load(session: Session, at: dt.datetime) -> Snapshot:
         snapshot.units[code] = UnitInfo(code, name, tuple(emails or ()), kind)
 
     indicator_units = _links(connection, IndicatorUnit, "indicator_code")
-    for code, name, measure, kind, direction in connection.execute(
+    for code, name, measure, kind, direction in _plain_rows(connection,
         select(Indicator.code, Indicator.name, Indicator.measure, Indicator.kind, Indicator.direction)
-    ).all():
+    ):
         snapshot.indicators[code] = IndicatorInfo(code, name, measure, kind, direction, indicator_units.get(code, ()))
 
-    for indicator, scope, unit, value in connection.execute(
-        select(Target.indicator_code, Target.scope, Target.unit_code, Target.value)
-    ).all():
-        snapshot.targets[(indicator, scope, unit)] = value
+    snapshot.targets = {(indicator, scope, unit): value for indicator, scope, unit, value in _plain_rows(
+        connection, select(Target.indicator_code, Target.scope, Target.unit_code, Target.value))}
 
     observations: dict[str, dict[str, dict[str, float]]] = {}
     rows = _ended_rows(connection, (Observation.indicator_code, Observation.unit_code, Observation.period,
@@ -186,13 +193,13 @@ def _load(session: Session, at: dt.datetime) -> Snapshot:
     snapshot.observations = observations
 
     project_units = _links(connection, ProjectUnit, "project_code")
-    for code, name, category, level, total in connection.execute(
+    for code, name, category, level, total in _plain_rows(connection,
         select(Project.code, Project.name, Project.category, Project.level, Project.total_investment)
-    ).all():
+    ):
         snapshot.projects[code] = ProjectInfo(code, name, category, level, total, project_units.get(code, ()))
-    for project, year, planned in connection.execute(
+    for project, year, planned in _plain_rows(connection,
         select(ProjectPlan.project_code, ProjectPlan.year, ProjectPlan.planned_investment)
-    ).all():
+    ):
         snapshot.plans[(project, year)] = planned
     investments: dict[str, dict[str, float]] = {}
     rows = _ended_rows(connection, (ProjectInvestment.project_code, ProjectInvestment.period, ProjectInvestment.value),
