@@ -168,6 +168,7 @@ if __name__ == "__main__":  # pragma: no cover
 from duban import (  # noqa: E402,F401
     alerts_cli,
     demo_cli,
+    report_cli,
     rules_cli,
     service_cli,
 )

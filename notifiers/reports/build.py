@@ -1,0 +1,489 @@
+"""Build a `Report` from one evaluation at the cut-off and the alert ledger. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from statistics import fmean
+
+from engine.evaluate import AlertCandidate, Assessment, EvaluationResult
+from engine.rules import RuleSet
+from notifiers.reports.model import (
+    KIND_NAMES,
+    LEVEL_ORDER,
+    AlertRecord,
+    CategoryTotal,
+    Count,
+    IndicatorRow,
+    LedgerRow,
+    ListItem,
+    ProjectRow,
+    Report,
+    TaskRow,
+    TaskSummary,
+    UnitRank,
+)
+from store.periods import Period, local_date, parse_period
+from store.snapshot import Snapshot
+
+CATEGORY_ORDER = ("战略支撑型", "产业赋能型", "生活美好型")
+_LIGHTS = ("red", "yellow", "green")
+
+
+def build_report(
+    kind: str,
+    period: Period,
+    snapshot: Snapshot,
+    result: EvaluationResult,
+    rule_set: RuleSet,
+    ledger: Sequence[AlertRecord] | None,
+    *,
+    since: dt.datetime,
+) -> Report:
+    """The report for `period`, as the evaluation at `snapshot.at` (the cut-off) saw it.
+
+    `ledger` is None when the store has recorded no rounds: the 销号 list is then empty and the
+    report says why. `since` is the previous report's cut-off (the 销号 list covers since → cut-off).
+    """
+    settings = rule_set.settings
+    programme = snapshot.programme
+    name = settings.name or (programme.name if programme else settings.programme)
+    signer = settings.subject_prefix.strip("【】") or name
+    progress, progress_label = _time_progress(snapshot)
+    report = Report(
+        kind=kind, period=period.code, period_label=period.label,
+        title=_title(kind, period, name), kind_name=KIND_NAMES[kind], programme_name=name,
+        document=settings.document or (programme.document if programme else ""), signer=signer,
+        cutoff=snapshot.at, since=since, time_progress=progress, progress_label=progress_label,
+        warnings=list(result.warnings),
+    )
+    names = _UnitNames(snapshot, settings.working_group)
+    report.indicators, report.indicator_count = _indicator_rows(result.assessments, snapshot, names)
+    report.projects, report.categories, report.project_count = _project_rows(result.assessments, snapshot, names)
+    report.tasks, report.task_summary = _task_rows(result.assessments, snapshot, names)
+    report.praise, report.urging = _lists(result.candidates, rule_set, names)
+    report.ranking = _ranking(result.assessments, report.tasks, snapshot, result.candidates, names)
+    if ledger is None:
+        report.rounds_recorded = False
+    else:
+        report.opened, report.closed, report.still_open = _ledger(ledger, since, snapshot.at, names)
+    return report
+
+
+def _title(kind: str, period: Period, name: str) -> str:
+    project = name.split("（")[0]
+    if kind == "monthly":
+        return f"{period.label}{project}推进情况月度专报"
+    if kind == "quarterly":
+        return f"{period.label}{project}推进情况通报"
+    return f"{period.label}度{project}综合评估报告"
+
+
+def _time_progress(snapshot: Snapshot) -> tuple[float | None, str]:
+    """The year's 序时进度 at the cut-off, as the pace rules compute it (months ended / 12)."""
+    today = snapshot.today
+    year = today.year if today.month > 1 else today.year - 1
+    ended = today.month - 1 if today.month > 1 else 12
+    return 100.0 * ended / 12, (f"{year}年1—{ended}月" if ended > 1 else f"{year}年1月")
+
+
+class _UnitNames:
+    def __init__(self, snapshot: Snapshot, working_group: str) -> None:
+        self.snapshot = snapshot
+        self.working_group = working_group
+
+    def name(self, code: str) -> str:
+        unit = self.snapshot.units.get(code)
+        return unit.name if unit else code
+
+    def join(self, codes: Iterable[str]) -> str:
+        names = [self.name(code) for code in codes]
+        if len(names) > 1:
+            names[0] += "（牵头）"
+        return "、".join(names)
+
+    def short(self, codes: Sequence[str], limit: int = 3) -> str:
+        if len(codes) <= limit:
+            return self.join(codes)
+        return self.join(codes[:limit]) + f"等{len(codes)}个单位"
+
+    def members(self, codes: Iterable[str]) -> list[str]:
+        """Units that answer for an item: the working group coordinates, it is not ranked."""
+        out = []
+        for code in codes:
+            unit = self.snapshot.units.get(code)
+            if code != self.working_group and (unit is None or unit.kind != "working_group"):
+                out.append(code)
+        return out
+
+
+def _worst(levels: Iterable[str | None]) -> str | None:
+    present = [level for level in levels if level in LEVEL_ORDER]
+    return min(present, key=lambda lv: LEVEL_ORDER[lv]) if present else None
+
+
+def _count(levels: Iterable[str | None]) -> Count:
+    tally: dict[str | None, int] = defaultdict(int)
+    for level in levels:
+        tally[level] += 1
+    return Count(tally["red"], tally["yellow"], tally["green"])
+
+
+# --- 主要指标进度表 ---------------------------------------------------------------------------------
+
+
+def _indicator_code(a: Assessment) -> str:
+    return str(a.details.get("indicator") or a.subject.split("@")[0])
+
+
+def _indicator_rows(assessments: Sequence[Assessment], snapshot: Snapshot,
+                    names: _UnitNames) -> tuple[list[IndicatorRow], Count]:
+    measured: dict[tuple[str, str], list[Assessment]] = defaultdict(list)  # (subject, period) -> rules
+    notes: dict[tuple[str, str], list[str]] = defaultdict(list)
+    missing: dict[str, list[str]] = defaultdict(list)  # subject -> months not reported
+    for a in assessments:
+        if a.subject_type != "indicator":
+            continue
+        if a.rule_kind in ("threshold", "pace"):
+            measured[(a.subject, a.period)].append(a)
+            if "ahead" in a.decisions:
+                notes[(a.subject, _scope(a.period))].append("快于序时进度，予以表扬")
+        elif a.rule_kind == "praise" and "target_met_early" in a.decisions:
+            notes[(a.subject, _scope(a.period))].append("提前完成年度目标，予以表扬")
+        elif a.rule_kind == "praise" and "ahead_of_pace" in a.decisions:
+            notes[(a.subject, _scope(a.period))].append("快于序时进度，予以表扬")
+        elif a.rule_kind == "report_due" and "missing" in a.decisions:
+            missing[a.subject].append(a.period_label)
+    order = {code: i for i, code in enumerate(snapshot.indicators)}
+
+    def sort_key(key: tuple[str, str]) -> tuple[int, str, int, str]:
+        subject, scope = key
+        code = subject.split("@")[0]
+        first = measured[key][0]
+        return (order.get(code, len(order)), code, 0 if first.rule_kind == "pace" and scope != "final" else
+                1 if first.rule_kind == "pace" else 2, subject)
+
+    # Jurisdiction rows first in their order, each followed by its units' shares ("其中").
+    keys = sorted(measured, key=sort_key)
+    tops = [k for k in keys if "@" not in k[0]]
+    subs: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    orphans: list[tuple[str, str]] = []
+    for key in keys:
+        if "@" in key[0]:
+            parent = (key[0].split("@")[0], key[1])
+            (subs[parent] if parent in measured else orphans).append(key)
+    rows: list[IndicatorRow] = []
+    for number, key in enumerate([*tops, *orphans], start=1):
+        rows.append(_indicator_row(str(number), key, measured[key], notes, missing, snapshot, names, sub=False))
+        for sub in subs.get(key, []):
+            rows.append(_indicator_row("", sub, measured[sub], notes, missing, snapshot, names, sub=True))
+    return rows, _count(r.level for r in rows if not r.sub)
+
+
+def _scope(period: str) -> str:
+    """The target scope a period belongs to: a praise for 2023-Q2 annotates the 2023 row."""
+    return period if period == "final" else period[:4]
+
+
+def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], notes: dict[tuple[str, str], list[str]],
+                   missing: dict[str, list[str]], snapshot: Snapshot, names: _UnitNames, *, sub: bool) -> IndicatorRow:
+    a = min(rules, key=lambda x: LEVEL_ORDER.get(x.level, 3))
+    code = _indicator_code(a)
+    info = snapshot.indicators.get(code)
+    note = list(dict.fromkeys(notes.get(key, [])))
+    months = missing.get(a.subject, [])
+    if months:
+        note.append("、".join(months) + "数据未报送")
+    if a.rule_kind == "threshold":
+        bound = str(a.details.get("bound", ""))
+        basis = "底线标准" + (f"（{bound}）" if bound and not _is_number(bound) else "")
+        gap = None if a.value is None or a.threshold is None else a.value - a.threshold
+        completion = progress = None
+    else:
+        basis = "规划期目标" if a.period == "final" else "年度目标"
+        completion = _float(a.details.get("completion"))
+        progress = _float(a.details.get("time_progress"))
+        gap = completion - progress if completion is not None and progress is not None else None
+    return IndicatorRow(
+        index=index, code=code, name=info.name if info else a.subject_name,
+        unit_name=a.unit_name if sub or "@" in a.subject else "", sub=sub, measure=a.measure, basis=basis,
+        target=a.threshold, value=a.value, value_label=a.period_label, completion=completion, time_progress=progress,
+        gap=gap, level=a.level, units=names.join(a.units), note="；".join(note), rule=a.rule,
+        units_short=names.short(a.units),
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return "/" in text and all(part.strip().isdigit() for part in text.split("/"))
+    return True
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+# --- 重大项目实施表 ---------------------------------------------------------------------------------
+
+
+def _project_rows(assessments: Sequence[Assessment], snapshot: Snapshot,
+                  names: _UnitNames) -> tuple[list[ProjectRow], list[CategoryTotal], Count]:
+    by_project: dict[str, list[Assessment]] = defaultdict(list)
+    for a in assessments:
+        if a.subject_type == "project" and a.rule_kind == "pace":
+            by_project[a.subject].append(a)
+    categories = sorted({p.category for p in snapshot.projects.values()},
+                        key=lambda c: (CATEGORY_ORDER.index(c) if c in CATEGORY_ORDER else 9, c))
+    rows: list[ProjectRow] = []
+    totals: list[CategoryTotal] = []
+    number = 0
+    for category in categories:
+        members = [p for p in snapshot.projects.values() if p.category == category]
+        members.sort(key=lambda p: p.code)
+        planned = done = expected = 0.0
+        lights: list[str | None] = []
+        for project in members:
+            number += 1
+            measured = by_project.get(project.code)
+            if measured:
+                a = min(measured, key=lambda x: LEVEL_ORDER.get(x.level, 3))
+                planned += a.threshold or 0.0
+                done += a.value or 0.0
+                expected += a.expected or 0.0
+                lights.append(a.level)
+                rows.append(ProjectRow(
+                    index=str(number), code=project.code, name=project.name, category=category, grade=project.level,
+                    total_investment=project.total_investment, planned=a.threshold, done=a.value, expected=a.expected,
+                    completion=_float(a.details.get("completion")), time_progress=_float(a.details.get("time_progress")),
+                    level=a.level, units=names.join(project.units), units_short=names.short(project.units)))
+            else:  # no plan for the year, or no rule measures it: listed, not lit
+                rows.append(ProjectRow(
+                    index=str(number), code=project.code, name=project.name, category=category, grade=project.level,
+                    total_investment=project.total_investment, planned=None, done=None, expected=None,
+                    completion=None, time_progress=None, level=None, units=names.join(project.units),
+                    units_short=names.short(project.units)))
+        tally = _count(lights)
+        totals.append(CategoryTotal(category, len(members), sum(p.total_investment for p in members),
+                                    planned, done, expected, tally.red, tally.yellow, tally.green))
+    return rows, totals, _count(r.level for r in rows)
+
+
+# --- 重点任务攻坚表 ---------------------------------------------------------------------------------
+
+
+def _task_rows(assessments: Sequence[Assessment], snapshot: Snapshot,
+               names: _UnitNames) -> tuple[list[TaskRow], TaskSummary]:
+    deadline_levels: dict[str, str | None] = {}
+    for a in assessments:
+        if a.subject_type == "task" and a.rule_kind == "deadline":
+            deadline_levels[a.subject] = _worst([deadline_levels.get(a.subject), a.level])
+    today = snapshot.today
+    rows = []
+    done = on_time = overdue = 0
+    for number, task in enumerate(sorted(snapshot.tasks.values(), key=lambda t: t.code), start=1):
+        level: str | None
+        if task.done_on is not None:
+            done += 1
+            late = task.deadline is not None and task.done_on > task.deadline
+            on_time += not late
+            status = "done_late" if late else "done"
+            label = f"{'逾期完成' if late else '按时完成'}（{task.done_on.month}月{task.done_on.day}日）"
+            level = "green"
+        elif task.deadline is not None and task.deadline < today:
+            overdue += 1
+            status, label = "overdue", f"逾期{(today - task.deadline).days}天"
+            # The deadline rule's light (yellow, red once escalated); overdue is never green.
+            level = deadline_levels.get(task.code) or "yellow"
+        else:
+            status = "open"
+            label = f"推进中（剩{(task.deadline - today).days}天）" if task.deadline else "推进中"
+            level = None
+        rows.append(TaskRow(
+            # Some lists put only the time limit in the goal column; the measures then say what is due.
+            index=str(number), code=task.code, title=task.title,
+            goal=task.goal if task.goal and task.goal != task.deadline_text else task.measures or task.goal,
+            deadline=task.deadline, deadline_text=task.deadline_text, units=names.join(task.units),
+            units_short=names.short(task.units),
+            status=status, status_label=label, level=level, done_on=task.done_on))
+    summary = TaskSummary(total=len(rows), done=done, done_on_time=on_time, open=len(rows) - done - overdue,
+                          overdue=overdue)
+    return rows, summary
+
+
+# --- 通报表扬 / 亮灯督促 ------------------------------------------------------------------------------
+
+
+def _lists(candidates: Sequence[AlertCandidate], rule_set: RuleSet,
+           names: _UnitNames) -> tuple[list[ListItem], list[ListItem]]:
+    rules = {r.id: r for r in rule_set.rules}
+    order = {r.id: i for i, r in enumerate(rule_set.rules)}
+    praise = [c for c in candidates if c.kind == "praise"]
+    urging = [c for c in candidates if c.kind in ("warning", "overdue") and c.level in ("red", "yellow")]
+    praise.sort(key=lambda c: (order.get(c.rule, 999), c.subject))
+    urging.sort(key=lambda c: (LEVEL_ORDER.get(c.level, 3), order.get(c.rule, 999), c.subject))
+
+    def item(index: int, c: AlertCandidate) -> ListItem:
+        rule = rules.get(c.rule)
+        answerable = names.members(c.units) or list(c.units)
+        return ListItem(index=index, level=c.level if c.kind != "praise" else "green", title=c.title,
+                        subject_name=c.subject_name, units=names.join(answerable), units_short=names.short(answerable),
+                        figures=_figures(c), action=rule.action if rule else "", source=rule.source if rule else "",
+                        rule=c.rule)
+
+    return ([item(i, c) for i, c in enumerate(praise, start=1)], [item(i, c) for i, c in enumerate(urging, start=1)])
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:,.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _figures(c: AlertCandidate) -> str:
+    """The figures behind a line of the lists, in the words the office uses."""
+    details = c.details
+    completion = _float(details.get("completion"))
+    progress = _float(details.get("time_progress"))
+    if "tasks_due" in details:
+        return f"到期任务{details['tasks_due']}项，按时完成{details.get('tasks_on_time', 0)}项"
+    if completion is not None and progress is not None:
+        text = f"完成{_num(c.value)}{c.measure}，目标{_num(c.threshold)}{c.measure}，完成率{_num(completion)}%"
+        gap = completion - progress
+        if abs(gap) < 0.005:
+            return text + f"，与序时进度{_num(progress)}%持平"
+        return text + f"，{'快' if gap > 0 else '慢'}于序时进度（{_num(progress)}%）{_num(abs(gap))}个百分点"
+    if c.deadline is not None and c.days_left is not None:
+        due = f"{c.deadline.year}年{c.deadline.month}月{c.deadline.day}日"
+        if "indicator" in details:  # a monthly figure due
+            return f"报送截止日{due}，已超过{-c.days_left}天" if c.days_left < 0 else f"报送截止日{due}"
+        return f"时间节点{due}，已逾期{-c.days_left}天" if c.days_left < 0 else f"时间节点{due}"
+    if c.value is not None and c.threshold is not None:
+        label = _period_label(str(details.get("value_period", "")))
+        return f"{label + '为' if label else ''}{_num(c.value)}{c.measure}，标准{_num(c.threshold)}{c.measure}"
+    return ""
+
+
+def _period_label(code: str) -> str:
+    try:
+        return parse_period(code).label if code else ""
+    except ValueError:
+        return code
+
+
+# --- 争先创优晾晒表 ---------------------------------------------------------------------------------
+
+
+def _ranking(assessments: Sequence[Assessment], tasks: Sequence[TaskRow], snapshot: Snapshot,
+             candidates: Sequence[AlertCandidate], names: _UnitNames) -> list[UnitRank]:
+    """Each unit's pace items (its own share of a target, else the indicators and projects it answers
+    for), ranked by mean completion against time progress. Five-year (final) targets are left out:
+    they run on a different clock and would double count the year's figures."""
+    pace = [a for a in assessments if a.rule_kind == "pace" and a.period != "final"
+            and _float(a.details.get("completion")) is not None]
+    own: set[tuple[str, str, str]] = set()  # (unit, indicator, period) with a per-unit share
+    for a in pace:
+        if "@" in a.subject:
+            own.add((str(a.details.get("unit", "")), _indicator_code(a), a.period))
+    items: dict[str, list[Assessment]] = defaultdict(list)
+    for a in pace:
+        if "@" in a.subject:
+            items[str(a.details.get("unit", ""))].append(a)
+            continue
+        for unit in names.members(a.units):
+            if a.subject_type == "indicator" and (unit, _indicator_code(a), a.period) in own:
+                continue
+            items[unit].append(a)
+    overdue: dict[str, int] = defaultdict(int)
+    for task in tasks:
+        if task.status == "overdue":
+            info = snapshot.tasks.get(task.code)
+            for unit in names.members(info.units if info else ()):
+                overdue[unit] += 1
+    praised: dict[str, int] = defaultdict(int)
+    for c in candidates:
+        if c.kind == "praise":
+            for unit in names.members(c.units):
+                praised[unit] += 1
+    rows = []
+    for unit, measured in items.items():
+        completion = fmean(_float(a.details["completion"]) or 0.0 for a in measured)
+        progress = fmean(_float(a.details["time_progress"]) or 0.0 for a in measured)
+        gap = fmean((_float(a.details["completion"]) or 0.0) - (_float(a.details["time_progress"]) or 0.0)
+                    for a in measured)
+        tally = _count(a.level for a in measured)
+        rows.append((unit, len(measured), completion, progress, gap, tally))
+    rows.sort(key=lambda r: (-round(r[4], 6), r[5].red, r[5].yellow, r[0]))
+    ranked = []
+    for rank, (unit, count, completion, progress, gap, tally) in enumerate(rows, start=1):
+        level = "red" if tally.red else "yellow" if tally.yellow else "green"
+        ranked.append(UnitRank(rank=rank, code=unit, name=names.name(unit), items=count, completion=completion,
+                               time_progress=progress, gap=gap, red=tally.red, yellow=tally.yellow, green=tally.green,
+                               tasks_overdue=overdue.get(unit, 0), praised=praised.get(unit, 0), level=level))
+    return ranked
+
+
+# --- 督导服务销号表 ---------------------------------------------------------------------------------
+
+
+def _state_at(record: AlertRecord, at: dt.datetime) -> tuple[str | None, str, dt.datetime | None, str | None]:
+    """(level, state, when the state began, level before it resolved) of an alert at `at`."""
+    level: str | None = None
+    state = "firing"
+    since: dt.datetime | None = None
+    before: str | None = None
+    for when, lv, st in record.level_history:
+        if when > at:
+            break
+        if st != "resolved" and lv:
+            before = lv
+        if st != state:
+            since = when
+        level, state = lv, st
+    return level, state, since, before
+
+
+def _ledger(records: Sequence[AlertRecord], since: dt.datetime, cutoff: dt.datetime,
+            names: _UnitNames) -> tuple[list[LedgerRow], list[LedgerRow], list[LedgerRow]]:
+    opened: list[LedgerRow] = []
+    closed: list[LedgerRow] = []
+    still_open: list[LedgerRow] = []
+    for record in sorted(records, key=lambda r: (r.first_seen, r.rule, r.subject)):
+        if record.kind not in ("warning", "overdue") or record.first_seen > cutoff:
+            continue
+        level, state, state_since, before = _state_at(record, cutoff)
+        notices = sum(1 for at in record.notices if at <= cutoff)
+        answerable = names.members(record.units) or list(record.units)
+        units, units_short = names.join(answerable), names.short(answerable)
+        is_closed = state == "resolved" and state_since is not None and since < state_since <= cutoff
+
+        def row(status: str, label: str, lv: str | None, closed_at: dt.datetime | None,
+                record: AlertRecord = record, units: str = units, units_short: str = units_short,
+                notices: int = notices) -> LedgerRow:
+            end = closed_at or cutoff
+            return LedgerRow(index=0, title=record.title, units=units, level=lv, first_seen=record.first_seen,
+                             status=status, status_label=label, closed_at=closed_at, notices=notices,
+                             days_open=max(0, (local_date(end) - local_date(record.first_seen)).days),
+                             units_short=units_short)
+
+        if since < record.first_seen <= cutoff:
+            opened.append(row("opened", "已销号" if state == "resolved" else "督办中",
+                              before if state == "resolved" else level,
+                              state_since if state == "resolved" else None))
+        if is_closed:
+            closed.append(row("closed", "已销号", before, state_since))
+        elif state == "firing" and record.first_seen <= since:
+            still_open.append(row("open", "督办中（上期结转）", level, None))
+    return _numbered(opened), _numbered(closed), _numbered(still_open)
+
+
+def _numbered(rows: list[LedgerRow]) -> list[LedgerRow]:
+    from dataclasses import replace
+
+    return [replace(r, index=i) for i, r in enumerate(rows, start=1)]
+
+
+__all__ = ["build_report"]

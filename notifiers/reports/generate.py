@@ -1,0 +1,98 @@
+"""The I/O edge of reports: load the store at the cut-off, evaluate, read the ledger, write the files."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from engine.evaluate import Evaluator
+from engine.rules import RuleSet
+from notifiers.reports.build import build_report
+from notifiers.reports.html import render_html
+from notifiers.reports.model import AlertRecord, Report
+from notifiers.reports.periods import cutoff, previous_period, report_period
+from notifiers.reports.xlsx import write_xlsx
+from store.models import Alert, Notice, Round
+from store.snapshot import load_snapshot
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    report: Report
+    html: Path
+    xlsx: Path
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def load_ledger(session: Session, at: dt.datetime) -> list[AlertRecord] | None:
+    """The 督办 alerts first seen by `at`, with when each was noticed; None if no round ran by then."""
+    if session.scalar(select(Round.id).where(Round.at <= at).limit(1)) is None:
+        return None
+    notices: dict[int, list[dt.datetime]] = {}
+    for alert_id, created in session.execute(
+        select(Notice.alert_id, Notice.created_at).where(Notice.alert_id.is_not(None), Notice.created_at <= at)
+    ):
+        if alert_id is not None:
+            notices.setdefault(alert_id, []).append(_aware(created))
+    records = []
+    for alert in session.scalars(
+        select(Alert).where(Alert.first_seen <= at, Alert.kind.in_(("warning", "overdue")))
+    ):
+        history = []
+        for entry in alert.level_history or []:
+            try:
+                when = _aware(dt.datetime.fromisoformat(str(entry.get("at"))))
+            except (TypeError, ValueError):
+                continue
+            history.append((when, entry.get("level"), str(entry.get("state") or "firing")))
+        history.sort(key=lambda h: h[0])
+        records.append(AlertRecord(
+            rule=alert.rule, subject_type=alert.subject_type, subject=alert.subject, period=alert.period,
+            kind=alert.kind, title=alert.title, units=tuple(alert.units or ()), first_seen=_aware(alert.first_seen),
+            level_history=tuple(history), notices=tuple(sorted(notices.get(alert.id, []))),
+        ))
+    return records
+
+
+def prepare_report(engine: Engine, rule_set: RuleSet, kind: str, period_code: str, *,
+                   at: dt.datetime | None = None, evaluator: Evaluator | None = None) -> Report:
+    """Evaluate at the report's cut-off (or `at`) and build the report. Raises ReportPeriodError."""
+    period = report_period(kind, period_code)
+    owned = evaluator is None
+    evaluator = evaluator or Evaluator(rule_set)
+    try:
+        moment = at or cutoff(rule_set, evaluator.calendar, kind, period)
+        since = cutoff(rule_set, evaluator.calendar, kind, previous_period(period))
+        with Session(engine) as session:
+            snapshot = load_snapshot(session, moment)
+            ledger = load_ledger(session, moment)
+        result = evaluator.evaluate(snapshot)
+    finally:
+        if owned:
+            evaluator.close()
+    return build_report(kind, period, snapshot, result, rule_set, ledger, since=min(since, moment))
+
+
+def write_report(report: Report, out_dir: Path, templates_dir: Path) -> WrittenReport:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path = out_dir / f"{report.file_stem}.html"
+    xlsx_path = out_dir / f"{report.file_stem}.xlsx"
+    html_path.write_text(render_html(report, templates_dir), encoding="utf-8")
+    write_xlsx(report, xlsx_path)
+    return WrittenReport(report, html_path, xlsx_path)
+
+
+def generate(engine: Engine, rule_set: RuleSet, kind: str, period_code: str, out_dir: Path, *,
+             at: dt.datetime | None = None, evaluator: Evaluator | None = None) -> WrittenReport:
+    report = prepare_report(engine, rule_set, kind, period_code, at=at, evaluator=evaluator)
+    return write_report(report, out_dir, rule_set.templates_dir)
+
+
+__all__ = ["WrittenReport", "generate", "load_ledger", "prepare_report", "write_report"]

@@ -1,0 +1,223 @@
+"""The report as data: what the HTML template and the workbook writer both read.
+
+Every figure here comes from one evaluation (`engine.evaluate.EvaluationResult`) at the report's
+cut-off moment, plus the alert ledger for the 销号 list; renderers only format.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+KINDS = ("monthly", "quarterly", "annual")
+KIND_NAMES = {"monthly": "月度专报", "quarterly": "季度通报", "annual": "年度评估"}
+# The cadence `digest:` name whose round reads each report (rules/<programme>/cadence.yaml).
+DIGEST_OF_KIND = {"monthly": "monthly_dispatch", "quarterly": "quarterly", "annual": "annual"}
+LEVEL_NAMES = {"red": "红灯", "yellow": "黄灯", "green": "绿灯"}
+LEVEL_ORDER = {"red": 0, "yellow": 1, "green": 2, None: 3}
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One row of the alert ledger as the report needs it (store.models.Alert + its notices)."""
+
+    rule: str
+    subject_type: str
+    subject: str
+    period: str
+    kind: str
+    title: str
+    units: tuple[str, ...]
+    first_seen: dt.datetime
+    level_history: tuple[tuple[dt.datetime, str | None, str], ...]  # (at, level, state), oldest first
+    notices: tuple[dt.datetime, ...]  # when a notice about it was decided (台账), oldest first
+
+
+@dataclass(frozen=True)
+class IndicatorRow:
+    """A line of 主要指标进度表: a jurisdiction indicator, or (sub) one unit's share of it."""
+
+    index: str
+    code: str
+    name: str
+    unit_name: str  # the unit a per-unit share belongs to; "" for the jurisdiction
+    sub: bool
+    measure: str
+    basis: str  # 年度目标 / 规划期目标 / 底线标准
+    target: float | None
+    value: float | None
+    value_label: str  # the period the value covers: 2023年1—6月, 2023年6月
+    completion: float | None  # percent of target
+    time_progress: float | None  # 序时进度, percent
+    gap: float | None  # completion − time progress (points); value − standard for thresholds
+    level: str | None
+    units: str  # responsible units, lead first
+    note: str
+    rule: str
+    units_short: str = ""  # at most three names, else "甲（牵头）、乙、丙等N个单位": for the printed tables
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    index: str
+    code: str
+    name: str
+    category: str
+    grade: str  # 省级 / 市级
+    total_investment: float
+    planned: float | None
+    done: float | None
+    expected: float | None
+    completion: float | None
+    time_progress: float | None
+    level: str | None
+    units: str
+    units_short: str = ""
+
+
+@dataclass(frozen=True)
+class CategoryTotal:
+    """重大项目 investment by category: what the chart draws and the subtotal rows show."""
+
+    category: str
+    projects: int
+    total_investment: float
+    planned: float
+    done: float
+    expected: float
+    red: int
+    yellow: int
+    green: int
+
+    @property
+    def completion(self) -> float | None:
+        return 100.0 * self.done / self.planned if self.planned else None
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    index: str
+    code: str
+    title: str
+    goal: str
+    deadline: dt.date | None
+    deadline_text: str
+    units: str
+    status: str  # done | done_late | open | overdue
+    status_label: str  # 按时完成 / 逾期完成 / 推进中（剩N天） / 逾期N天
+    level: str | None
+    done_on: dt.date | None
+    units_short: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    total: int
+    done: int
+    done_on_time: int
+    open: int
+    overdue: int
+
+
+@dataclass(frozen=True)
+class UnitRank:
+    """A line of 争先创优晾晒表: one unit's pace items, ranked by completion against time progress."""
+
+    rank: int
+    code: str
+    name: str
+    items: int
+    completion: float  # mean completion of its items, percent
+    time_progress: float
+    gap: float  # mean (completion − time progress), points
+    red: int
+    yellow: int
+    green: int
+    tasks_overdue: int
+    praised: int
+    level: str | None
+
+
+@dataclass(frozen=True)
+class ListItem:
+    """An entry of the praise (通报表扬) or urging (亮灯督促) list: one candidate of the evaluation."""
+
+    index: int
+    level: str | None
+    title: str
+    subject_name: str
+    units: str
+    figures: str
+    action: str
+    source: str
+    rule: str
+    units_short: str = ""
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """A line of 督导服务销号表."""
+
+    index: int
+    title: str
+    units: str
+    level: str | None  # the level it stood at (at the cut-off, or when it was closed)
+    first_seen: dt.datetime
+    status: str  # opened | closed | open
+    status_label: str
+    closed_at: dt.datetime | None
+    notices: int
+    days_open: int
+    units_short: str = ""
+
+
+@dataclass(frozen=True)
+class Count:
+    red: int = 0
+    yellow: int = 0
+    green: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.red + self.yellow + self.green
+
+
+@dataclass
+class Report:
+    kind: str
+    period: str  # 2023-06, 2023-Q2, 2023
+    period_label: str  # 2023年6月, 2023年第二季度, 2023年
+    title: str  # the document title
+    kind_name: str  # 月度专报 …
+    programme_name: str
+    document: str
+    signer: str
+    cutoff: dt.datetime
+    since: dt.datetime  # the previous report's cut-off: the 销号 list covers (since, cutoff]
+    time_progress: float | None
+    progress_label: str  # 2023年1—6月
+    indicators: list[IndicatorRow] = field(default_factory=list)
+    indicator_count: Count = field(default_factory=Count)
+    projects: list[ProjectRow] = field(default_factory=list)
+    categories: list[CategoryTotal] = field(default_factory=list)
+    project_count: Count = field(default_factory=Count)
+    tasks: list[TaskRow] = field(default_factory=list)
+    task_summary: TaskSummary = field(default_factory=lambda: TaskSummary(0, 0, 0, 0, 0))
+    ranking: list[UnitRank] = field(default_factory=list)
+    praise: list[ListItem] = field(default_factory=list)
+    urging: list[ListItem] = field(default_factory=list)
+    opened: list[LedgerRow] = field(default_factory=list)
+    closed: list[LedgerRow] = field(default_factory=list)
+    still_open: list[LedgerRow] = field(default_factory=list)
+    rounds_recorded: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def file_stem(self) -> str:
+        return f"{self.kind}-{self.period}"
+
+
+__all__ = [
+    "DIGEST_OF_KIND", "KINDS", "KIND_NAMES", "LEVEL_NAMES", "LEVEL_ORDER", "AlertRecord", "CategoryTotal", "Count",
+    "IndicatorRow", "LedgerRow", "ListItem", "ProjectRow", "Report", "TaskRow", "TaskSummary", "UnitRank",
+]
