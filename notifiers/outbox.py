@@ -34,7 +34,7 @@ from notifiers.message import (
 from notifiers.render import format_datetime_cn
 from notifiers.transports import Outcome, SendResult, Transport
 from store.db import transaction
-from store.models import Delivery
+from store.models import Delivery, DeliveryPayload
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 ADMIN_REPORT_PREFIX = "admin-report|"
@@ -43,6 +43,7 @@ BACKOFF_CAP = timedelta(hours=6)
 DEFAULT_LEASE = timedelta(minutes=5)
 _KEY_CHUNK = 500
 DELIVERIES = cast(Table, Delivery.__table__)
+PAYLOADS = cast(Table, DeliveryPayload.__table__)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -82,7 +83,6 @@ def enqueue(session: Session, messages: Sequence[OutgoingMessage], *, now: datet
             "recipient_unit": message.recipient_unit,
             "address": message.address,
             "subject": message.subject,
-            "payload": message.payload,
             "status": PENDING,
             "attempts": 0,
             "next_attempt_at": now,
@@ -94,7 +94,13 @@ def enqueue(session: Session, messages: Sequence[OutgoingMessage], *, now: datet
         if key not in existing
     ]
     if rows:
-        session.execute(insert(Delivery), rows)
+        inserted = session.execute(
+            insert(Delivery).returning(Delivery.id, Delivery.idempotency_key, sort_by_parameter_order=True), rows
+        ).all()
+        session.execute(
+            insert(DeliveryPayload),
+            [{"delivery_id": delivery_id, "payload": unique[key].payload} for delivery_id, key in inserted],
+        )
     return len(rows)
 
 
@@ -226,7 +232,8 @@ class _Drainer:
                 .values(status=SENDING, claimed_by=token, claimed_until=until, attempts=table.c.attempts + 1)
             )
             rows = self.connection.execute(
-                select(table)
+                select(table, PAYLOADS.c.payload)
+                .join(PAYLOADS, PAYLOADS.c.delivery_id == table.c.id)
                 .where(table.c.id.in_(ids), table.c.claimed_by == token, table.c.status == SENDING)
                 .order_by(table.c.id)
             ).all()

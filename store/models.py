@@ -327,7 +327,6 @@ class Delivery(Base):
     recipient_unit: Mapped[str] = mapped_column(String(64), default="")
     address: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text)
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(10), default="pending")  # pending sending sent failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -336,6 +335,18 @@ class Delivery(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DeliveryPayload(Base):
+    """The exact bytes of one outbox message, kept apart from its delivery row.
+
+    A delivery's status changes at least twice (claimed, then sent) and each change rewrites the
+    whole row: with a 12 KB message inside it, every mark rewrote its overflow pages too.
+    """
+
+    __tablename__ = "delivery_payloads"
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Setting(Base):
@@ -358,6 +369,7 @@ __all__ = [
     "Alert",
     "Base",
     "Delivery",
+    "DeliveryPayload",
     "ImportBatch",
     "Indicator",
     "IndicatorUnit",

@@ -19,7 +19,7 @@ from engine.evaluate import AlertCandidate
 from engine.lifecycle import AlertState, RoundPlan, Standing, plan
 from engine.loader import RuleSetInvalid, load_rule_set
 from store.importer import import_paths
-from store.models import Alert, Delivery, Notice
+from store.models import Alert, Delivery, DeliveryPayload, Notice
 from store.periods import SHANGHAI
 
 RULE = "demo.share_floor"
@@ -178,7 +178,7 @@ def test_lucheng_share_is_held_yellow_at_67_4_and_closed_at_68_with_a_one_point_
     assert states == [(("red", "firing"), ["warning"]), (("yellow", "firing"), ["revised"]),
                       (("yellow", "resolved"), ["resolved"])]
     with sqlite_engine.connect() as conn:
-        payloads = conn.scalars(select(Delivery.payload).where(Delivery.recipient_unit == "fgj")
+        payloads = conn.scalars(select(DeliveryPayload.payload).join(Delivery).where(Delivery.recipient_unit == "fgj")
                                 .order_by(Delivery.id)).all()
     revision = _digest_text(payloads[1])
     assert "由红灯调整为黄灯" in revision and "67.4%" in revision
