@@ -331,7 +331,9 @@ def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleS
         errors += checker.errors
     if errors:
         raise RuleSetInvalid(errors)
-    assert settings is not None
+    if settings is None:  # an empty programme.yaml (or only comments) parses without an error of its own
+        raise RuleSetInvalid([RuleError(shown(settings_path), 1, 1,
+                                        "programme.yaml 为空：至少需要 programme 和 working_group 两项设置")])
     if settings.calendar is not None:
         from engine.calendar import CalendarFileError, WorkingCalendar
 
