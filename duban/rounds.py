@@ -24,6 +24,7 @@ from notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
 from notifiers.message import MessageError, build_dingtalk_message, build_email_messages
 from notifiers.outbox import enqueue
 from notifiers.render import DigestRenderer, TemplateProblem
+from notifiers.reports.periods import report_links as matching_reports
 from store.db import transaction
 from store.models import Alert, Delivery, Notice, Round, Silence
 from store.periods import SHANGHAI
@@ -133,7 +134,9 @@ def record_round(
         report.notices = len(notices)
         renderer = renderer or DigestRenderer(rule_set.templates_dir)
         report.problems += [str(p) for p in renderer.problems]
-        digests = build_digests(rule_set, snapshot, decided.notices, key, round_title(at, name), at, report_links)
+        # The monthly dispatch and the quarterly/annual meetings point to the report they read.
+        links = report_links or matching_reports(rule_set, job, at, os.environ.get("DUBAN_REPORTS_URL", ""))
+        digests = build_digests(rule_set, snapshot, decided.notices, key, round_title(at, name), at, links)
         messages = []
         for digest in digests:
             rendered = renderer.render(digest)

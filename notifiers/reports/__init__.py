@@ -1,19 +1,28 @@
 """Reports the working group reads: 月度专报, 季度通报, 年度评估 and the five lists (HTML and Excel).
 
-`build_report` turns one evaluation at the report's cut-off (and the alert ledger) into a
-`Report`; `render_html` and `write_xlsx` only format it. `generate` is the I/O edge the CLI,
-the demo and the benchmark call.
+`build.build_report` turns one evaluation at the report's cut-off (and the alert ledger) into a
+`model.Report`; `html.render_html` and `xlsx.write_xlsx` only format it; `produce.generate` is
+the I/O edge the CLI, the demo and the benchmark call. Names are resolved lazily so that a round,
+which only needs `periods.report_links`, does not import openpyxl.
 """
 
-from notifiers.reports.build import build_report
-from notifiers.reports.generate import WrittenReport, generate, load_ledger, prepare_report, write_report
-from notifiers.reports.html import ReportTemplateError, render_html
-from notifiers.reports.model import KINDS, Report
-from notifiers.reports.periods import ReportPeriodError, cutoff, report_links, report_period
-from notifiers.reports.xlsx import write_xlsx
+from __future__ import annotations
 
-__all__ = [
-    "KINDS", "Report", "ReportPeriodError", "ReportTemplateError", "WrittenReport", "build_report", "cutoff",
-    "generate", "load_ledger", "prepare_report", "render_html", "report_links", "report_period", "write_report",
-    "write_xlsx",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "build_report": "build", "Report": "model", "KINDS": "model", "render_html": "html",
+    "ReportTemplateError": "html", "write_xlsx": "xlsx", "generate": "produce", "prepare_report": "produce",
+    "write_report": "produce", "load_ledger": "produce", "WrittenReport": "produce",
+    "ReportPeriodError": "periods", "cutoff": "periods", "report_links": "periods", "report_period": "periods",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(f"notifiers.reports.{_HOMES[name]}"), name)
+
+
+__all__ = sorted(_HOMES)

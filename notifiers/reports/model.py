@@ -30,7 +30,7 @@ class AlertRecord:
     units: tuple[str, ...]
     first_seen: dt.datetime
     level_history: tuple[tuple[dt.datetime, str | None, str], ...]  # (at, level, state), oldest first
-    notices: tuple[dt.datetime, ...]  # when a notice about it was decided (台账), oldest first
+    notices: tuple[dt.datetime, ...]  # the rounds that sent a notice about it (台账), oldest first
 
 
 @dataclass(frozen=True)

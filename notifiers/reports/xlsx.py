@@ -337,7 +337,7 @@ def _ledger(wb: Workbook, report: Report) -> None:
         Column("首次亮灯", 12, "date", lambda pair: _local_date(pair[1].first_seen)),
         Column("状态", 18, "centre", lambda pair: pair[1].status_label),
         Column("销号日期", 12, "date", lambda pair: _local_date(pair[1].closed_at)),
-        Column("通知次数", 9, "int", lambda pair: pair[1].notices),
+        Column("督办次数", 9, "int", lambda pair: pair[1].notices),
         Column("历时（天）", 9, "int", lambda pair: pair[1].days_open),
     ]
     since = report.since.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")

@@ -56,7 +56,8 @@ def load_ledger(session: Session, at: dt.datetime) -> list[AlertRecord] | None:
         records.append(AlertRecord(
             rule=alert.rule, subject_type=alert.subject_type, subject=alert.subject, period=alert.period,
             kind=alert.kind, title=alert.title, units=tuple(alert.units or ()), first_seen=_aware(alert.first_seen),
-            level_history=tuple(history), notices=tuple(sorted(notices.get(alert.id, []))),
+            # One round notifies several units at once: count the rounds, not the letters.
+            level_history=tuple(history), notices=tuple(sorted(set(notices.get(alert.id, [])))),
         ))
     return records
 
