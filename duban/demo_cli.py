@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -60,6 +61,7 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
     start, end = _day_start(start_text), _day_start(end_text)
     workspace.mkdir(parents=True, exist_ok=True)
     sections = []
+    reports_by_programme: list[tuple[str, list[Any]]] = []
     for programme, example in EXAMPLES:
         began = time.perf_counter()
         folder = workspace / programme
@@ -87,18 +89,55 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
             rounds = replay(engine, rule_set, start, end)
             write_eml(engine, outbox)
             entries = timeline(engine)
+            written_reports = _write_reports(engine, rule_set, folder / "reports", end)
         finally:
             engine.dispose()
         title = rule_set.settings.name or programme
         sections.append((title, outbox, entries))
+        reports_by_programme.append((title, written_reports))
         mails = len(list(outbox.glob("*.eml")))
         click.echo(f"{title}：回放 {len(rounds)} 个轮次，{len(entries)} 条通知，{mails} 封邮件"
                    f"（{time.perf_counter() - began:.1f} 秒）")
     index = write_index(workspace, sections)
+    _list_reports(index, workspace, reports_by_programme)
     click.echo("")
     click.echo("演示完成。请查看：")
     click.echo(f"  通知一览（浏览器打开）：{index}")
     for _title, outbox, _entries in sections:
         click.echo(f"  邮件（.eml，可用邮件客户端打开）：{outbox}{os.sep}")
+    for programme, _example in EXAMPLES:
+        click.echo(f"  报告（月度专报、季度通报、年度评估，.html 与 .xlsx）：{workspace / programme / 'reports'}{os.sep}")
     click.echo(f"  数据库：{workspace}/<programme>/duban.db，例如 "
                f"duban --db {workspace}/lucheng/duban.db --rules rules/lucheng evaluate --at 2023-07-15")
+
+
+# The reports the demo writes for 2023: what the July dispatch, the July quarterly meeting and the
+# January annual assessment read.
+DEMO_REPORTS = (("monthly", "2023-06"), ("quarterly", "2023-Q2"), ("annual", "2023"))
+
+
+def _write_reports(engine: Any, rule_set: Any, folder: Path, end: dt.datetime) -> list[Any]:
+    from engine.calendar import WorkingCalendar
+    from notifiers.reports import cutoff, generate, report_period
+
+    calendar = WorkingCalendar.load(rule_set.settings.calendar)
+    written = []
+    for kind, code in DEMO_REPORTS:
+        if cutoff(rule_set, calendar, kind, report_period(kind, code)) < end:  # only what the replay reached
+            written.append(generate(engine, rule_set, kind, code, folder))
+    return written
+
+
+def _list_reports(index: Path, workspace: Path, by_programme: list[tuple[str, list[Any]]]) -> None:
+    """Add the reports to the demo's index page, above the timeline."""
+    import html
+
+    items = []
+    for title, written in by_programme:
+        links = "".join(
+            f"<li>{html.escape(w.report.title)}：<a href='{html.escape(w.html.relative_to(workspace).as_posix())}'>HTML</a>"
+            f" · <a href='{html.escape(w.xlsx.relative_to(workspace).as_posix())}'>Excel</a></li>" for w in written)
+        items.append(f"<h3>{html.escape(title)}</h3><ul>{links}</ul>")
+    block = "<h2>工作专班报告（月度专报、季度通报、年度评估）</h2>" + "".join(items)
+    page = index.read_text(encoding="utf-8")
+    index.write_text(page.replace("</h1>", "</h1>" + block, 1), encoding="utf-8")

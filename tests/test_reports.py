@@ -354,3 +354,18 @@ def test_a_malformed_period_is_a_chinese_message_not_a_traceback(tmp_path):
     assert result.exit_code == 1
     assert "--quarter 的值“2023-06”格式不正确，应如 2023-Q2" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_demo_writes_the_reports_its_replay_reached_and_lists_them_in_its_index(tmp_path):
+    workspace = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["demo", "--workspace", str(workspace), "--from", "2023-06-01",
+                                       "--to", "2023-07-21"])
+    assert result.exit_code == 0, result.output
+    for programme in ("lucheng", "huzhou"):
+        names = sorted(path.name for path in (workspace / programme / "reports").iterdir())
+        # The annual assessment runs in January 2024, after this replay: no annual report yet.
+        assert names == ["monthly-2023-06.html", "monthly-2023-06.xlsx", "quarterly-2023-Q2.html",
+                         "quarterly-2023-Q2.xlsx"]
+    index = (workspace / "index.html").read_text(encoding="utf-8")
+    assert "<a href='lucheng/reports/quarterly-2023-Q2.html'>HTML</a>" in index
+    assert "2023年第二季度湖州市服务业高质量发展“十百千”工程推进情况通报" in index
