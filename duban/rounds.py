@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.evaluate import AlertCandidate, EvaluationResult, Evaluator
@@ -120,8 +121,7 @@ def record_round(
         # Alerts of a rule not evaluated this round (other groups, or skipped) must not be resolved.
         evaluated = {r.id for r in rule_set.rules
                      if (groups is None or set(groups) & set(r.groups)) and r.id not in result.skipped_rules}
-        alerts = {(a.rule, a.subject_type, a.subject, a.period): a for a in session.scalars(
-            select(Alert).where(Alert.rule.in_(evaluated) if evaluated else Alert.id < 0))}
+        alerts = _relevant_alerts(session, evaluated, result.candidates)
         silences = [SilenceRule(s.rule, s.subject, s.unit, s.until)
                     for s in session.scalars(select(Silence).where(Silence.until > at))]
         decided = plan(result.candidates, {k: _state_of(a) for k, a in alerts.items()}, now=at,
@@ -157,10 +157,37 @@ def record_round(
     return report
 
 
+def _relevant_alerts(session: Session, evaluated: set[str],
+                     candidates: Sequence[AlertCandidate]) -> dict[AlertKey, Alert]:
+    """The stored alerts this round can change: the firing ones of the evaluated rules (they may
+    resolve) and any, resolved or not, that a candidate names. Resolved history stays unread: over
+    a five-year replay it outgrows everything else a round touches."""
+    if not evaluated:
+        return {}
+    subjects = {c.subject for c in candidates if c.rule in evaluated}
+    wanted = Alert.state == "firing"
+    if len(subjects) <= _MAX_IN_LIST:
+        wanted = or_(wanted, Alert.subject.in_(subjects)) if subjects else wanted
+    else:
+        wanted = Alert.id.is_not(None)
+    keys = {c.key for c in candidates}
+    return {key: alert for alert in session.scalars(select(Alert).where(Alert.rule.in_(evaluated), wanted))
+            if (key := (alert.rule, alert.subject_type, alert.subject, alert.period)) in keys or alert.state == "firing"}
+
+
+_MAX_IN_LIST = 5_000  # bound parameters per statement stay well under SQLite's limit
+
+
 def _write_alerts(session: Session, rows: dict[AlertKey, Alert], states: Iterable[tuple[AlertState, bool]],
                   at: dt.datetime) -> dict[AlertKey, Alert]:
+    still_firing: list[int] = []
     for state, _notified in states:
         row = rows.get(state.key)
+        if row is not None and state.state == "firing" and _unchanged(row, state):
+            # The common case at every round: the same open item, seen again. One bulk UPDATE
+            # below moves last_seen instead of a flush of every row.
+            still_firing.append(row.id)
+            continue
         if row is None:
             row = Alert(rule=state.rule, subject_type=state.subject_type, subject=state.subject, period=state.period,
                         first_seen=at, level_history=[])
@@ -175,7 +202,23 @@ def _write_alerts(session: Session, rows: dict[AlertKey, Alert], states: Iterabl
         row.resolved_at = at if state.state == "resolved" else None
         row.last_notified_at, row.acked_until, row.repeats = state.last_notified_at, state.acked_until, state.repeats
     session.flush()
+    for start in range(0, len(still_firing), _MAX_IN_LIST):
+        session.execute(update(Alert).where(Alert.id.in_(still_firing[start:start + _MAX_IN_LIST]))
+                        .values(last_seen=at).execution_options(synchronize_session=False))
     return rows
+
+
+def _unchanged(row: Alert, state: AlertState) -> bool:
+    return (row.state == state.state and row.level == state.level and row.kind == state.kind
+            and row.title == state.title and row.repeats == state.repeats
+            and row.last_notified_at == state.last_notified_at and row.acked_until == state.acked_until
+            and tuple(row.units or ()) == tuple(state.units) and tuple(row.notify_units or ()) == tuple(state.notify_units)
+            and _without_time(row.facts or {}) == _without_time(state.facts))
+
+
+def _without_time(facts: Mapping[str, Any]) -> dict[str, Any]:
+    # "at" is the evaluation moment, new every round; last_seen already records it.
+    return {k: v for k, v in facts.items() if k != "at"}
 
 
 def _write_notices(session: Session, planned: Sequence[PlannedNotice], alerts: dict[AlertKey, Alert],
