@@ -25,7 +25,8 @@ from notifiers.render import chinese_ordinal, format_date_cn, format_datetime_cn
 from notifiers.reports.charts import indicator_chart, project_chart
 from notifiers.reports.model import LEVEL_NAMES, Report
 
-DEFAULT_TEMPLATES_DIR = Path("rules/templates")
+# The bundled templates, beside the package: used by rule sets that keep no reports/ folder of their own.
+DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "rules" / "templates"
 TEMPLATE = "reports/report.html.j2"
 
 
@@ -60,6 +61,8 @@ def _environment(templates_dir: Path) -> SandboxedEnvironment:
 
 def render_html(report: Report, templates_dir: str | os.PathLike[str] = DEFAULT_TEMPLATES_DIR) -> str:
     folder = Path(templates_dir)
+    if not (folder / "reports").is_dir():
+        folder = DEFAULT_TEMPLATES_DIR
     env = _environment(folder)
     where = folder / TEMPLATE
     try:

@@ -8,7 +8,9 @@ printed page), the 亮灯 cell filled red/yellow/green with its name written in 
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Callable, Iterable, Sequence
+from copy import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,31 @@ def _local_date(value: dt.datetime | dt.date | None) -> dt.date | None:
     return value
 
 
+# Assigning fonts, fills and borders to a cell makes openpyxl hash and look up each style object:
+# at province size (300,000 cells) that was 15 s. A cell's styles are one small array of indices,
+# so each combination is styled once and its array copied onto the cells that share it.
+_STYLE_CACHES: weakref.WeakKeyDictionary[Workbook, dict[tuple[str, Any, bool, str | None], Any]] = \
+    weakref.WeakKeyDictionary()
+
+
 def _cell(ws: WriteOnlyWorksheet, value: Any, kind: str, *, bold: bool = False,
           fill: PatternFill | None = None) -> WriteOnlyCell:
+    light = value if kind == "light" and value in FILLS else None
+    key = (kind, light, bold, fill.start_color.rgb if fill is not None else None)
+    shown = LEVEL_NAMES.get(value or "", "") if kind == "light" else value
+    cache = _STYLE_CACHES.setdefault(ws.parent, {})  # style indices belong to one workbook
+    style = cache.get(key)
+    if style is not None:
+        cell = WriteOnlyCell(ws, value=shown)
+        cell._style = copy(style)
+        return cell
+    cell = _styled_cell(ws, value, kind, bold=bold, fill=fill)
+    cache[key] = copy(cell._style)
+    return cell
+
+
+def _styled_cell(ws: WriteOnlyWorksheet, value: Any, kind: str, *, bold: bool = False,
+                 fill: PatternFill | None = None) -> WriteOnlyCell:
     if kind == "light":
         cell = WriteOnlyCell(ws, value=LEVEL_NAMES.get(value or "", ""))
         if value in FILLS:

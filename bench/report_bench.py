@@ -1,0 +1,117 @@
+"""Province-scale report: `duban report quarterly` on the province data set (bench/province.py).
+
+Run: `make bench` (all benchmarks) or `.venv/bin/python -m bench report [scales...]`.
+
+- **command**: wall time of `duban report quarterly --quarter 2025-Q2` as a user runs it (a fresh
+  process: imports, rule loading, snapshot, evaluation, HTML, .xlsx). Target: seconds, ≤ 30 s at 1×.
+- **of which**: in one process, the cut-off evaluation and the report model (`prepare_report`:
+  snapshot + evaluation + ledger + build), the HTML (`render_html`) and the workbook (`write_xlsx`).
+- **size**: rows in the five lists, and the two files' sizes; peak RSS of the in-process run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SCALES = (1.0,)
+QUARTER = "2025-Q2"  # the province data's mid-programme quarter (bench.province.EVALUATE_AT is July 2025)
+TARGET_SECONDS = 30.0
+
+
+def _measure(db: Path, out: Path) -> dict[str, Any]:
+    """Runs in a child process: the report's phases, timed one by one."""
+    from bench.province import RULES_DIR
+    from engine.loader import load_rule_set
+    from notifiers.reports.html import render_html
+    from notifiers.reports.produce import prepare_report
+    from notifiers.reports.xlsx import write_xlsx
+    from store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{db}")
+    rule_set = load_rule_set(RULES_DIR)
+    started = time.perf_counter()
+    report = prepare_report(engine, rule_set, "quarterly", QUARTER)
+    prepared = time.perf_counter() - started
+    started = time.perf_counter()
+    html = render_html(report, rule_set.templates_dir)
+    rendered = time.perf_counter() - started
+    (out / "inprocess.html").write_text(html, encoding="utf-8")
+    started = time.perf_counter()
+    write_xlsx(report, out / "inprocess.xlsx")
+    written = time.perf_counter() - started
+    engine.dispose()
+    return {
+        "prepare": prepared, "html": rendered, "xlsx": written,
+        "indicators": len(report.indicators), "projects": len(report.projects), "tasks": len(report.tasks),
+        "ranking": len(report.ranking), "urging": len(report.urging), "praise": len(report.praise),
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _command(db: Path, out: Path) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "duban", "--db", str(db), "--rules", str(Path(__file__).with_name("province_rules")),
+         "report", "quarterly", "--quarter", QUARTER, "--out", str(out)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    elapsed = time.perf_counter() - started
+    if result.returncode:
+        raise SystemExit(f"duban report failed:\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def _child(db: Path, out: Path) -> dict[str, Any]:
+    output = subprocess.run([sys.executable, "-m", "bench.report_bench", "--measure", str(db), str(out)],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if output.returncode:
+        raise SystemExit(f"measuring {db.name} failed:\n{output.stderr}")
+    return dict(json.loads(output.stdout.strip().splitlines()[-1]))
+
+
+def main(scales: tuple[float, ...] = SCALES) -> None:
+    from bench.province import build_store, size_at
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="duban-report-") as tmp:
+        for scale in scales:
+            size = size_at(scale)
+            db = Path(tmp) / f"province-{scale:g}x.db"
+            out = Path(tmp) / f"reports-{scale:g}x"
+            out.mkdir()
+            started = time.perf_counter()
+            build_store(db, scale).dispose()
+            print(f"{scale:g}×: {size.units:,} units, {size.indicators:,} indicators, {size.projects:,} projects, "
+                  f"{size.tasks:,} tasks — generated in {time.perf_counter() - started:.1f} s", flush=True)
+            command = _command(db, out)
+            parts = _child(db, out)
+            html = out / f"quarterly-{QUARTER}.html"
+            xlsx = out / f"quarterly-{QUARTER}.xlsx"
+            rows.append((scale, command, parts, html.stat().st_size, xlsx.stat().st_size))
+            db.unlink()
+    print()
+    print("| data | `duban report quarterly` | of which evaluation + model / HTML / .xlsx | list rows "
+          "(indicators, projects, tasks, units ranked) | HTML / .xlsx size | peak RSS |")
+    print("|---|---:|---|---|---|---:|")
+    for scale, command, p, html_size, xlsx_size in rows:
+        print(f"| {scale:g}× | {command:.1f} s | {p['prepare']:.1f} / {p['html']:.1f} / {p['xlsx']:.1f} s | "
+              f"{p['indicators']:,}, {p['projects']:,}, {p['tasks']:,}, {p['ranking']:,} | "
+              f"{html_size / 2**20:.1f} MiB / {xlsx_size / 2**20:.1f} MiB | {p['peak_mib']:.0f} MiB |")
+    first = rows[0][1]
+    print()
+    print(f"{rows[0][0]:g}× `duban report quarterly` {first:.1f} s (target ≤ {TARGET_SECONDS:g} s): "
+          f"{'met' if first <= TARGET_SECONDS else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--measure":
+        print(json.dumps(_measure(Path(sys.argv[2]), Path(sys.argv[3]))))
+    else:
+        main(tuple(float(a) for a in sys.argv[1:]) or SCALES)
