@@ -29,7 +29,7 @@ from notifiers.reports.periods import report_links as matching_reports
 from store.db import transaction
 from store.models import Alert, Delivery, Notice, Round, Silence
 from store.periods import SHANGHAI
-from store.snapshot import Snapshot, load_snapshot
+from store.snapshot import Snapshot, StoreRows, build_snapshot, load_snapshot
 
 
 @dataclass
@@ -88,13 +88,14 @@ def record_round(
     *,
     key: str,
     job: str = "manual",
-    name: str = "督办提醒",
+    name: str = "亮灯督促",  # a manual round; the digest reads "关于…亮灯督促有关事项的督办提醒"
     groups: Sequence[str] | None = None,
     result: EvaluationResult | None = None,
     evaluator: Evaluator | None = None,
     renderer: DigestRenderer | None = None,
     report_links: Sequence[tuple[str, str]] = (),
     started_at: dt.datetime | None = None,
+    rows: StoreRows | None = None,
 ) -> RoundReport:
     """Evaluate at `at` (unless `result` is given) and record the round; idempotent per `key`."""
     report = RoundReport(key=key, at=at)
@@ -102,7 +103,8 @@ def record_round(
         if session.scalar(select(Round.id).where(Round.key == key)) is not None:
             report.skipped = True
             return report
-        snapshot = load_snapshot(session, at)
+        # A replay reads the programme lists once (`rows`); the service reads them every round.
+        snapshot = load_snapshot(session, at) if rows is None else build_snapshot(rows, at)
         if result is None:
             owned = evaluator is None
             evaluator = evaluator or Evaluator(rule_set)

@@ -43,6 +43,7 @@ from store.models import (
     Unit,
 )
 from store.periods import SHANGHAI
+from store.snapshot import read_rows
 
 # Copied into the scratch database, parents before children.
 PROGRAMME_TABLES = (Programme, Unit, Indicator, IndicatorUnit, Target, Observation, ObservationRevision,
@@ -90,11 +91,15 @@ def replay(engine: Engine, rule_set: RuleSet, start: dt.datetime, end: dt.dateti
     evaluator = Evaluator(rule_set)
     renderer = DigestRenderer(rule_set.templates_dir)
     reports: list[RoundReport] = []
+    # Nothing imports during a replay: the programme lists are read once, and each round's
+    # snapshot is cut from them in memory.
+    with engine.connect() as connection:
+        rows = read_rows(connection, None)
     try:
         for at, cadence in fire_schedule(rule_set, start, end, evaluator):
             key = f"{cadence.id}@{at.isoformat()}"
             reports.append(record_round(engine, rule_set, at, key=key, job=cadence.id, name=cadence.name,
-                                        groups=cadence.groups, evaluator=evaluator, renderer=renderer))
+                                        groups=cadence.groups, evaluator=evaluator, renderer=renderer, rows=rows))
     finally:
         evaluator.close()
     return reports
@@ -116,7 +121,7 @@ def copy_programme(source: Engine, target: Engine) -> None:
 
 def timeline(engine: Engine) -> list[TimelineEntry]:
     with engine.connect() as conn:
-        units = dict(conn.execute(select(Unit.code, Unit.name)).tuples().all())
+        units = {code: name for code, name in conn.execute(select(Unit.code, Unit.name)).all()}
         rounds = {r.id: r for r in conn.execute(select(Round.id, Round.key, Round.at, Round.job)).all()}
         entries = []
         for notice in conn.execute(select(Notice).order_by(Notice.round_id, Notice.id)).mappings():
