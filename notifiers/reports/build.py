@@ -197,7 +197,11 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
         note.append("、".join(months) + "数据未报送")
     if a.rule_kind == "threshold":
         bound = str(a.details.get("bound", ""))
-        basis = "底线标准" + (f"（{bound}）" if bound and not _is_number(bound) else "")
+        basis = "底线标准"
+        if bound and not _is_number(bound):  # a standard read from another indicator: say which, by name
+            for other, other_info in sorted(snapshot.indicators.items(), key=lambda kv: -len(kv[0])):
+                bound = bound.replace(other, other_info.name)
+            note.insert(0, f"标准：{bound.replace(' ', '')}")
         gap = None if a.value is None or a.threshold is None else a.value - a.threshold
         completion = progress = None
     else:
@@ -476,7 +480,7 @@ def _ledger(records: Sequence[AlertRecord], since: dt.datetime, cutoff: dt.datet
         if is_closed:
             closed.append(row("closed", "已销号", before, state_since))
         elif state == "firing" and record.first_seen <= since:
-            still_open.append(row("open", "督办中（上期结转）", level, None))
+            still_open.append(row("open", "督办中", level, None))
     return _numbered(opened), _numbered(closed), _numbered(still_open)
 
 

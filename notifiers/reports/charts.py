@@ -63,6 +63,7 @@ def indicator_chart(rows: Sequence[IndicatorRow]) -> tuple[Markup, str]:
                      f'fill="#595959">{_num(tick, 0)}%</text>')
         tick += 25.0
     progresses = {round(r.time_progress or 0.0, 2) for r in bars}
+    labels: list[str] = []
     for i, r in enumerate(bars):
         y = top + i * row_h
         label = r.name + (f"（{r.unit_name}）" if r.unit_name else "")
@@ -72,8 +73,8 @@ def indicator_chart(rows: Sequence[IndicatorRow]) -> tuple[Markup, str]:
         parts.append(f'<rect x="{left}" y="{y + 5}" width="{max(0.5, x(completion) - left):.1f}" height="14" '
                      f'fill="{COLOURS.get(r.level, COLOURS[None])}"/>')
         over = "›" if completion > scale_max else ""
-        # A white halo keeps the figure legible where it crosses the 序时进度 line.
-        parts.append(f'<text x="{x(completion) + 4:.1f}" y="{y + 16}" font-size="11" fill="#1a1a1a" '
+        # Figures go above the 序时进度 line, with a white halo, so the line never strikes them out.
+        labels.append(f'<text x="{x(completion) + 4:.1f}" y="{y + 16}" font-size="11" fill="#1a1a1a" '
                      f'stroke="#ffffff" stroke-width="3" paint-order="stroke">{_num(completion)}%{over}</text>')
         if len(progresses) > 1 and r.time_progress is not None:
             px = x(r.time_progress)
@@ -86,6 +87,7 @@ def indicator_chart(rows: Sequence[IndicatorRow]) -> tuple[Markup, str]:
                      f'stroke="{PROGRESS_COLOUR}" stroke-width="1.6" stroke-dasharray="5,3"/>')
         parts.append(f'<text x="{px + 4:.1f}" y="{top + row_h * len(bars) + 14}" font-size="11" '
                      f'fill="{PROGRESS_COLOUR}">序时进度 {_num(p)}%</text>')
+    parts += labels
     legend_y = height - 12
     lx = 60
     for level, name in (("green", "绿灯：不慢于序时进度"), ("yellow", "黄灯：慢于序时进度"), ("red", "红灯：明显滞后")):

@@ -6,6 +6,7 @@ like the digests (notifiers/render.py): admins change the wording, never the fig
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from notifiers.render import chinese_ordinal, format_date_cn, format_datetime_cn, format_number
 from notifiers.reports.charts import indicator_chart, project_chart
 from notifiers.reports.model import LEVEL_NAMES, Report
+from store.periods import SHANGHAI
 
 # The bundled templates, beside the package: used by rule sets that keep no reports/ folder of their own.
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "rules" / "templates"
@@ -45,6 +47,15 @@ def _signed(value: float | None, digits: int = 2) -> str:
     return text if text.startswith("-") or text == "0" else f"+{text}"
 
 
+def _iso_date(value: dt.datetime | dt.date | None) -> str:
+    """2023-07-17: the compact date of table cells (the text uses 2023年7月17日)."""
+    if value is None:
+        return "—"
+    if isinstance(value, dt.datetime):
+        value = value.astimezone(SHANGHAI).date()
+    return value.isoformat()
+
+
 def _environment(templates_dir: Path) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         loader=FileSystemLoader(str(templates_dir)),
@@ -55,7 +66,8 @@ def _environment(templates_dir: Path) -> SandboxedEnvironment:
     # templates folder, so a report-only filter would read there as a broken template.
     env.filters.update({"num": format_number, "date_cn": format_date_cn, "datetime_cn": format_datetime_cn,
                         "cn": chinese_ordinal})
-    env.globals.update({"pct": _pct, "signed": _signed, "light": lambda level: LEVEL_NAMES.get(level or "", "")})
+    env.globals.update({"pct": _pct, "signed": _signed, "light": lambda level: LEVEL_NAMES.get(level or "", ""),
+                        "iso_date": _iso_date})
     return env
 
 
