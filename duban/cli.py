@@ -39,7 +39,43 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def database_problem(db_url: str, exc: Exception) -> str:
+    """A Chinese explanation of a database failure the user can act on (never a traceback)."""
+    from sqlalchemy.engine import make_url
+
+    from store.db import sqlite_busy_timeout
+
+    try:
+        shown = make_url(db_url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL is shown as the user wrote it
+        shown = db_url
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = detail.lower()
+    if "database is locked" in lowered or "database is busy" in lowered:
+        return (f"数据库 {shown} 正被另一个进程写入（如导入或轮次），等待 {sqlite_busy_timeout():g} 秒后仍未释放。"
+                "本次操作未写入任何数据，请稍后重试（可用 DUBAN_SQLITE_TIMEOUT 延长等待秒数）。")
+    if "no such table" in lowered or ("does not exist" in lowered and "relation" in lowered):
+        return f"数据库尚未初始化或版本过旧：请先运行 duban db upgrade（{shown}）。"
+    if any(word in lowered for word in ("connect", "connection", "server closed", "terminating", "shutting down")):
+        return (f"无法连接数据库 {shown}：{detail}。本次操作未完成的部分已全部回滚，"
+                "请确认数据库服务正常后重试。")
+    return f"数据库操作失败（{shown}）：{detail}。本次操作已全部回滚，请稍后重试。"
+
+
+class _Main(click.Group):
+    """Turns database failures that escape a command into a Chinese message and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            app = ctx.find_object(AppContext)
+            raise UserError(database_problem(app.db_url if app else "", exc)) from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", "db_url", envvar="DUBAN_DB", default=None, help="SQLAlchemy URL or SQLite path (DUBAN_DB).")
 @click.option(
     "--rules",

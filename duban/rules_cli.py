@@ -11,7 +11,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from duban.cli import AppContext, UserError, main, pass_app
+from duban.cli import AppContext, UserError, database_problem, main, pass_app
 from engine.loader import RuleError, RuleSetInvalid, check_against_store, find_rule_sets, load_rule_set
 from engine.rules import RuleSet
 from store.models import Indicator, Programme, Unit
@@ -77,7 +77,7 @@ def _store_errors(app: AppContext, rule_set: object) -> list[RuleError]:
             indicators = set(conn.scalars(select(Indicator.code)))
             units = set(conn.scalars(select(Unit.code)))
     except SQLAlchemyError as exc:
-        raise UserError(f"无法读取数据库 {app.db_url}：{str(exc).splitlines()[0]}（是否已运行 duban db upgrade？）") from None
+        raise UserError(database_problem(app.db_url, exc)) from None
     templates = rule_set.templates_dir / "items"
     return check_against_store(rule_set, indicators, units, lambda name: (templates / f"{name}.txt.j2").is_file())
 
@@ -90,7 +90,7 @@ def rule_set_directory(app: AppContext) -> Path:
         with app.engine.connect() as conn:
             programme = conn.scalars(select(Programme.code)).first()
     except SQLAlchemyError as exc:
-        raise UserError(f"无法读取数据库 {app.db_url}：{str(exc).splitlines()[0]}（是否已运行 duban db upgrade？）") from None
+        raise UserError(database_problem(app.db_url, exc)) from None
     try:
         return resolve_rule_set(app.rules_dir, programme)
     except RuleSetInvalid as invalid:

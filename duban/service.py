@@ -82,8 +82,10 @@ CATCH_UP_WINDOW = dt.timedelta(days=400)
 CALENDAR_LOOKAHEAD = dt.timedelta(days=45)  # warn about next year's missing holidays in mid-November
 LOCK_CLASS = 0x6475_6261  # "duba": the first key of the two-key advisory lock
 DEFAULT_POLL_SECONDS = 3.0
+RETRY_SECONDS = 30.0  # a crashed round is retried, and the outbox drained, at most this often
 EXIT_LOCK_HELD = 2
 EXIT_RULES_INVALID = 1
+EXIT_ROUND_FAILED = 3  # --once: a round crashed and was rolled back; the next run retries it
 
 Sender = Callable[[Engine, RuleSet], str]
 
@@ -556,8 +558,9 @@ def _sync_jobs(scheduler: Any, service: Service, clock: Clock) -> None:
 def _job(service: Service, cadence_id: str, clock: Clock) -> None:
     try:
         service.run_due(cadence_id, clock())
-    except Exception as exc:  # a failed round must not stop the scheduler; the next fire retries
+    except Exception as exc:  # a failed round must not stop the scheduler; the service loop retries it
         log_event("round_crashed", logging.ERROR, job=cadence_id, error=f"{type(exc).__name__}: {exc}")
+        service.retry_due = True
 
 
 def run_service(service: Service, *, clock: Clock, controls: Controls, lock: InstanceLock,
@@ -574,15 +577,50 @@ def run_service(service: Service, *, clock: Clock, controls: Controls, lock: Ins
     log_event("catch_up_done", rounds=sum(1 for r in reports if not r.skipped))
     scheduler.resume()
     exit_code = 0
+    paused = False
+    next_retry = next_drain = time.monotonic() + RETRY_SECONDS
     try:
         while not controls.stop.wait(poll_seconds):
             if not lock.still_held():
-                log_event("lock_lost", logging.ERROR, message="数据库锁已丢失（连接中断），为免重复发送，服务退出")
-                exit_code = EXIT_LOCK_HELD
-                break
+                # The database restarted or the connection dropped: the lease went with it. Pause the
+                # rounds until it is ours again; exit only if another instance took it meanwhile.
+                if not paused:
+                    log_event("lock_lost", logging.ERROR, message="数据库连接中断，数据库锁已失效：暂停轮次，等待数据库恢复")
+                    scheduler.pause()
+                    paused = True
+                regained = _regain(lock)
+                if regained is None:
+                    continue
+                if not regained:
+                    log_event("lock_held", logging.ERROR, lock=lock.description,
+                              message="数据库恢复后锁已被另一个督办服务实例持有，为免重复发送，本实例退出")
+                    exit_code = EXIT_LOCK_HELD
+                    break
+                log_event("lock_regained", lock=lock.description, message="数据库已恢复，重新持有锁，继续运行")
+                scheduler.resume()
+                paused = False
+                service.retry_due = True
+                next_retry = 0.0
+            now_monotonic = time.monotonic()
+            if service.retry_due and now_monotonic >= next_retry:
+                # A round crashed (database down, disk full …): catch up now instead of at the next fire.
+                service.retry_due = False
+                next_retry = next_drain = now_monotonic + RETRY_SECONDS
+                try:
+                    service.tick(clock(), should_stop=controls.stop.is_set)
+                except Exception as exc:
+                    log_event("retry_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+                    service.retry_due = True
+            elif now_monotonic >= next_drain:
+                next_drain = now_monotonic + RETRY_SECONDS
+                service.retry_outbox()  # temporary failures whose backoff is over, leases that ran out
             forced = controls.reload.is_set()
             controls.reload.clear()
-            outcome = service.check_reload(clock(), force=forced)
+            try:
+                outcome = service.check_reload(clock(), force=forced)
+            except Exception as exc:  # e.g. the admin mail about a bad reload could not be queued
+                log_event("reload_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+                continue
             if outcome is not None and outcome.applied:
                 _sync_jobs(scheduler, service, clock)
     finally:
@@ -590,6 +628,16 @@ def run_service(service: Service, *, clock: Clock, controls: Controls, lock: Ins
         scheduler.shutdown(wait=True)
     log_event("stopped", exit_code=exit_code)
     return exit_code
+
+
+def _regain(lock: InstanceLock) -> bool | None:
+    """Take the lost lease again: True if ours, False if another instance holds it, None if unreachable."""
+    lock.release()
+    try:
+        return lock.try_acquire()
+    except Exception as exc:  # the database is still down: try again at the next poll
+        log_event("lock_retry", logging.WARNING, error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return None
 
 
 @contextlib.contextmanager

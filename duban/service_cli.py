@@ -13,6 +13,7 @@ from duban.cli import AppContext, main, pass_app
 from duban.rules_cli import parse_at, rule_set_directory
 from duban.service import (
     EXIT_LOCK_HELD,
+    EXIT_ROUND_FAILED,
     EXIT_RULES_INVALID,
     Controls,
     LockHeld,
@@ -85,8 +86,12 @@ def run(app: AppContext, once: bool, at_text: str | None, wait: bool, poll_secon
             reports = service.tick(clock(), should_stop=controls.stop.is_set)
             for report in reports:
                 click.echo(str(report))
-            if not reports:
+            if not reports and not service.retry_due:
                 click.echo("没有到期的轮次。")
+            if service.retry_due:
+                click.echo("有轮次未能完成（如数据库暂时不可用），该轮次已整体回滚、未发送任何通知；"
+                           "下次运行会自动重试，详见日志中的 round_crashed。", err=True)
+                sys.exit(EXIT_ROUND_FAILED)
             return
         code = run_service(service, clock=clock, controls=controls, lock=lock, poll_seconds=poll_seconds)
         if code:

@@ -33,12 +33,20 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     return create_engine(resolved, **kwargs)
 
 
+def sqlite_busy_timeout() -> float:
+    """Seconds a SQLite writer waits for another's lock (DUBAN_SQLITE_TIMEOUT, default 30)."""
+    try:
+        return max(0.0, float(os.environ.get("DUBAN_SQLITE_TIMEOUT", SQLITE_BUSY_TIMEOUT_S)))
+    except ValueError:
+        return float(SQLITE_BUSY_TIMEOUT_S)
+
+
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     connect_args = kwargs.pop("connect_args", {})
-    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_S)
+    connect_args.setdefault("timeout", sqlite_busy_timeout())
     # pysqlite's own transaction handling issues a deferred BEGIN, which fails at once in WAL
     # mode when a reader later writes; we take over and issue BEGIN IMMEDIATE ourselves.
     connect_args.setdefault("isolation_level", None)
@@ -48,7 +56,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute(f"PRAGMA busy_timeout={int(connect_args['timeout'] * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

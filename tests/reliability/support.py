@@ -10,6 +10,7 @@ to tests/reliability/last-run.md (not committed: the README carries the reviewed
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
 from notifiers.sink import free_port
 
@@ -265,6 +266,18 @@ def duban(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.C
 def spawn_duban(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "duban", *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def store_fingerprint(engine: Engine) -> str:
+    """A hash of every row of every table: equal before and after means nothing was written."""
+    from store.models import Base
+
+    digest = hashlib.sha256()
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            for row in conn.execute(select(table).order_by(*table.primary_key.columns)):
+                digest.update(repr(tuple(row)).encode())
+    return digest.hexdigest()
 
 
 def assert_no_traceback(*outputs: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import io
 import re
 import shutil
@@ -21,13 +20,11 @@ import openpyxl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from sqlalchemy import Engine, select
 
 from store.db import create_all, make_engine
 from store.importer import import_paths
-from store.models import Base
 
-from .support import LUCHENG_EXAMPLE, assert_no_traceback, duban, duban_env
+from .support import LUCHENG_EXAMPLE, assert_no_traceback, duban, duban_env, store_fingerprint
 
 CASES = 1000
 NOW = dt.datetime(2023, 7, 20, 1, 0, tzinfo=dt.UTC)
@@ -42,15 +39,6 @@ BAD_CELLS = ["", " ", "N/A", "—", "１２３", "12%", "1e400", "-0", "nan", "i
              "a" * 2000, "不存在的单位", "zzb;zzb", ";", "区委组织部", "100亿元", "66.5％", "done", "已完成",
              "2027-12-31", "1900-01-01", "9" * 40, "\u202e", "\ufeff", "😀"]
 ENCODINGS = ["utf-8", "utf-8-sig", "gbk", "gb18030", "utf-16", "big5", "shift_jis"]
-
-
-def store_fingerprint(engine: Engine) -> str:
-    digest = hashlib.sha256()
-    with engine.connect() as conn:
-        for table in Base.metadata.sorted_tables:
-            for row in conn.execute(select(table).order_by(*table.primary_key.columns)):
-                digest.update(repr(tuple(row)).encode())
-    return digest.hexdigest()
 
 
 @st.composite
