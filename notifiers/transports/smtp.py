@@ -98,6 +98,7 @@ class SmtpTransport:
         self.concurrency = config.pool_size
         self._idle: asyncio.Queue[aiosmtplib.SMTP | None] | None = None
         self._all: list[aiosmtplib.SMTP] = []
+        self._envelope_from = parse_mail_from(config.mail_from)[1]  # parsed once, not per message
 
     def __repr__(self) -> str:
         return f"SmtpTransport({self.config!r})"
@@ -152,7 +153,7 @@ class SmtpTransport:
                 client = self._new_client()
                 self._all.append(client)
                 await client.connect()
-            envelope_from = delivery.envelope_from or parse_mail_from(self.config.mail_from)[1]
+            envelope_from = delivery.envelope_from or self._envelope_from
             await client.sendmail(envelope_from, [delivery.address], delivery.payload)
             return SendResult.success()
         except aiosmtplib.SMTPRecipientsRefused as exc:
