@@ -532,17 +532,49 @@ def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _
             if not rule.per_unit and not series:
                 # Figures filed per unit still count as the jurisdiction's report.
                 series = {k: v for s in observed.values() for k, v in s.items()}
+            unit = snapshot.units.get(reporter)
+            subject = info.code if not rule.per_unit else f"{info.code}@{reporter}"
+            overdue: list[tuple[int, int, dt.date, str]] = []
             for y, m, due, code, quarter in months:
                 if code in series or (quarter and quarter in series):
                     continue
-                unit = snapshot.units.get(reporter)
                 days_left = (due - today).days
-                item = _Pending(rule, "indicator", info.code if not rule.per_unit else f"{info.code}@{reporter}",
-                                info.name, (reporter,), code, info.measure,
+                if days_left < 0:
+                    overdue.append((y, m, due, code))
+                    continue
+                item = _Pending(rule, "indicator", subject, info.name, (reporter,), code, info.measure,
                                 deadline=due, days_left=days_left, period_label=f"{y}年{m}月",
                                 unit_name=unit.name if unit else reporter,
                                 details={"indicator": info.code, "unit": reporter})
                 yield item, {"days": float(days_left)}
+            if overdue:
+                # One item for every month still missing, keyed by the earliest: a unit that has not
+                # reported for half a year gets one line, not six, each repeated every week.
+                y, m, due, code = overdue[0]
+                days_left = (due - today).days
+                item = _Pending(rule, "indicator", subject, info.name, (reporter,), code, info.measure,
+                                deadline=due, days_left=days_left, period_label=_months_label([(y, m) for y, m, *_ in overdue]),
+                                unit_name=unit.name if unit else reporter,
+                                details={"indicator": info.code, "unit": reporter,
+                                         "missing_months": [c for *_, c in overdue]})
+                yield item, {"days": float(days_left)}
+
+
+def _months_label(months: Sequence[tuple[int, int]]) -> str:
+    """2023年6月 · 2023年6月—8月（共3个月） · 2023年11月—2024年2月（共4个月） · 2023年6月、8月（共2个月）"""
+    (y0, m0), (y1, m1) = months[0], months[-1]
+    if len(months) == 1:
+        return f"{y0}年{m0}月"
+    contiguous = (y1 * 12 + m1) - (y0 * 12 + m0) == len(months) - 1
+    if contiguous:
+        end = f"{m1}月" if y1 == y0 else f"{y1}年{m1}月"
+        return f"{y0}年{m0}月—{end}（共{len(months)}个月）"
+    labels, year = [], None
+    for y, m in months[:6]:
+        labels.append(f"{m}月" if y == year else f"{y}年{m}月")
+        year = y
+    more = "等" if len(months) > 6 else ""
+    return f"{'、'.join(labels)}{more}（共{len(months)}个月）"
 
 
 def _quarter_of(day: dt.date) -> str:
