@@ -158,6 +158,23 @@ def badge(key: str | None, label: str | None = None) -> Markup:
 CHINESE_DIGITS = "零一二三四五六七八九十"
 
 
+_CITED = re.compile(r"^(?P<sentence>.+?[。！；.])\s*[（(](?P<citation>.+)[）)]\s*$", re.S)
+
+
+def cite_source(source: str, document: str = "") -> str:
+    """The rule's sentence in quotes, then where it stands; the document number only once.
+
+    Rule sources are written "sentence。（文号 section）" or "sentence。（section）": quoting the
+    whole source after the document number printed the number twice, inside the quotes.
+    """
+    match = _CITED.match(source.strip())
+    if match is None:
+        return f"{document}“{source.strip()}”"
+    citation = match["citation"]
+    prefix = "" if document and document in citation else document
+    return f"{prefix}“{match['sentence']}”（{citation}）"
+
+
 def chinese_ordinal(number: int) -> str:
     """1 -> 一, 12 -> 十二, for section headings (一、二、…); larger numbers stay Arabic."""
     if 0 <= number <= 10:
@@ -181,6 +198,7 @@ def _filters() -> dict[str, Any]:
         "kind_label": lambda kind: KIND_LABELS.get(kind, kind),
         "badge": badge,
         "cn": chinese_ordinal,
+        "cite": cite_source,
     }
 
 
