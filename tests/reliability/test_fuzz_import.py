@@ -49,12 +49,12 @@ def bad_file(draw: st.DrawFn) -> tuple[str, str, bytes]:
     for _ in range(draw(st.integers(1, 4))):
         operation = draw(st.sampled_from(["cell", "cell", "cell", "header", "drop-column", "ragged", "blank-row"]))
         row = draw(st.integers(1, len(rows) - 1)) if len(rows) > 1 else 0
-        column = draw(st.integers(0, len(rows[0]) - 1))
+        column = draw(st.integers(0, max(0, len(rows[0]) - 1)))
         if operation == "cell":
             value = draw(st.one_of(st.sampled_from(BAD_CELLS), st.text(max_size=30)))
             if column < len(rows[row]):
                 rows[row][column] = value
-        elif operation == "header":
+        elif operation == "header" and rows[0]:
             rows[0][column] = draw(st.one_of(st.sampled_from(["", "金额", rows[0][0], "列1"]), st.text(max_size=8)))
         elif operation == "drop-column":
             rows = [r[:column] + r[column + 1:] for r in rows]
