@@ -153,14 +153,20 @@ class SmtpTransport:
                 client = self._new_client()
                 self._all.append(client)
                 await client.connect()
-            envelope_from = delivery.envelope_from or self._envelope_from
-            await client.sendmail(envelope_from, [delivery.address], delivery.payload)
+            # The envelope by hand rather than `sendmail`: one recipient, a payload the outbox
+            # stored with CRLF line ends. sendmail re-validated both addresses and scanned the
+            # 12 KB message an extra time to size it: a fifth of the client's CPU per message.
+            size = [f"SIZE={len(delivery.payload)}"] if client.supports_extension("size") else None
+            await client.mail(delivery.envelope_from or self._envelope_from, options=size)
+            await client.rcpt(delivery.address)
+            await client.data(delivery.payload)
             return SendResult.success()
-        except aiosmtplib.SMTPRecipientsRefused as exc:
+        except aiosmtplib.SMTPRecipientRefused as exc:
             await _reset(client)
-            refusal = exc.recipients[0] if exc.recipients else None
-            code = refusal.code if refusal else 550
-            return _classify(code, refusal.message if refusal else str(exc), f"收件地址{delivery.address}被拒收")
+            return _classify(exc.code, exc.message, f"收件地址{delivery.address}被拒收")
+        except ValueError as exc:  # an address aiosmtplib will not put on a command line
+            await _reset(client)
+            return SendResult.permanent(f"收件地址{delivery.address}无效：{exc}（永久错误，不再重试）")
         except aiosmtplib.SMTPAuthenticationError as exc:
             _drop(client)
             # Wrong credentials are an admin's fix, not the message's fault: retry later.
