@@ -96,6 +96,7 @@ def record_round(
     report_links: Sequence[tuple[str, str]] = (),
     started_at: dt.datetime | None = None,
     rows: StoreRows | None = None,
+    compose: bool = True,
 ) -> RoundReport:
     """Evaluate at `at` (unless `result` is given) and record the round; idempotent per `key`."""
     report = RoundReport(key=key, at=at)
@@ -134,6 +135,10 @@ def record_round(
         alert_rows = _write_alerts(session, alerts, decided.alerts, at)
         notices = _write_notices(session, decided.notices, alert_rows, round_row.id, at)
         report.notices = len(notices)
+        if not compose:
+            # `duban simulate` without --outbox wants the timeline (the notices), not messages.
+            _finish(round_row, report, at)
+            return report
         renderer = renderer or DigestRenderer(rule_set.templates_dir)
         report.problems += [str(p) for p in renderer.problems]
         # The monthly dispatch and the quarterly/annual meetings point to the report they read.
@@ -152,11 +157,15 @@ def record_round(
                 raise RoundError(f"{digest.recipient.name}（{digest.recipient.code}）的通知无法生成：{exc}；本轮未记录，请修正后重试") from exc
         report.messages = enqueue(session, messages, now=at)
         _link_notices(session, notices, round_row.id)
-        round_row.finished_at = at
-        round_row.summary = {"candidates": report.candidates, "notices": report.notices,
-                             "messages": report.messages, "warnings": report.warnings[:50],
-                             "problems": report.problems[:50]}
+        _finish(round_row, report, at)
     return report
+
+
+def _finish(round_row: Round, report: RoundReport, at: dt.datetime) -> None:
+    round_row.finished_at = at
+    round_row.summary = {"candidates": report.candidates, "notices": report.notices,
+                         "messages": report.messages, "warnings": report.warnings[:50],
+                         "problems": report.problems[:50]}
 
 
 def _relevant_alerts(session: Session, evaluated: set[str],
