@@ -141,13 +141,17 @@ def _silenced(alert: Alert, silences: Sequence[Silence], now: dt.datetime) -> st
 
 def _history(alert: Alert) -> str:
     steps = []
+    year = None
     for step in alert.level_history or []:
         try:
             at = dt.datetime.fromisoformat(step["at"]).astimezone(SHANGHAI)
         except (KeyError, TypeError, ValueError):
             continue
         label = STATE_LABELS["resolved"] if step.get("state") == "resolved" else LEVEL_LABELS.get(step.get("level") or "", "—")
-        steps.append(f"{at.month}/{at.day} {label}")
+        # The year only where it changes: short, yet 12/20 → 1/5 is never read backwards.
+        day = f"{at.month}/{at.day}" if at.year == year else f"{at.year}/{at.month}/{at.day}"
+        year = at.year
+        steps.append(f"{day} {label}")
     return " → ".join(steps)
 
 

@@ -114,7 +114,7 @@ def test_an_alert_closed_by_a_later_round_is_listed_as_resolved_and_no_longer_fi
     _round(db, dt.datetime(2023, 10, 16, 9, tzinfo=SHANGHAI), "r3")  # September's share: 68.0 % ≥ 2/3
     resolved = duban(db, "alerts", "--state", "resolved").output
     share = next(line for line in resolved.splitlines() if "服务业投资占全区固定资产投资比重" in line)
-    assert "已销号" in share and "7/15 红灯 → 10/16 已销号" in share
+    assert "已销号" in share and "2023/7/15 红灯 → 10/16 已销号" in share
     assert "服务业投资占全区固定资产投资比重" not in duban(db, "alerts").output
 
 
