@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -108,7 +110,18 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
     for programme, _example in EXAMPLES:
         click.echo(f"  报告（月度专报、季度通报、年度评估，.html 与 .xlsx）：{workspace / programme / 'reports'}{os.sep}")
     click.echo(f"  数据库：{workspace}/<programme>/duban.db，例如 "
-               f"duban --db {workspace}/lucheng/duban.db --rules rules/lucheng evaluate --at 2023-07-15")
+               f"{_command_name()} --db {workspace}/lucheng/duban.db --rules rules/lucheng evaluate --at 2023-07-15")
+
+
+def _command_name() -> str:
+    """How the reader can run duban from here: `make demo` installs it in .venv, not on PATH."""
+    program = Path(sys.argv[0])
+    if program.name != "duban" or shutil.which("duban"):
+        return "duban"
+    try:
+        return str(program.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(program)
 
 
 # The reports the demo writes for 2023: what the July dispatch, the July quarterly meeting and the
