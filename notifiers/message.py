@@ -165,7 +165,12 @@ def _mailbox(display_name: str, addr_spec: str) -> str:
         return addr_spec
     if display_name.isascii():
         return formataddr((display_name, addr_spec))
-    return f"{Header(display_name, 'utf-8').encode(linesep=_CRLF)} <{addr_spec}>"
+    # One encoded-word, however long: split words inside a display name come back with a space
+    # between them from Python's parser (and some mail clients), e.g. “…工程 建设工作专班”.
+    word = f"=?utf-8?b?{base64.b64encode(display_name.encode('utf-8')).decode('ascii')}?="
+    if len(word) > 900:  # a header line may not exceed 998 characters
+        word = Header(display_name, "utf-8").encode(linesep=_CRLF)
+    return f"{word} <{addr_spec}>"
 
 
 def _base64_part(subtype: str, content: str) -> str:

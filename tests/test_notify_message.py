@@ -120,3 +120,17 @@ def test_dingtalk_message_is_markdown_json(renderer: DigestRenderer) -> None:
     assert "服务业投资占全区固定资产投资比重低于2/3" in body["markdown"]["text"]
     assert body["markdown"]["title"].startswith("【鹿城区")
     assert message.channel == "dingtalk"
+
+
+def test_a_long_chinese_unit_name_with_ascii_quotes_comes_back_whole_in_the_to_header() -> None:
+    import datetime as dt
+    from email import message_from_bytes, policy
+
+    from notifiers.message import build_email
+
+    name = '区服务业高质量发展"十百千"工程建设工作专班'
+    message = build_email(idempotency_key="k", mail_from="工作专班 <duban@example.org>",
+                          to_address="zb@lucheng.example.org", to_name=name, subject="测试", text="正文",
+                          html=None, at=dt.datetime(2023, 7, 3, 1, tzinfo=dt.UTC))
+    parsed = message_from_bytes(message.payload, policy=policy.default)
+    assert parsed["To"].addresses[0].display_name == name
