@@ -105,9 +105,7 @@ def events_drop_second_match() -> bool:
     return len(fired) < 2
 
 
-def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 30_000
-    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+def main(count: int = 30_000, repeats: int = 7) -> None:
     facts = province_round(count)
     ruleset = CompiledRuleset("bench", copy.deepcopy(CONDITIONS), SCHEMA)
     matches = ruleset.evaluate(facts)
@@ -128,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(*(int(arg) for arg in sys.argv[1:3]))
