@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from duban.cli import AppContext, UserError, main, pass_app
+from duban.rules_cli import parse_at
 from engine.lifecycle import QUIET_KINDS, SilenceRule
 from store.db import transaction
 from store.models import Alert, Delivery, Notice, Round, Silence, Unit
@@ -41,20 +42,6 @@ CHANNEL_LABELS = {"email": "邮件", "dingtalk": "钉钉"}
 def now_utc() -> dt.datetime:
     """The CLI's clock (the core never reads it); tests move it with time-machine."""
     return dt.datetime.now(dt.UTC)
-
-
-def parse_when(text: str, option: str) -> dt.datetime:
-    """Like `parse_at`: an ISO date (09:00 that day) or time; without a zone, Beijing time."""
-    try:
-        value = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(9, 0))
-    except ValueError:
-        try:
-            value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise UserError(f"{option} 时间格式不正确：“{text}”，应为 ISO 格式，如 2023-08-01 或 2023-08-01T09:00+08:00") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=SHANGHAI)
-    return value
 
 
 def when_cn(value: dt.datetime | None) -> str:
@@ -290,7 +277,7 @@ def ack(app: AppContext, alert_ref: str, until_text: str, by: str | None) -> Non
     from duban.cli import _os_user
 
     now = now_utc()
-    until = _future(parse_when(until_text, "--until"), "--until", now)
+    until = _future(parse_at(until_text, "--until"), "--until", now)
     with _session(app) as session:
         alert = _find_alert(session, alert_ref)
         if alert.state != "firing":
@@ -355,7 +342,7 @@ def silence(app: AppContext, rule: str | None, subject: str | None, unit: str | 
             raise UserError("静默须至少指定 --rule、--subject、--unit 之一，以免误把全部通知静默")
         if until_text is None:
             raise UserError("请用 --until 给出静默的到期时间，如 --until 2023-08-01")
-        until = _future(parse_when(until_text, "--until"), "--until", now)
+        until = _future(parse_at(until_text, "--until"), "--until", now)
         unit_code = _unit_code(session, unit) if unit else ""
         rule_id = rule or ""
         if rule and known is not None:
@@ -509,7 +496,7 @@ def write_ledger_xlsx(rows: Sequence[LedgerRow], path: Path) -> None:
 
 def _ledger(app: AppContext, unit: str | None, rule: str | None, since_text: str | None, kind: str | None,
             as_json: bool, xlsx: Path | None) -> None:
-    since = parse_when(since_text, "--since") if since_text else None
+    since = parse_at(since_text, "--since") if since_text else None
     if kind is not None and kind not in KIND_LABELS:
         raise UserError(f"--kind “{kind}”无效，可选值：{'、'.join(f'{k}（{v}）' for k, v in KIND_LABELS.items())}")
     with _session(app) as session:

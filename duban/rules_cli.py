@@ -17,7 +17,7 @@ from engine.rules import RuleSet
 from store.models import Indicator, Programme, Unit
 
 
-def parse_at(text: str) -> dt.datetime:
+def parse_at(text: str, option: str = "--at") -> dt.datetime:
     """An ISO time; without a zone it is Asia/Shanghai time, the programmes' clock."""
     from store.periods import SHANGHAI
 
@@ -28,7 +28,7 @@ def parse_at(text: str) -> dt.datetime:
         try:
             value = dt.datetime.fromisoformat(text)
         except ValueError:
-            raise UserError(f"--at 时间格式不正确：'{text}'，应为 ISO 格式，如 2023-07-15 或 2023-07-15T09:00+08:00") from None
+            raise UserError(f"{option} 时间格式不正确：“{text}”，应为 ISO 格式，如 2023-07-15 或 2023-07-15T09:00+08:00") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=SHANGHAI)
     return value
