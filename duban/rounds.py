@@ -130,7 +130,9 @@ def record_round(
         decided = plan(result.candidates, {k: _state_of(a) for k, a in alerts.items()}, now=at,
                        evaluated_rules=evaluated, repeat_of={r.id: r.repeat for r in rule_set.rules},
                        silences=silences, resolve_margin_of={r.id: r.resolve_margin for r in rule_set.rules},
-                       standing=standings(result.assessments, rule_set.rules))
+                       # Assessments are built on demand; only rules with a resolve_margin need them.
+                       standing=standings(result.assessments, rule_set.rules)
+                       if any(r.resolve_margin > 0 for r in rule_set.rules) else {})
         report.silenced = decided.silenced
         alert_rows = _write_alerts(session, alerts, decided.alerts, at)
         notices = _write_notices(session, decided.notices, alert_rows, round_row.id, at)

@@ -399,15 +399,12 @@ class _Context:
         self.warnings = warnings
         self._sums: dict[tuple[str, str], dict[str, float]] = {}
 
-    def series(self, indicator: str, unit: str) -> dict[str, float]:
-        return _series(self.snapshot, indicator, unit)
-
     def sum_in_scope(self, indicator: str, unit: str, scope: str) -> float:
         """Year-to-date (scope '2023') or programme-to-date ('final') sum of a unit's monthly amounts."""
         key = (indicator, unit)
         sums = self._sums.get(key)
         if sums is None:
-            sums = self._sums[key] = _monthly_sums(self.series(indicator, unit))
+            sums = self._sums[key] = _monthly_sums(_series(self.snapshot, indicator, unit))
         return sums.get(scope, 0.0)
 
     def project_sum(self, project: str, year: str) -> float:
