@@ -76,7 +76,9 @@ def bad_file(draw: st.DrawFn) -> tuple[str, str, bytes]:
     workbook.save(buffer)
     data = buffer.getvalue()
     if form == "truncated-xlsx":
-        data = data[: draw(st.integers(0, len(data) - 1))]
+        # A fraction, not a byte offset: a workbook's length varies with its timestamp, and a
+        # strategy whose bounds vary between replays is flaky by hypothesis's definition.
+        data = data[: len(data) * draw(st.integers(0, 9_999)) // 10_000]
     return name, ".xlsx", data
 
 
