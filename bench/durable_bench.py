@@ -26,7 +26,7 @@ from typing import Any
 import durable_rules_engine
 from durable import engine as durable_engine
 
-from engine.durable_adapter import CompiledRuleset, FactSchema
+from duban.engine.durable_adapter import CompiledRuleset, FactSchema
 
 SCHEMA = FactSchema({"rule": str, "org": str, "value": float, "bound": float, "staff": int})
 CONDITIONS: dict[str, dict[str, Any]] = {

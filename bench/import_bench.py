@@ -18,9 +18,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from store.db import create_all, make_engine
-from store.importer import ImportReport, import_paths
-from store.models import Observation, ObservationRevision
+from duban.store.db import create_all, make_engine
+from duban.store.importer import ImportReport, import_paths
+from duban.store.models import Observation, ObservationRevision
 
 ROWS = int(os.environ.get("DUBAN_BENCH_IMPORT_ROWS", "1000000"))
 UNITS = 200

@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import Engine, insert
 
-from store.db import create_all, make_engine
-from store.models import (
+from duban.store.db import create_all, make_engine
+from duban.store.models import (
     Indicator,
     IndicatorUnit,
     Observation,

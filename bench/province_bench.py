@@ -43,11 +43,11 @@ def _measure(db: Path) -> dict[str, Any]:
     from sqlalchemy import event
 
     from bench.province import EVALUATE_AT, RULES_DIR
-    from engine.compile import rule_conditions
-    from engine.evaluate import Evaluator
-    from engine.loader import load_rule_set
-    from store.db import make_engine
-    from store.snapshot import load_snapshot
+    from duban.engine.compile import rule_conditions
+    from duban.engine.evaluate import Evaluator
+    from duban.engine.loader import load_rule_set
+    from duban.store.db import make_engine
+    from duban.store.snapshot import load_snapshot
 
     engine = make_engine(f"sqlite:///{db}")
     rule_set = load_rule_set(RULES_DIR)

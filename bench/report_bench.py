@@ -29,11 +29,11 @@ TARGET_SECONDS = 30.0
 def _measure(db: Path, out: Path) -> dict[str, Any]:
     """Runs in a child process: the report's phases, timed one by one."""
     from bench.province import RULES_DIR
-    from engine.loader import load_rule_set
-    from notifiers.reports.html import render_html
-    from notifiers.reports.produce import prepare_report
-    from notifiers.reports.xlsx import write_xlsx
-    from store.db import make_engine
+    from duban.engine.loader import load_rule_set
+    from duban.notifiers.reports.html import render_html
+    from duban.notifiers.reports.produce import prepare_report
+    from duban.notifiers.reports.xlsx import write_xlsx
+    from duban.store.db import make_engine
 
     engine = make_engine(f"sqlite:///{db}")
     rule_set = load_rule_set(RULES_DIR)

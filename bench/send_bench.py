@@ -27,14 +27,14 @@ from pathlib import Path
 
 import aiosmtplib
 
-from notifiers.digest import Recipient
-from notifiers.message import OutgoingMessage, build_email_messages
-from notifiers.outbox import drain, enqueue
-from notifiers.render import DigestRenderer
-from notifiers.samples import ROUND_AT, sample_digest, three_lagging_items
-from notifiers.sink import free_port, make_self_signed_cert
-from notifiers.transports.smtp import SmtpConfig, SmtpTransport
-from store.db import create_all, make_engine, transaction
+from duban.notifiers.digest import Recipient
+from duban.notifiers.message import OutgoingMessage, build_email_messages
+from duban.notifiers.outbox import drain, enqueue
+from duban.notifiers.render import DigestRenderer
+from duban.notifiers.samples import ROUND_AT, sample_digest, three_lagging_items
+from duban.notifiers.sink import free_port, make_self_signed_cert
+from duban.notifiers.transports.smtp import SmtpConfig, SmtpTransport
+from duban.store.db import create_all, make_engine, transaction
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIL_FROM = "工作专班 <zhuanban@lucheng.example.cn>"
@@ -43,7 +43,7 @@ MAIL_FROM = "工作专班 <zhuanban@lucheng.example.cn>"
 @contextmanager
 def sink_process(tls: str, cert: Path | None, key: Path | None) -> Iterator[int]:
     port = free_port()
-    command = [sys.executable, "-m", "notifiers.sink", "--port", str(port), "--tls", tls]
+    command = [sys.executable, "-m", "duban.notifiers.sink", "--port", str(port), "--tls", tls]
     if cert and key:
         command += ["--cert", str(cert), "--key", str(key)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)

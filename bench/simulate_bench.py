@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from duban.simulate import simulate
-from engine.loader import load_rule_set
-from store.db import create_all, make_engine
-from store.importer import import_paths
-from store.periods import SHANGHAI
+from duban.app.simulate import simulate
+from duban.engine.loader import load_rule_set
+from duban.store.db import create_all, make_engine
+from duban.store.importer import import_paths
+from duban.store.periods import SHANGHAI
 
 ROOT = Path(__file__).resolve().parent.parent
 REPEATS = 3

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.durable_adapter import CompiledRuleset, FactSchema
-from engine.rules import Rule, RuleSet
+from duban.engine.durable_adapter import CompiledRuleset, FactSchema
+from duban.engine.rules import Rule, RuleSet
 
 # Conditions compare a fact's fields with the rule's constants only. A condition comparing two
 # fields of one fact (`{'$lt': {'value': {'$m': 'bound'}}}`) corrupts durable's heap when a fact

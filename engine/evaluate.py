@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from engine.calendar import CalendarFileError, WorkingCalendar
-from engine.compile import FACT_SCHEMA, DecisionKind, compile_rule_set, decision_of
-from engine.durable_adapter import CompiledRuleset
-from engine.rules import Rule, RuleSet
-from store.gcpause import gc_paused
-from store.periods import Period, local_date, month_code, parse_period
-from store.snapshot import IndicatorInfo, Snapshot
+from duban.engine.calendar import CalendarFileError, WorkingCalendar
+from duban.engine.compile import FACT_SCHEMA, DecisionKind, compile_rule_set, decision_of
+from duban.engine.durable_adapter import CompiledRuleset
+from duban.engine.rules import Rule, RuleSet
+from duban.store.gcpause import gc_paused
+from duban.store.periods import Period, local_date, month_code, parse_period
+from duban.store.snapshot import IndicatorInfo, Snapshot
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from engine.evaluate import AlertCandidate, Assessment
-from engine.rules import Rule
+from duban.engine.evaluate import AlertCandidate, Assessment
+from duban.engine.rules import Rule
 
 AlertKey = tuple[str, str, str, str]  # rule, subject_type, subject, period
 LEVEL_RANK = {None: 0, "green": 0, "blue": 1, "yellow": 2, "red": 3}

@@ -19,8 +19,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from engine.expr import ExpressionError, parse_bound
-from engine.rules import (
+from duban.engine.expr import ExpressionError, parse_bound
+from duban.engine.rules import (
     NOTIFY_CHOICES,
     PRAISE_BASES,
     RULE_KINDS,
@@ -335,7 +335,7 @@ def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleS
         raise RuleSetInvalid([RuleError(shown(settings_path), 1, 1,
                                         "programme.yaml 为空：至少需要 programme 和 working_group 两项设置")])
     if settings.calendar is not None:
-        from engine.calendar import CalendarFileError, WorkingCalendar
+        from duban.engine.calendar import CalendarFileError, WorkingCalendar
 
         try:
             WorkingCalendar.load(settings.calendar)

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.expr import Bound
+from duban.engine.expr import Bound
 
 RULE_KINDS = ("threshold", "pace", "deadline", "report_due", "praise")
 NOTIFY_CHOICES = ("units", "working_group", "both")

@@ -65,7 +65,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 
-from engine.calendar import WorkingCalendar
+from duban.engine.calendar import WorkingCalendar
 
 __all__ = [
     "PROGRAMME_START",

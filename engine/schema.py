@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.loader import CADENCE_FIELDS, INDICATOR_KINDS, RULE_FIELDS, SETTINGS_FIELDS, Field
-from engine.rules import RULE_KINDS
+from duban.engine.loader import CADENCE_FIELDS, INDICATOR_KINDS, RULE_FIELDS, SETTINGS_FIELDS, Field
+from duban.engine.rules import RULE_KINDS
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 RULE_SCHEMA_FILE = "schema.json"

@@ -21,8 +21,8 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 
-from notifiers.digest import Digest
-from notifiers.render import RenderedDigest
+from duban.notifiers.digest import Digest
+from duban.notifiers.render import RenderedDigest
 
 EMAIL = "email"
 DINGTALK = "dingtalk"

@@ -24,17 +24,17 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from notifiers.message import (
+from duban.notifiers.message import (
     DEFAULT_MAIL_FROM,
     EMAIL,
     MessageError,
     OutgoingMessage,
     build_email,
 )
-from notifiers.render import format_datetime_cn
-from notifiers.transports import Outcome, SendResult, Transport
-from store.db import transaction
-from store.models import Delivery, DeliveryPayload
+from duban.notifiers.render import format_datetime_cn
+from duban.notifiers.transports import Outcome, SendResult, Transport
+from duban.store.db import transaction
+from duban.store.models import Delivery, DeliveryPayload
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 ADMIN_REPORT_PREFIX = "admin-report|"

@@ -36,7 +36,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from notifiers.digest import (
+from duban.notifiers.digest import (
     ACTION_SECTIONS,
     KIND_LABELS,
     LEVEL_LABELS,

@@ -6,7 +6,7 @@ import dataclasses
 from datetime import UTC, date, datetime
 from typing import Any
 
-from notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
+from duban.notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
 
 DOCUMENT = "温鹿政办〔2023〕55号"
 PROGRAMME = "温州市鹿城区服务业高质量发展“十百千”工程实施方案（2023-2027年）"

@@ -9,10 +9,10 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from notifiers.message import DEFAULT_MAIL_FROM, MessageError, validate_address
-from notifiers.outbox import FAILED, PENDING, SENDING, DrainReport, OutboxStatus, drain
-from notifiers.render import format_datetime_cn
-from notifiers.transports import ConfigError, Transport, transport_from_env
+from duban.notifiers.message import DEFAULT_MAIL_FROM, MessageError, validate_address
+from duban.notifiers.outbox import FAILED, PENDING, SENDING, DrainReport, OutboxStatus, drain
+from duban.notifiers.render import format_datetime_cn
+from duban.notifiers.transports import ConfigError, Transport, transport_from_env
 
 STATUS_LABELS = {PENDING: "待发送", SENDING: "发送中", FAILED: "发送失败", "sent": "已发送"}
 CHANNEL_LABELS = {"email": "邮件", "dingtalk": "钉钉"}

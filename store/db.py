@@ -85,7 +85,7 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 def create_all(engine: Engine) -> None:
     """Bring the schema to the newest migration (Alembic), creating it if needed."""
-    from store.migrate import upgrade
+    from duban.store.migrate import upgrade
 
     upgrade(engine)
 

@@ -20,12 +20,12 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, select, update
 
-from store.deadlines import DeadlineError, parse_deadline
-from store.importing.lists import LIST_ORDER, LISTS
-from store.importing.reading import Problem, Source, discover, open_table
-from store.importing.reading import Table as SheetTable
-from store.importing.staging import ObservationStage
-from store.importing.values import (
+from duban.store.deadlines import DeadlineError, parse_deadline
+from duban.store.importing.lists import LIST_ORDER, LISTS
+from duban.store.importing.reading import Problem, Source, discover, open_table
+from duban.store.importing.reading import Table as SheetTable
+from duban.store.importing.staging import ObservationStage
+from duban.store.importing.values import (
     Cell,
     CellError,
     is_blank,
@@ -41,7 +41,7 @@ from store.importing.values import (
     parse_unit_codes,
     parse_year,
 )
-from store.models import (
+from duban.store.models import (
     FINAL_TARGET,
     ImportBatch,
     Indicator,

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Executable, Select, select
 from sqlalchemy.orm import Session
 
-from store.gcpause import gc_paused
-from store.models import (
+from duban.store.gcpause import gc_paused
+from duban.store.models import (
     Indicator,
     IndicatorUnit,
     Observation,
@@ -32,7 +32,7 @@ from store.models import (
     TaskUnit,
     Unit,
 )
-from store.periods import has_ended, local_date, parse_period
+from duban.store.periods import has_ended, local_date, parse_period
 
 
 @dataclass(frozen=True)

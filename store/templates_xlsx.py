@@ -13,7 +13,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from store.importing.lists import INSTRUCTIONS_SHEET, LISTS, ListSpec
+from duban.store.importing.lists import INSTRUCTIONS_SHEET, LISTS, ListSpec
 
 __all__ = ["write_templates"]
 

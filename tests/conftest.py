@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from store.db import create_all, make_engine
+from duban.store.db import create_all, make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("DUBAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

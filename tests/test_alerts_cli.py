@@ -16,15 +16,15 @@ import time_machine
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
+from duban.app.rounds import record_round
 from duban.cli import main
-from duban.rounds import record_round
-from engine.loader import load_rule_set
-from notifiers.outbox import drain
-from notifiers.transports.file import FileTransport
-from store.db import create_all, make_engine
-from store.importer import import_paths
-from store.models import Alert, Notice, Silence
-from store.periods import SHANGHAI
+from duban.engine.loader import load_rule_set
+from duban.notifiers.outbox import drain
+from duban.notifiers.transports.file import FileTransport
+from duban.store.db import create_all, make_engine
+from duban.store.importer import import_paths
+from duban.store.models import Alert, Notice, Silence
+from duban.store.periods import SHANGHAI
 
 NOW = dt.datetime(2023, 8, 20, 10, tzinfo=SHANGHAI)
 SHARE = "lucheng.service_investment_share"

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
+from duban.app.ruletest import run_rule_test_files
 from duban.cli import main
-from duban.ruletest import run_rule_test_files
-from engine.loader import load_rule_set
-from engine.schema import PROGRAMME_SCHEMA_FILE, RULE_SCHEMA_FILE, programme_schema, render, rule_schema
+from duban.engine.loader import load_rule_set
+from duban.engine.schema import PROGRAMME_SCHEMA_FILE, RULE_SCHEMA_FILE, programme_schema, render, rule_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"

@@ -14,7 +14,7 @@ from pathlib import Path
 import chinese_calendar
 import pytest
 
-from engine.calendar import CalendarError, CalendarFileError, WorkingCalendar
+from duban.engine.calendar import CalendarError, CalendarFileError, WorkingCalendar
 
 D = dt.date.fromisoformat
 SHIPPED_OVERRIDES = Path(__file__).resolve().parents[1] / "rules" / "calendar-overrides.yaml"

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from store.deadlines import DeadlineError, parse_deadline
+from duban.store.deadlines import DeadlineError, parse_deadline
 
 PROGRAMME_END = dt.date(2027, 12, 31)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from engine.durable_adapter import (
+from duban.engine.durable_adapter import (
     SEQUENTIAL_IDS_WITHOUT_COLLISION,
     CompiledRuleset,
     DurableError,

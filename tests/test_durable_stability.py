@@ -7,8 +7,8 @@ import textwrap
 
 SCRIPT = textwrap.dedent(
     """
-    from engine.loader import load_rule_set
-    from engine.compile import compile_rule_set, FACT_SCHEMA
+    from duban.engine.loader import load_rule_set
+    from duban.engine.compile import compile_rule_set, FACT_SCHEMA
     rules = load_rule_set('rules/lucheng')
     compiled = compile_rule_set(rules)
     def fact(rule, **values):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from store.db import transaction
-from store.importer import MAX_LISTED_PROBLEMS, ImportReport, import_paths
-from store.models import (
+from duban.store.db import transaction
+from duban.store.importer import MAX_LISTED_PROBLEMS, ImportReport, import_paths
+from duban.store.models import (
     Base,
     ImportBatch,
     Indicator,

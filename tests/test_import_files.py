@@ -12,10 +12,10 @@ from sqlalchemy import select
 from test_import import INDICATORS, OBSERVATIONS, UNITS, basics, row_counts, run, write_csv
 
 from duban.cli import main
-from store.db import transaction
-from store.importing.lists import LISTS
-from store.models import Indicator, Observation, Task, Unit
-from store.templates_xlsx import write_templates
+from duban.store.db import transaction
+from duban.store.importing.lists import LISTS
+from duban.store.models import Indicator, Observation, Task, Unit
+from duban.store.templates_xlsx import write_templates
 
 
 def test_a_gbk_csv_from_wps_is_read_correctly(sqlite_engine, tmp_path):

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from store.importing.values import (
+from duban.store.importing.values import (
     CellError,
     PercentCell,
     parse_date,

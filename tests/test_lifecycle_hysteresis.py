@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from duban.rounds import record_round
-from engine.evaluate import AlertCandidate
-from engine.lifecycle import AlertState, RoundPlan, Standing, plan
-from engine.loader import RuleSetInvalid, load_rule_set
-from store.importer import import_paths
-from store.models import Alert, Delivery, DeliveryPayload, Notice
-from store.periods import SHANGHAI
+from duban.app.rounds import record_round
+from duban.engine.evaluate import AlertCandidate
+from duban.engine.lifecycle import AlertState, RoundPlan, Standing, plan
+from duban.engine.loader import RuleSetInvalid, load_rule_set
+from duban.store.importer import import_paths
+from duban.store.models import Alert, Delivery, DeliveryPayload, Notice
+from duban.store.periods import SHANGHAI
 
 RULE = "demo.share_floor"
 KEY = (RULE, "indicator", "share", "2023")

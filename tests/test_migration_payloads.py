@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
-from store.migrate import current, upgrade
+from duban.store.migrate import current, upgrade
 
 
 def test_upgrading_an_outbox_keeps_every_pending_message_byte_for_byte(tmp_path) -> None:
-    from store.db import make_engine
+    from duban.store.db import make_engine
 
     engine: Engine = make_engine(str(tmp_path / "old.db"))
     upgrade(engine, "0001")

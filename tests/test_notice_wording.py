@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from notifiers.digest import Recipient
-from notifiers.render import DigestRenderer, cite_source
-from notifiers.samples import sample_digest, sample_item
+from duban.notifiers.digest import Recipient
+from duban.notifiers.render import DigestRenderer, cite_source
+from duban.notifiers.samples import sample_digest, sample_item
 
 DOCUMENT = "温鹿政办〔2023〕55号"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from notifiers.digest import Recipient
-from notifiers.message import (
+from duban.notifiers.digest import Recipient
+from duban.notifiers.message import (
     MessageError,
     build_dingtalk_message,
     build_email,
@@ -18,8 +18,8 @@ from notifiers.message import (
     message_id_for,
     validate_address,
 )
-from notifiers.render import DigestRenderer
-from notifiers.samples import ROUND_AT, sample_digest, sample_item
+from duban.notifiers.render import DigestRenderer
+from duban.notifiers.samples import ROUND_AT, sample_digest, sample_item
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "rules" / "templates"
 MAIL_FROM = "鹿城区“十百千”工作专班 <zhuanban@lucheng.example.cn>"
@@ -126,7 +126,7 @@ def test_a_long_chinese_unit_name_with_ascii_quotes_comes_back_whole_in_the_to_h
     import datetime as dt
     from email import message_from_bytes, policy
 
-    from notifiers.message import build_email
+    from duban.notifiers.message import build_email
 
     name = '区服务业高质量发展"十百千"工程建设工作专班'
     message = build_email(idempotency_key="k", mail_from="工作专班 <duban@example.org>",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from notifiers.digest import Recipient
-from notifiers.render import DigestRenderer
-from notifiers.samples import sample_digest, sample_item
+from duban.notifiers.digest import Recipient
+from duban.notifiers.render import DigestRenderer
+from duban.notifiers.samples import sample_digest, sample_item
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "rules" / "templates"
 

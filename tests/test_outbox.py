@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from notifiers.message import OutgoingMessage, build_email, build_email_messages
-from notifiers.outbox import backoff, drain, enqueue, outbox_status
-from notifiers.render import DigestRenderer
-from notifiers.samples import ROUND_AT, sample_digest
-from notifiers.service import status_lines
-from notifiers.sink import SmtpSink
-from notifiers.transports.smtp import SmtpConfig, SmtpTransport
-from store.db import transaction
-from store.models import Delivery
+from duban.notifiers.message import OutgoingMessage, build_email, build_email_messages
+from duban.notifiers.outbox import backoff, drain, enqueue, outbox_status
+from duban.notifiers.render import DigestRenderer
+from duban.notifiers.samples import ROUND_AT, sample_digest
+from duban.notifiers.service import status_lines
+from duban.notifiers.sink import SmtpSink
+from duban.notifiers.transports.smtp import SmtpConfig, SmtpTransport
+from duban.store.db import transaction
+from duban.store.models import Delivery
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "rules" / "templates"
 MAIL_FROM = "工作专班 <zhuanban@lucheng.example.cn>"

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 
-from notifiers.message import OutgoingMessage, build_email
-from notifiers.outbox import drain, enqueue
-from notifiers.sink import SmtpSink
-from notifiers.transports.smtp import SmtpConfig, SmtpTransport
-from store.db import transaction
-from store.models import Delivery
+from duban.notifiers.message import OutgoingMessage, build_email
+from duban.notifiers.outbox import drain, enqueue
+from duban.notifiers.sink import SmtpSink
+from duban.notifiers.transports.smtp import SmtpConfig, SmtpTransport
+from duban.store.db import transaction
+from duban.store.models import Delivery
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIL_FROM = "工作专班 <zhuanban@lucheng.example.cn>"

@@ -17,16 +17,16 @@ from click.testing import CliRunner
 from openpyxl import load_workbook
 from sqlalchemy import Engine, select
 
+from duban.app.simulate import replay
 from duban.cli import main
-from duban.simulate import replay
-from engine.loader import load_rule_set
-from notifiers.reports import generate, prepare_report
-from notifiers.reports.model import Report
-from notifiers.reports.produce import WrittenReport
-from store.db import create_all, make_engine
-from store.importer import import_paths
-from store.models import Delivery, DeliveryPayload, Round
-from store.periods import SHANGHAI
+from duban.engine.loader import load_rule_set
+from duban.notifiers.reports import generate, prepare_report
+from duban.notifiers.reports.model import Report
+from duban.notifiers.reports.produce import WrittenReport
+from duban.store.db import create_all, make_engine
+from duban.store.importer import import_paths
+from duban.store.models import Delivery, DeliveryPayload, Round
+from duban.store.periods import SHANGHAI
 
 LIST_SHEETS = ["主要指标进度表", "重大项目实施表", "重点任务攻坚表", "争先创优晾晒表", "表扬督促", "督导服务销号表"]
 RED, YELLOW, GREEN = "FFFFC7CE", "FFFFEB9C", "FFC6EFCE"

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from duban.cli import main
-from engine.expr import ExpressionError, parse_bound
-from store.db import create_all, make_engine
-from store.importer import import_paths
+from duban.engine.expr import ExpressionError, parse_bound
+from duban.store.db import create_all, make_engine
+from duban.store.importer import import_paths
 
 PROGRAMME = """\
 programme: demo

@@ -24,8 +24,8 @@ from apscheduler.triggers.cron import CronTrigger
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.calendar import WorkingCalendar
-from engine.schedule import SHANGHAI, ScheduleError, ScheduleTrigger, parse_schedule
+from duban.engine.calendar import WorkingCalendar
+from duban.engine.schedule import SHANGHAI, ScheduleError, ScheduleTrigger, parse_schedule
 
 UTC = dt.UTC
 CALENDAR = WorkingCalendar.load(None)

@@ -20,12 +20,12 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from duban.service import InstanceLock, Service, fingerprint, load_rules, round_key
-from engine.calendar import WorkingCalendar
-from engine.loader import load_rule_set
-from engine.schedule import SHANGHAI, parse_schedule
-from store.importer import import_paths
-from store.models import Delivery, Round, Setting
+from duban.app.service import InstanceLock, Service, fingerprint, load_rules, round_key
+from duban.engine.calendar import WorkingCalendar
+from duban.engine.loader import load_rule_set
+from duban.engine.schedule import SHANGHAI, parse_schedule
+from duban.store.importer import import_paths
+from duban.store.models import Delivery, Round, Setting
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "lucheng-2023"

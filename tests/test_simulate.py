@@ -4,12 +4,12 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from duban.app.simulate import replay
 from duban.cli import main
-from duban.simulate import replay
-from engine.loader import load_rule_set
-from store.importer import import_paths
-from store.models import Delivery, Round
-from store.periods import SHANGHAI
+from duban.engine.loader import load_rule_set
+from duban.store.importer import import_paths
+from duban.store.models import Delivery, Round
+from duban.store.periods import SHANGHAI
 
 
 def _lucheng(sqlite_engine):
@@ -57,7 +57,7 @@ def test_simulate_prints_the_timeline_as_json_with_the_round_and_touches_nothing
     assert red_share and red_share[0]["round"] == "lucheng.consultation@2023-07-03T09:00:00+08:00"
     assert red_share[0]["at"] == "2023-07-03T09:00:00+08:00"
     assert {"at", "rule", "period", "kind", "level", "subject", "recipients", "title"} <= set(red_share[0])
-    from store.db import make_engine
+    from duban.store.db import make_engine
 
     with make_engine(str(db)).connect() as conn:
         assert conn.scalar(select(Round.id)) is None  # the real store has no rounds

@@ -2,9 +2,9 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from store.db import transaction
-from store.migrate import current
-from store.models import Indicator, Observation, Unit
+from duban.store.db import transaction
+from duban.store.migrate import current
+from duban.store.models import Indicator, Observation, Unit
 
 
 def test_fresh_database_is_migrated_to_the_newest_revision(engine):

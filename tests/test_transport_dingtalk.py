@@ -18,15 +18,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import Engine, select
 
-from notifiers.message import OutgoingMessage, build_dingtalk_message, build_email_messages
-from notifiers.outbox import drain, enqueue
-from notifiers.render import DigestRenderer
-from notifiers.samples import ROUND_AT, sample_digest
-from notifiers.sink import free_port
-from notifiers.transports import Outcome
-from notifiers.transports.dingtalk import DingTalkConfig, DingTalkTransport
-from store.db import transaction
-from store.models import Delivery
+from duban.notifiers.message import OutgoingMessage, build_dingtalk_message, build_email_messages
+from duban.notifiers.outbox import drain, enqueue
+from duban.notifiers.render import DigestRenderer
+from duban.notifiers.samples import ROUND_AT, sample_digest
+from duban.notifiers.sink import free_port
+from duban.notifiers.transports import Outcome
+from duban.notifiers.transports.dingtalk import DingTalkConfig, DingTalkTransport
+from duban.store.db import transaction
+from duban.store.models import Delivery
 
 SECRET = "SEC0123456789abcdef"
 TOKEN = "robot-token"

@@ -11,13 +11,13 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from duban.cli import main
-from notifiers.message import OutgoingMessage, build_email_messages
-from notifiers.outbox import enqueue
-from notifiers.render import DigestRenderer
-from notifiers.samples import sample_digest
-from notifiers.transports import Outcome
-from notifiers.transports.file import FileTransport
-from store.db import transaction
+from duban.notifiers.message import OutgoingMessage, build_email_messages
+from duban.notifiers.outbox import enqueue
+from duban.notifiers.render import DigestRenderer
+from duban.notifiers.samples import sample_digest
+from duban.notifiers.transports import Outcome
+from duban.notifiers.transports.file import FileTransport
+from duban.store.db import transaction
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "rules" / "templates"
 

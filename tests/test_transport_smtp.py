@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from notifiers.message import OutgoingMessage, build_email
-from notifiers.samples import ROUND_AT
-from notifiers.sink import SmtpSink, free_port, make_self_signed_cert
-from notifiers.transports import ConfigError, Outcome, transport_from_env
-from notifiers.transports.smtp import SmtpConfig, SmtpTransport
+from duban.notifiers.message import OutgoingMessage, build_email
+from duban.notifiers.samples import ROUND_AT
+from duban.notifiers.sink import SmtpSink, free_port, make_self_signed_cert
+from duban.notifiers.transports import ConfigError, Outcome, transport_from_env
+from duban.notifiers.transports.smtp import SmtpConfig, SmtpTransport
 
 MAIL_FROM = "工作专班 <zhuanban@lucheng.example.cn>"
 

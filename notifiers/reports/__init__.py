@@ -22,7 +22,7 @@ _HOMES = {
 def __getattr__(name: str) -> Any:
     if name not in _HOMES:
         raise AttributeError(name)
-    return getattr(importlib.import_module(f"notifiers.reports.{_HOMES[name]}"), name)
+    return getattr(importlib.import_module(f"duban.notifiers.reports.{_HOMES[name]}"), name)
 
 
 __all__ = sorted(_HOMES)

@@ -7,9 +7,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from statistics import fmean
 
-from engine.evaluate import AlertCandidate, Assessment, EvaluationResult
-from engine.rules import RuleSet
-from notifiers.reports.model import (
+from duban.engine.evaluate import AlertCandidate, Assessment, EvaluationResult
+from duban.engine.rules import RuleSet
+from duban.notifiers.reports.model import (
     KIND_NAMES,
     LEVEL_ORDER,
     AlertRecord,
@@ -24,8 +24,8 @@ from notifiers.reports.model import (
     TaskSummary,
     UnitRank,
 )
-from store.periods import Period, local_date, parse_period
-from store.snapshot import Snapshot
+from duban.store.periods import Period, local_date, parse_period
+from duban.store.snapshot import Snapshot
 
 CATEGORY_ORDER = ("战略支撑型", "产业赋能型", "生活美好型")
 _LIGHTS = ("red", "yellow", "green")

@@ -12,7 +12,7 @@ from html import escape
 
 from markupsafe import Markup
 
-from notifiers.reports.model import CategoryTotal, IndicatorRow
+from duban.notifiers.reports.model import CategoryTotal, IndicatorRow
 
 COLOURS = {"red": "#c0392b", "yellow": "#d4a017", "green": "#2e8b57", None: "#8c8c8c"}
 PROGRESS_COLOUR = "#1a1a1a"

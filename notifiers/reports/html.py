@@ -22,10 +22,10 @@ from jinja2 import (
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from notifiers.render import chinese_ordinal, format_date_cn, format_datetime_cn, format_number
-from notifiers.reports.charts import indicator_chart, project_chart
-from notifiers.reports.model import LEVEL_NAMES, Report
-from store.periods import SHANGHAI
+from duban.notifiers.render import chinese_ordinal, format_date_cn, format_datetime_cn, format_number
+from duban.notifiers.reports.charts import indicator_chart, project_chart
+from duban.notifiers.reports.model import LEVEL_NAMES, Report
+from duban.store.periods import SHANGHAI
 
 # The bundled templates, beside the package: used by rule sets that keep no reports/ folder of their own.
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "rules" / "templates"

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from engine.calendar import WorkingCalendar
-from engine.rules import Cadence, RuleSet
-from engine.schedule import ScheduleError, parse_schedule
-from notifiers.reports.model import DIGEST_OF_KIND, KIND_NAMES, KINDS
-from store.periods import SHANGHAI, Period, local_date, parse_period
+from duban.engine.calendar import WorkingCalendar
+from duban.engine.rules import Cadence, RuleSet
+from duban.engine.schedule import ScheduleError, parse_schedule
+from duban.notifiers.reports.model import DIGEST_OF_KIND, KIND_NAMES, KINDS
+from duban.store.periods import SHANGHAI, Period, local_date, parse_period
 
 # Where to look for the reading meeting when the programme has no cadence of the report's own kind
 # (Huzhou has no 年评估: its January 季度例会 reviews the year).

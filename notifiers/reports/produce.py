@@ -9,15 +9,15 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from engine.evaluate import Evaluator
-from engine.rules import RuleSet
-from notifiers.reports.build import build_report
-from notifiers.reports.html import render_html
-from notifiers.reports.model import AlertRecord, Report
-from notifiers.reports.periods import cutoff, previous_period, report_period
-from notifiers.reports.xlsx import write_xlsx
-from store.models import Alert, Notice, Round
-from store.snapshot import load_snapshot
+from duban.engine.evaluate import Evaluator
+from duban.engine.rules import RuleSet
+from duban.notifiers.reports.build import build_report
+from duban.notifiers.reports.html import render_html
+from duban.notifiers.reports.model import AlertRecord, Report
+from duban.notifiers.reports.periods import cutoff, previous_period, report_period
+from duban.notifiers.reports.xlsx import write_xlsx
+from duban.store.models import Alert, Notice, Round
+from duban.store.snapshot import load_snapshot
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-from notifiers.reports.model import LEVEL_NAMES, IndicatorRow, LedgerRow, ListItem, Report
-from store.periods import SHANGHAI
+from duban.notifiers.reports.model import LEVEL_NAMES, IndicatorRow, LedgerRow, ListItem, Report
+from duban.store.periods import SHANGHAI
 
 # Excel's own 差/适中/好 cell styles: familiar to the office, legible in greyscale print.
 FILLS = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from notifiers.message import OutgoingMessage
+from duban.notifiers.message import OutgoingMessage
 
 
 class Outcome(StrEnum):
@@ -70,15 +70,15 @@ def transport_from_env(name: str | None = None, env: Mapping[str, str] | None = 
     env = os.environ if env is None else env
     chosen = (name or env.get("DUBAN_TRANSPORT") or "file").strip().lower()
     if chosen == "file":
-        from notifiers.transports.file import FileTransport
+        from duban.notifiers.transports.file import FileTransport
 
         return FileTransport(env.get("DUBAN_OUTBOX_DIR") or "outbox")
     if chosen == "smtp":
-        from notifiers.transports.smtp import SmtpConfig, SmtpTransport
+        from duban.notifiers.transports.smtp import SmtpConfig, SmtpTransport
 
         return SmtpTransport(SmtpConfig.from_env(env))
     if chosen == "dingtalk":
-        from notifiers.transports.dingtalk import DingTalkConfig, DingTalkTransport
+        from duban.notifiers.transports.dingtalk import DingTalkConfig, DingTalkTransport
 
         return DingTalkTransport(DingTalkConfig.from_env(env))
     raise ConfigError(f"DUBAN_TRANSPORT=“{chosen}”无效，可选值：{'、'.join(TRANSPORT_NAMES)}")

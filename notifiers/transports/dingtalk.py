@@ -18,8 +18,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from notifiers.message import DINGTALK, OutgoingMessage
-from notifiers.transports import ConfigError, SendResult
+from duban.notifiers.message import DINGTALK, OutgoingMessage
+from duban.notifiers.transports import ConfigError, SendResult
 
 # errcodes that mean "try again later": system busy, and the robot's rate limit (20 messages/minute).
 TEMPORARY_ERRCODES = frozenset({-1, 130101})

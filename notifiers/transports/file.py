@@ -14,8 +14,8 @@ import re
 from datetime import UTC
 from pathlib import Path
 
-from notifiers.message import DINGTALK, EMAIL, OutgoingMessage
-from notifiers.transports import SendResult
+from duban.notifiers.message import DINGTALK, EMAIL, OutgoingMessage
+from duban.notifiers.transports import SendResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import aiosmtplib
 
-from notifiers.message import DEFAULT_MAIL_FROM, EMAIL, MessageError, OutgoingMessage, parse_mail_from
-from notifiers.transports import ConfigError, SendResult
+from duban.notifiers.message import DEFAULT_MAIL_FROM, EMAIL, MessageError, OutgoingMessage, parse_mail_from
+from duban.notifiers.transports import ConfigError, SendResult
 
 TLS_MODES = ("none", "starttls", "tls")
 

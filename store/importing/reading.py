@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from store.importing.lists import (
+from duban.store.importing.lists import (
     IGNORED_COLUMNS,
     INSTRUCTIONS_SHEET,
     LIST_ORDER,
@@ -23,7 +23,7 @@ from store.importing.lists import (
     list_for_name,
     normalise_header,
 )
-from store.importing.values import Cell, PercentCell, is_blank, parse_text
+from duban.store.importing.values import Cell, PercentCell, is_blank, parse_text
 
 __all__ = ["SUPPORTED_SUFFIXES", "Problem", "Source", "Table", "detect_csv_encoding", "discover", "open_table"]
 

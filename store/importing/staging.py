@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, text
 
-from store.models import UTCDateTime
+from duban.store.models import UTCDateTime
 
 __all__ = ["Duplicate", "MergeCounts", "ObservationStage"]
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from store.models import Base
+from duban.store.models import Base
 
 config = context.config
 connection = config.attributes["connection"]

@@ -47,8 +47,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def big_programme_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file holding the 1,000-unit programme, imported once; tests copy it."""
 
-    from store.db import create_all, make_engine
-    from store.importer import import_paths
+    from duban.store.db import create_all, make_engine
+    from duban.store.importer import import_paths
 
     folder = tmp_path_factory.mktemp("big")
     path = folder / "template.db"

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, text
 
-from notifiers.sink import free_port
+from duban.notifiers.sink import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LUCHENG_RULES = ROOT / "rules" / "lucheng"
@@ -270,7 +270,7 @@ def spawn_duban(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 def store_fingerprint(engine: Engine) -> str:
     """A hash of every row of every table: equal before and after means nothing was written."""
-    from store.models import Base
+    from duban.store.models import Base
 
     digest = hashlib.sha256()
     with engine.connect() as conn:

@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from duban.rounds import record_round
-from duban.service import load_rules
-from engine.evaluate import Evaluator
-from engine.schedule import SHANGHAI
-from store.db import make_engine, transaction
-from store.models import Delivery, Notice, Round
+from duban.app.rounds import record_round
+from duban.app.service import load_rules
+from duban.engine.evaluate import Evaluator
+from duban.engine.schedule import SHANGHAI
+from duban.store.db import make_engine, transaction
+from duban.store.models import Delivery, Notice, Round
 
 from .support import (
     BIG_ROUND_AT,

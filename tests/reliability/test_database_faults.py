@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from store.db import make_engine, transaction
-from store.importer import import_paths
-from store.models import Delivery, ImportBatch, Notice, Round
+from duban.store.db import make_engine, transaction
+from duban.store.importer import import_paths
+from duban.store.models import Delivery, ImportBatch, Notice, Round
 
 from .support import (
     LUCHENG_EXAMPLE,

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from store.db import create_all, make_engine
-from store.importer import import_paths
+from duban.store.db import create_all, make_engine
+from duban.store.importer import import_paths
 
 from .support import LUCHENG_EXAMPLE, assert_no_traceback, duban, duban_env, store_fingerprint
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.calendar import WorkingCalendar
-from engine.loader import RuleSetInvalid, load_rule_set
-from engine.schedule import ScheduleError, parse_schedule
+from duban.engine.calendar import WorkingCalendar
+from duban.engine.loader import RuleSetInvalid, load_rule_set
+from duban.engine.schedule import ScheduleError, parse_schedule
 
 from .support import LUCHENG_RULES, ROOT
 

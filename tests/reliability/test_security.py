@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from engine.loader import RuleSetInvalid, load_rule_set
-from notifiers.digest import Recipient
-from notifiers.message import MessageError, build_email
-from notifiers.render import DigestRenderer
-from notifiers.samples import ROUND_AT, sample_digest, sample_item
-from store.db import make_engine
-from store.models import Base
+from duban.engine.loader import RuleSetInvalid, load_rule_set
+from duban.notifiers.digest import Recipient
+from duban.notifiers.message import MessageError, build_email
+from duban.notifiers.render import DigestRenderer
+from duban.notifiers.samples import ROUND_AT, sample_digest, sample_item
+from duban.store.db import make_engine
+from duban.store.models import Base
 
 from .support import (
     LUCHENG_EXAMPLE,

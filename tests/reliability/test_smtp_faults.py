@@ -18,12 +18,12 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import Engine, select
 
-from notifiers.message import OutgoingMessage, build_email
-from notifiers.outbox import DrainReport, backoff, drain, enqueue
-from notifiers.sink import free_port
-from notifiers.transports.smtp import SmtpConfig, SmtpTransport
-from store.db import transaction
-from store.models import Delivery
+from duban.notifiers.message import OutgoingMessage, build_email
+from duban.notifiers.outbox import DrainReport, backoff, drain, enqueue
+from duban.notifiers.sink import free_port
+from duban.notifiers.transports.smtp import SmtpConfig, SmtpTransport
+from duban.store.db import transaction
+from duban.store.models import Delivery
 
 from .support import ADMIN, MAIL_FROM, FaultyHandler, dropping_server, smtp_server
 

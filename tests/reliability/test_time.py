@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from duban.service import Service
-from engine.evaluate import Evaluator
-from store.db import transaction
-from store.importer import import_paths
-from store.models import Round
-from store.snapshot import load_snapshot
+from duban.app.service import Service
+from duban.engine.evaluate import Evaluator
+from duban.store.db import transaction
+from duban.store.importer import import_paths
+from duban.store.models import Round
+from duban.store.snapshot import load_snapshot
 
 from .support import LUCHENG_EXAMPLE, ROOT, duban, duban_env
 
@@ -32,8 +32,8 @@ SERVER_ZONES = ["UTC", "America/New_York", "Asia/Shanghai"]
 DUE_PROBE = """
 import datetime as dt, json, sys, time
 from pathlib import Path
-from duban.service import Service
-from store.db import make_engine
+from duban.app.service import Service
+from duban.store.db import make_engine
 service = Service(make_engine(sys.argv[1]), Path(sys.argv[2]))
 service.start()
 probes = ["2023-10-07T00:29:59", "2023-10-07T00:30:00", "2023-10-16T00:59:59", "2023-10-16T01:00:00",
@@ -129,7 +129,7 @@ def test_time_the_holiday_block_and_the_tiaoxiu_weekend(lucheng: Engine, rules_c
 def test_time_deadlines_across_month_ends_the_year_end_and_the_leap_day(
     lucheng: Engine, rules_copy: Path, task: str, timeline: dict[str, tuple[str, str, int] | None], ledger
 ) -> None:
-    from duban.service import load_rules
+    from duban.app.service import load_rules
 
     rules = load_rules(rules_copy / "lucheng")
     evaluator = Evaluator(rules.rule_set, rules.calendar)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import store.models
+import duban.store.models
 
 
 revision: str = '0001'
@@ -35,11 +35,11 @@ def upgrade() -> None:
     sa.Column('facts', sa.JSON(), nullable=False),
     sa.Column('repeats', sa.Integer(), nullable=False),
     sa.Column('level_history', sa.JSON(), nullable=False),
-    sa.Column('first_seen', store.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('last_seen', store.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('resolved_at', store.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('last_notified_at', store.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('acked_until', store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('first_seen', duban.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen', duban.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('resolved_at', duban.store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_notified_at', duban.store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('acked_until', duban.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('acked_by', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('rule', 'subject_type', 'subject', 'period', name='uq_alert')
@@ -49,7 +49,7 @@ def upgrade() -> None:
 
     op.create_table('import_batches',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('started_at', store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('files', sa.JSON(), nullable=False),
     sa.Column('inserted', sa.Integer(), nullable=False),
     sa.Column('updated', sa.Integer(), nullable=False),
@@ -84,9 +84,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('key', sa.String(length=200), nullable=False),
     sa.Column('job', sa.String(length=200), nullable=False),
-    sa.Column('at', store.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('started_at', store.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', duban.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('summary', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('key')
@@ -97,7 +97,7 @@ def upgrade() -> None:
     op.create_table('settings',
     sa.Column('key', sa.String(length=200), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
-    sa.Column('updated_at', store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
     op.create_table('silences',
@@ -105,8 +105,8 @@ def upgrade() -> None:
     sa.Column('rule', sa.String(length=200), nullable=False),
     sa.Column('subject', sa.String(length=64), nullable=False),
     sa.Column('unit', sa.String(length=64), nullable=False),
-    sa.Column('until', store.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('created_at', store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('until', duban.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('created_by', sa.Text(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('id')
@@ -141,12 +141,12 @@ def upgrade() -> None:
     sa.Column('payload', sa.LargeBinary(), nullable=False),
     sa.Column('status', sa.String(length=10), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('next_attempt_at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('claimed_by', sa.String(length=100), nullable=False),
-    sa.Column('claimed_until', store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_until', duban.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=False),
-    sa.Column('created_at', store.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('sent_at', store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', duban.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['round_id'], ['rounds.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('idempotency_key')
@@ -170,7 +170,7 @@ def upgrade() -> None:
     sa.Column('unit_code', sa.String(length=64), nullable=False),
     sa.Column('value', sa.Float(), nullable=False),
     sa.Column('source_file', sa.Text(), nullable=False),
-    sa.Column('imported_at', store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('imported_at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['indicator_code'], ['indicators.code'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('indicator_code', 'period', 'unit_code', name='uq_observation')
@@ -183,7 +183,7 @@ def upgrade() -> None:
     sa.Column('period', sa.String(length=7), nullable=False),
     sa.Column('value', sa.Float(), nullable=False),
     sa.Column('source_file', sa.Text(), nullable=False),
-    sa.Column('imported_at', store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('imported_at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['project_code'], ['projects.code'], ),
     sa.PrimaryKeyConstraint('project_code', 'period')
     )
@@ -233,7 +233,7 @@ def upgrade() -> None:
     sa.Column('recipient_unit', sa.String(length=64), nullable=False),
     sa.Column('title', sa.Text(), nullable=False),
     sa.Column('facts', sa.JSON(), nullable=False),
-    sa.Column('created_at', store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], ),
     sa.ForeignKeyConstraint(['delivery_id'], ['deliveries.id'], ),
     sa.ForeignKeyConstraint(['round_id'], ['rounds.id'], ),
@@ -253,7 +253,7 @@ def upgrade() -> None:
     sa.Column('new_value', sa.Float(), nullable=False),
     sa.Column('changed_by', sa.Text(), nullable=False),
     sa.Column('source_file', sa.Text(), nullable=False),
-    sa.Column('changed_at', store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', duban.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['observation_id'], ['observations.id'], ),
     sa.PrimaryKeyConstraint('id')
     )

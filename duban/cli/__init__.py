@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
-from store.db import make_engine, resolve_url
+from duban.store.db import make_engine, resolve_url
 
 
 class UserError(click.ClickException):
@@ -43,7 +43,7 @@ def database_problem(db_url: str, exc: Exception) -> str:
     """A Chinese explanation of a database failure the user can act on (never a traceback)."""
     from sqlalchemy.engine import make_url
 
-    from store.db import sqlite_busy_timeout
+    from duban.store.db import sqlite_busy_timeout
 
     try:
         shown = make_url(db_url).render_as_string(hide_password=True)
@@ -100,7 +100,7 @@ def db() -> None:
 @pass_app
 def db_upgrade(app: AppContext) -> None:
     """Create or migrate the database schema to the newest version."""
-    from store.migrate import current, upgrade
+    from duban.store.migrate import current, upgrade
 
     upgrade(app.engine)
     click.echo(f"数据库已升级到版本 {current(app.engine)}：{app.db_url}")
@@ -116,7 +116,7 @@ def import_lists(app: AppContext, paths: tuple[Path, ...], imported_by: str | No
 
     from sqlalchemy import inspect
 
-    from store.importer import import_paths
+    from duban.store.importer import import_paths
 
     if not inspect(app.engine).has_table("import_batches"):
         raise UserError(f"数据库尚未初始化：请先运行 duban db upgrade（{app.db_url}）")
@@ -143,8 +143,8 @@ def _os_user() -> str:
 @click.option("--force", is_flag=True, help="Overwrite existing template files.")
 def template(directory: Path, force: bool) -> None:
     """Write blank .xlsx templates (one workbook per list, with a 说明 sheet) into DIRECTORY."""
-    from store.importing.lists import LISTS
-    from store.templates_xlsx import write_templates
+    from duban.store.importing.lists import LISTS
+    from duban.store.templates_xlsx import write_templates
 
     existing = [directory / f"{spec.name}.xlsx" for spec in LISTS if (directory / f"{spec.name}.xlsx").exists()]
     if existing and not force:
@@ -158,9 +158,9 @@ def template(directory: Path, force: bool) -> None:
 @pass_app
 def outbox(app: AppContext) -> None:
     """List pending, in-flight and failed deliveries with their last errors."""
-    from notifiers.outbox import outbox_status
-    from notifiers.service import status_lines
-    from store.db import transaction
+    from duban.notifiers.outbox import outbox_status
+    from duban.notifiers.service import status_lines
+    from duban.store.db import transaction
 
     with transaction(app.engine) as session:
         status = outbox_status(session)
@@ -177,8 +177,8 @@ def send(app: AppContext, limit: int | None) -> None:
     import os
     from datetime import UTC, datetime
 
-    from notifiers.service import send_pending
-    from notifiers.transports import ConfigError
+    from duban.notifiers.service import send_pending
+    from duban.notifiers.transports import ConfigError
 
     try:
         reports = asyncio.run(
@@ -201,10 +201,8 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 # Command modules register themselves on `main`; imported last so they can import from here.
-from duban import (  # noqa: E402,F401
-    alerts_cli,
-    demo_cli,
-    report_cli,
-    rules_cli,
-    service_cli,
-)
+import duban.cli.alerts  # noqa: E402
+import duban.cli.demo  # noqa: E402
+import duban.cli.report  # noqa: E402
+import duban.cli.rules  # noqa: E402
+import duban.cli.service  # noqa: E402,F401

@@ -18,13 +18,13 @@ from typing import Any
 
 from sqlalchemy import Engine, event, insert, select
 
-from duban.rounds import RoundReport, record_round
-from engine.evaluate import Evaluator
-from engine.rules import Cadence, RuleSet
-from engine.schedule import Schedule, parse_schedule
-from notifiers.render import DigestRenderer
-from store.db import create_all, make_engine
-from store.models import (
+from duban.app.rounds import RoundReport, record_round
+from duban.engine.evaluate import Evaluator
+from duban.engine.rules import Cadence, RuleSet
+from duban.engine.schedule import Schedule, parse_schedule
+from duban.notifiers.render import DigestRenderer
+from duban.store.db import create_all, make_engine
+from duban.store.models import (
     Delivery,
     Indicator,
     IndicatorUnit,
@@ -42,8 +42,8 @@ from store.models import (
     TaskUnit,
     Unit,
 )
-from store.periods import SHANGHAI
-from store.snapshot import read_rows
+from duban.store.periods import SHANGHAI
+from duban.store.snapshot import read_rows
 
 # Copied into the scratch database, parents before children.
 PROGRAMME_TABLES = (Programme, Unit, Indicator, IndicatorUnit, Target, Observation, ObservationRevision,
@@ -163,8 +163,8 @@ def write_eml(engine: Engine, folder: Path) -> int:
     """Write every e-mail in the outbox as a .eml file (the file transport's format), sending nothing."""
     import asyncio
 
-    from notifiers.outbox import drain
-    from notifiers.transports.file import FileTransport
+    from duban.notifiers.outbox import drain
+    from duban.notifiers.transports.file import FileTransport
 
     folder.mkdir(parents=True, exist_ok=True)
     with engine.connect() as conn:

@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from duban.cli import AppContext, UserError, main, pass_app
-from duban.rules_cli import load_programme_rules, parse_at
-from engine.loader import RuleSetInvalid, load_rule_set
+from duban.cli.rules import load_programme_rules, parse_at
+from duban.engine.loader import RuleSetInvalid, load_rule_set
 
 EXAMPLES = (("lucheng", "examples/lucheng-2023"), ("huzhou", "examples/huzhou-2023"))
 
@@ -28,8 +28,8 @@ EXAMPLES = (("lucheng", "examples/lucheng-2023"), ("huzhou", "examples/huzhou-20
 @pass_app
 def simulate(app: AppContext, start_text: str, end_text: str, as_json: bool, outbox: Path | None) -> None:
     """Replay the cadence between two dates against the stored data; touches nothing, sends nothing."""
-    from duban.simulate import describe
-    from duban.simulate import simulate as run_simulation
+    from duban.app.simulate import describe
+    from duban.app.simulate import simulate as run_simulation
 
     start, end = _day_start(start_text), _day_start(end_text)
     if end <= start:
@@ -55,9 +55,9 @@ def _day_start(text: str) -> dt.datetime:
 @click.pass_context
 def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) -> None:
     """The whole product in one command: import both examples, replay 2023, write every e-mail as .eml."""
-    from duban.simulate import replay, timeline, write_eml, write_index
-    from store.db import create_all, make_engine
-    from store.importer import import_paths
+    from duban.app.simulate import replay, timeline, write_eml, write_index
+    from duban.store.db import create_all, make_engine
+    from duban.store.importer import import_paths
 
     app: AppContext = ctx.obj
     start, end = _day_start(start_text), _day_start(end_text)
@@ -130,8 +130,8 @@ DEMO_REPORTS = (("monthly", "2023-06"), ("quarterly", "2023-Q2"), ("annual", "20
 
 
 def _write_reports(engine: Any, rule_set: Any, folder: Path, end: dt.datetime) -> list[Any]:
-    from engine.calendar import WorkingCalendar
-    from notifiers.reports import cutoff, generate, report_period
+    from duban.engine.calendar import WorkingCalendar
+    from duban.notifiers.reports import cutoff, generate, report_period
 
     calendar = WorkingCalendar.load(rule_set.settings.calendar)
     written = []

@@ -9,9 +9,7 @@ from types import FrameType
 
 import click
 
-from duban.cli import AppContext, main, pass_app
-from duban.rules_cli import parse_at, rule_set_directory
-from duban.service import (
+from duban.app.service import (
     EXIT_LOCK_HELD,
     EXIT_ROUND_FAILED,
     EXIT_RULES_INVALID,
@@ -23,7 +21,9 @@ from duban.service import (
     run_service,
     shifted_clock,
 )
-from engine.loader import RuleSetInvalid
+from duban.cli import AppContext, main, pass_app
+from duban.cli.rules import parse_at, rule_set_directory
+from duban.engine.loader import RuleSetInvalid
 
 
 def _configure_logging() -> None:

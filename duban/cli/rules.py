@@ -12,14 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from duban.cli import AppContext, UserError, database_problem, main, pass_app
-from engine.loader import RuleError, RuleSetInvalid, check_against_store, find_rule_sets, load_rule_set
-from engine.rules import RuleSet
-from store.models import Indicator, Programme, Unit
+from duban.engine.loader import RuleError, RuleSetInvalid, check_against_store, find_rule_sets, load_rule_set
+from duban.engine.rules import RuleSet
+from duban.store.models import Indicator, Programme, Unit
 
 
 def parse_at(text: str, option: str = "--at") -> dt.datetime:
     """An ISO time; without a zone it is Asia/Shanghai time, the programmes' clock."""
-    from store.periods import SHANGHAI
+    from duban.store.periods import SHANGHAI
 
     try:
         # A bare date means 09:00 that day, when the office's rounds run.
@@ -69,7 +69,7 @@ def check(ctx: click.Context, directory: Path | None) -> None:
 
 
 def _store_errors(app: AppContext, rule_set: object) -> list[RuleError]:
-    from engine.rules import RuleSet
+    from duban.engine.rules import RuleSet
 
     assert isinstance(rule_set, RuleSet)
     try:
@@ -84,7 +84,7 @@ def _store_errors(app: AppContext, rule_set: object) -> list[RuleError]:
 
 def rule_set_directory(app: AppContext) -> Path:
     """The rule set folder for the database's programme (`--rules rules/` picks `rules/<programme>/`)."""
-    from engine.loader import resolve_rule_set
+    from duban.engine.loader import resolve_rule_set
 
     try:
         with app.engine.connect() as conn:
@@ -114,8 +114,8 @@ def load_programme_rules(app: AppContext) -> RuleSet:
 @pass_app
 def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ...], send: bool) -> None:
     """Print the alert candidates at a moment; with --send, record and deliver them."""
-    from engine.evaluate import evaluate as run_evaluation
-    from store.snapshot import load_snapshot
+    from duban.engine.evaluate import evaluate as run_evaluation
+    from duban.store.snapshot import load_snapshot
 
     at = parse_at(at_text)
     rule_set = load_programme_rules(app)
@@ -124,7 +124,7 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
     for warning in result.warnings:
         click.echo(f"警告：{warning}", err=True)
     if send:
-        from duban.rounds import RoundError, record_round, send_outbox
+        from duban.app.rounds import RoundError, record_round, send_outbox
 
         try:
             report = record_round(app.engine, rule_set, at, key=f"manual:{at.isoformat()}", groups=groups or None,
@@ -160,7 +160,7 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
 @click.option("-v", "--verbose", is_flag=True)
 def test_rules(files: tuple[Path, ...], verbose: bool) -> None:
     """Run rule unit tests written in YAML (like `promtool test rules`)."""
-    from duban.ruletest import run_rule_test_files
+    from duban.app.ruletest import run_rule_test_files
 
     outcome = run_rule_test_files(list(files))
     for line in outcome.lines(verbose=verbose):

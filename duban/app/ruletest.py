@@ -33,12 +33,12 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
-from engine.evaluate import AlertCandidate, Evaluator
-from engine.loader import RuleSetInvalid, load_rule_set
-from store.db import create_all, make_engine
-from store.importer import import_paths
-from store.periods import SHANGHAI
-from store.snapshot import load_snapshot
+from duban.engine.evaluate import AlertCandidate, Evaluator
+from duban.engine.loader import RuleSetInvalid, load_rule_set
+from duban.store.db import create_all, make_engine
+from duban.store.importer import import_paths
+from duban.store.periods import SHANGHAI
+from duban.store.snapshot import load_snapshot
 
 _NUMERIC_KEYS = ("value", "threshold", "expected")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from duban.cli import AppContext, UserError, main, pass_app
-from duban.rules_cli import load_programme_rules, parse_at
+from duban.cli.rules import load_programme_rules, parse_at
 
 
 @main.group()
@@ -19,7 +19,7 @@ def report() -> None:
 def _write(app: AppContext, kind: str, code: str, out: Path, at_text: str | None) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from notifiers.reports import ReportPeriodError, ReportTemplateError, generate
+    from duban.notifiers.reports import ReportPeriodError, ReportTemplateError, generate
 
     rule_set = load_programme_rules(app)
     at = parse_at(at_text) if at_text else None

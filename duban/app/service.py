@@ -58,12 +58,12 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, select, text
 
-from duban.rounds import RoundError, RoundReport, mail_from, record_round, send_outbox, template_problems
-from engine.calendar import CalendarFileError, WorkingCalendar
-from engine.evaluate import Evaluator
-from engine.loader import RuleError, RuleSetInvalid, load_rule_set
-from engine.rules import Cadence, RuleSet
-from engine.schedule import (
+from duban.app.rounds import RoundError, RoundReport, mail_from, record_round, send_outbox, template_problems
+from duban.engine.calendar import CalendarFileError, WorkingCalendar
+from duban.engine.evaluate import Evaluator
+from duban.engine.loader import RuleError, RuleSetInvalid, load_rule_set
+from duban.engine.rules import Cadence, RuleSet
+from duban.engine.schedule import (
     PROGRAMME_START,
     SHANGHAI,
     Schedule,
@@ -71,12 +71,12 @@ from engine.schedule import (
     ScheduleTrigger,
     parse_schedule,
 )
-from notifiers.message import MessageError, build_email
-from notifiers.outbox import enqueue
-from store.db import transaction
-from store.models import Round, Setting
+from duban.notifiers.message import MessageError, build_email
+from duban.notifiers.outbox import enqueue
+from duban.store.db import transaction
+from duban.store.models import Round, Setting
 
-logger = logging.getLogger("duban.service")
+logger = logging.getLogger("duban.app.service")
 
 CATCH_UP_WINDOW = dt.timedelta(days=400)
 CALENDAR_LOOKAHEAD = dt.timedelta(days=45)  # warn about next year's missing holidays in mid-November

@@ -18,18 +18,18 @@ from typing import Any
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.evaluate import AlertCandidate, EvaluationResult, Evaluator
-from engine.lifecycle import AlertKey, AlertState, PlannedNotice, SilenceRule, plan, standings
-from engine.rules import Rule, RuleSet
-from notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
-from notifiers.message import MessageError, build_dingtalk_message, build_email_messages
-from notifiers.outbox import enqueue
-from notifiers.render import DigestRenderer, TemplateProblem
-from notifiers.reports.periods import report_links as matching_reports
-from store.db import transaction
-from store.models import Alert, Delivery, Notice, Round, Silence
-from store.periods import SHANGHAI
-from store.snapshot import Snapshot, StoreRows, build_snapshot, load_snapshot
+from duban.engine.evaluate import AlertCandidate, EvaluationResult, Evaluator
+from duban.engine.lifecycle import AlertKey, AlertState, PlannedNotice, SilenceRule, plan, standings
+from duban.engine.rules import Rule, RuleSet
+from duban.notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
+from duban.notifiers.message import MessageError, build_dingtalk_message, build_email_messages
+from duban.notifiers.outbox import enqueue
+from duban.notifiers.render import DigestRenderer, TemplateProblem
+from duban.notifiers.reports.periods import report_links as matching_reports
+from duban.store.db import transaction
+from duban.store.models import Alert, Delivery, Notice, Round, Silence
+from duban.store.periods import SHANGHAI
+from duban.store.snapshot import Snapshot, StoreRows, build_snapshot, load_snapshot
 
 
 @dataclass
@@ -322,7 +322,7 @@ def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set
 
 
 def _label(period: str) -> str:
-    from store.periods import parse_period
+    from duban.store.periods import parse_period
 
     try:
         return parse_period(period.split("/")[0]).label
@@ -335,8 +335,8 @@ def send_outbox(engine: Engine, rule_set: RuleSet | None = None, *, limit: int |
     import asyncio
     import socket
 
-    from notifiers.outbox import drain
-    from notifiers.transports import ConfigError, transport_from_env
+    from duban.notifiers.outbox import drain
+    from duban.notifiers.transports import ConfigError, transport_from_env
 
     try:
         transport = transport_from_env()

@@ -23,11 +23,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from duban.cli import AppContext, UserError, main, pass_app
-from duban.rules_cli import parse_at
-from engine.lifecycle import QUIET_KINDS, SilenceRule
-from store.db import transaction
-from store.models import Alert, Delivery, Notice, Round, Silence, Unit
-from store.periods import SHANGHAI
+from duban.cli.rules import parse_at
+from duban.engine.lifecycle import QUIET_KINDS, SilenceRule
+from duban.store.db import transaction
+from duban.store.models import Alert, Delivery, Notice, Round, Silence, Unit
+from duban.store.periods import SHANGHAI
 
 LEVEL_LABELS = {"red": "红灯", "yellow": "黄灯", "blue": "提醒", "green": "表扬"}
 STATE_LABELS = {"firing": "预警中", "resolved": "已销号"}
@@ -293,8 +293,8 @@ def ack(app: AppContext, alert_ref: str, until_text: str, by: str | None) -> Non
 
 def _known_rules(app: AppContext) -> set[str] | None:
     """Rule ids of the database's rule set, or None when it cannot be loaded (then any id is taken)."""
-    from duban.rules_cli import rule_set_directory
-    from engine.loader import RuleSetInvalid, load_rule_set
+    from duban.cli.rules import rule_set_directory
+    from duban.engine.loader import RuleSetInvalid, load_rule_set
 
     try:
         rule_set = load_rule_set(rule_set_directory(app))
