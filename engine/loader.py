@@ -31,6 +31,7 @@ from duban.engine.rules import (
     Selector,
     Settings,
 )
+from duban.engine.yaml_errors import explain as explain_yaml_error
 
 INDICATOR_KINDS = ("level", "growth", "cumulative")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -169,10 +170,8 @@ class _FileChecker:
         try:
             return yaml.load(text)
         except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            problem = exc.problem or exc.context or "语法错误"
-            self.errors.append(RuleError(self.display, line, col, f"YAML 语法错误：{problem}"))
+            problem = explain_yaml_error(exc)  # Chinese, at the mark that points at the cause
+            self.errors.append(RuleError(self.display, problem.line, problem.column, problem.message))
             return None
         except Exception as exc:  # ruamel raises a few unmarked errors on odd input
             self.errors.append(RuleError(self.display, 1, 1, f"YAML 语法错误：{exc}"))
@@ -427,6 +426,7 @@ def _rule(checker: _FileChecker, item: CommentedMap, programme: str) -> Rule | N
     line, col = _pos(item)
     repeat = values.get("repeat", dt.timedelta(days=7))
     return Rule(
+        field_positions=_indicator_field_positions(checker.display, item),
         id=f"{programme}.{values['id']}",
         kind=values["kind"],
         title=values["title"],
@@ -454,6 +454,16 @@ def _rule(checker: _FileChecker, item: CommentedMap, programme: str) -> Rule | N
         basis=values.get("basis", ""),
         margin=values.get("margin", 10.0),
     )
+
+
+def _indicator_field_positions(display: str, item: CommentedMap) -> tuple[tuple[str, Position], ...]:
+    positions = [(key, Position(display, *_pos(item, key))) for key in ("indicator", "indicators", "at_least", "at_most")
+                 if key in item]
+    codes = item.get("indicators")
+    if isinstance(codes, CommentedSeq):
+        positions += [(f"indicators:{code}", Position(display, *_pos(codes, index=i)))
+                      for i, code in enumerate(codes) if isinstance(code, str)]
+    return tuple(positions)
 
 
 _SUBJECT_KEYS = {
@@ -535,7 +545,8 @@ def check_against_store(
     for rule in rule_set.rules:
         missing = sorted(rule.referenced_indicators - indicator_codes)
         for code in missing:
-            errors.append(RuleError(rule.position.file, rule.position.line, rule.position.column,
+            at = rule.indicator_position(code)
+            errors.append(RuleError(at.file, at.line, at.column,
                                     f"规则 `{rule.short_id}` 引用了数据库中不存在的指标代码 `{code}`"))
         if rule.template and template_exists is not None and not template_exists(rule.template):
             errors.append(RuleError(rule.position.file, rule.position.line, rule.position.column,

@@ -77,10 +77,27 @@ class Rule:
     # praise
     basis: str = ""
     margin: float = 10.0
+    # Where the fields naming indicators stand ("indicator", "indicators", "indicators:<code>", "at_least",
+    # "at_most"), so a check against the store can point at the field, not at the rule's first line.
+    field_positions: tuple[tuple[str, Position], ...] = field(default=(), compare=False)
 
     @property
     def short_id(self) -> str:
         return self.id.split(".", 1)[-1]
+
+    def indicator_position(self, code: str) -> Position:
+        """The line of the field that names indicator `code` (the rule's own line when unknown)."""
+        positions = dict(self.field_positions)
+        if f"indicators:{code}" in positions:
+            return positions[f"indicators:{code}"]
+        if self.selector.subject_type == "indicator" and code in self.selector.codes:
+            for key in ("indicator", "indicators"):
+                if key in positions:
+                    return positions[key]
+        for key, bound in (("at_least", self.at_least), ("at_most", self.at_most)):
+            if bound is not None and code in bound.references and key in positions:
+                return positions[key]
+        return self.position
 
     @property
     def referenced_indicators(self) -> frozenset[str]:

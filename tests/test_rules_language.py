@@ -185,7 +185,7 @@ def test_an_unknown_indicator_code_is_an_error_in_check_with_a_database(tmp_path
     result = check(directory, "--db", url)
     assert result.exit_code == 1
     [(_, line, _, message)] = errors_of(result)
-    assert line == 8
+    assert line == 12, "the line of the `indicator:` field, not the rule's first line"
     assert "不存在的指标代码 `service_investment_shar`" in message
 
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
+from duban.cli.zh import ZhGroup, install
 from duban.store.db import make_engine, resolve_url
+
+install()  # click's own words (用法、选项、错误…) in Chinese
 
 
 class UserError(click.ClickException):
@@ -62,7 +65,7 @@ def database_problem(db_url: str, exc: Exception) -> str:
     return f"数据库操作失败（{shown}）：{detail}。本次操作已全部回滚，请稍后重试。"
 
 
-class _Main(click.Group):
+class _Main(ZhGroup):
     """Turns database failures that escape a command into a Chinese message and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> object:
@@ -76,30 +79,30 @@ class _Main(click.Group):
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db_url", envvar="DUBAN_DB", default=None, help="SQLAlchemy URL or SQLite path (DUBAN_DB).")
+@click.option("--db", "db_url", envvar="DUBAN_DB", default=None, help="数据库：SQLAlchemy URL 或 SQLite 文件路径（环境变量 DUBAN_DB）。")
 @click.option(
     "--rules",
     "rules_dir",
     envvar="DUBAN_RULES",
     default="rules",
     type=click.Path(path_type=Path),
-    help="Rules directory (DUBAN_RULES, default rules/).",
+    help="规则目录（环境变量 DUBAN_RULES，默认 rules/）。",
 )
 @click.pass_context
 def main(ctx: click.Context, db_url: str | None, rules_dir: Path) -> None:
-    """duban 督办: rule-based supervision of the 十百千 programmes."""
+    """duban 督办：按规则督办服务业“十百千”工程——导入数据、评估亮灯、发送督办通知、生成专报。"""
     ctx.obj = AppContext(db_url=resolve_url(db_url), rules_dir=rules_dir)
 
 
 @main.group()
 def db() -> None:
-    """Database schema commands."""
+    """数据库结构管理。"""
 
 
 @db.command("upgrade")
 @pass_app
 def db_upgrade(app: AppContext) -> None:
-    """Create or migrate the database schema to the newest version."""
+    """创建数据库结构，或升级到最新版本。"""
     from duban.store.migrate import current, upgrade
 
     upgrade(app.engine)
@@ -107,11 +110,11 @@ def db_upgrade(app: AppContext) -> None:
 
 
 @main.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--by", "imported_by", default=None, help="Recorded as who imported (default: the OS user).")
+@click.argument("paths", nargs=-1, required=True, metavar="文件或文件夹...", type=click.Path(path_type=Path))
+@click.option("--by", "imported_by", default=None, help="记录的导入人（默认：当前系统用户名）。")
 @pass_app
 def import_lists(app: AppContext, paths: tuple[Path, ...], imported_by: str | None) -> None:
-    """Import .csv/.xlsx lists (files or folders) in one transaction: any problem means nothing is written."""
+    """导入 .csv/.xlsx 清单（文件或文件夹），一次事务完成：有任何问题则一条也不写入。"""
     import datetime as dt
 
     from sqlalchemy import inspect
@@ -139,10 +142,10 @@ def _os_user() -> str:
 
 
 @main.command("template")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Overwrite existing template files.")
+@click.argument("directory", metavar="目录", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="覆盖已有的模板文件。")
 def template(directory: Path, force: bool) -> None:
-    """Write blank .xlsx templates (one workbook per list, with a 说明 sheet) into DIRECTORY."""
+    """在目录中生成空白 .xlsx 填报模板（每张清单一个工作簿，附“说明”工作表）。"""
     from duban.store.importing.lists import LISTS
     from duban.store.templates_xlsx import write_templates
 
@@ -157,7 +160,7 @@ def template(directory: Path, force: bool) -> None:
 @main.command("outbox")
 @pass_app
 def outbox(app: AppContext) -> None:
-    """List pending, in-flight and failed deliveries with their last errors."""
+    """列出待发送、发送中和发送失败的投递及其最近一次错误。"""
     from duban.notifiers.outbox import outbox_status
     from duban.notifiers.service import status_lines
     from duban.store.db import transaction
@@ -169,10 +172,13 @@ def outbox(app: AppContext) -> None:
 
 
 @main.command("send")
-@click.option("--limit", type=int, default=None, help="Send at most this many messages.")
+@click.option("--limit", type=int, default=None, help="最多发送的条数。")
 @pass_app
 def send(app: AppContext, limit: int | None) -> None:
-    """Send due deliveries (DUBAN_TRANSPORT=file|smtp|dingtalk, default file into DUBAN_OUTBOX_DIR)."""
+    """发送到期的投递。
+
+    发送方式由 DUBAN_TRANSPORT 指定：file（默认，写入 DUBAN_OUTBOX_DIR）、smtp 或 dingtalk。
+    """
     import asyncio
     import os
     from datetime import UTC, datetime

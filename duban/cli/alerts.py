@@ -147,13 +147,13 @@ def _history(alert: Alert) -> str:
 
 @main.command("alerts")
 @click.option("--state", type=click.Choice(["firing", "resolved", "all"]), default="firing", show_default=True,
-              help="firing (预警中), resolved (已销号) or all.")
-@click.option("--unit", "unit", default=None, help="Only alerts concerning this unit (code or name).")
-@click.option("--rule", "rule", default=None, help="Only this rule (id with or without the programme).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+              help="firing（预警中）、resolved（已销号）或 all（全部）。")
+@click.option("--unit", "unit", default=None, help="只列出涉及该单位的预警（单位代码或名称）。")
+@click.option("--rule", "rule", default=None, help="只列出该规则的预警（规则编号，可带或不带项目前缀）。")
+@click.option("--json", "as_json", is_flag=True, help="每行输出一个 JSON 对象。")
 @pass_app
 def alerts(app: AppContext, state: str, unit: str | None, rule: str | None, as_json: bool) -> None:
-    """List alerts (level, first/last seen, level history, acknowledgement, silence) and active silences."""
+    """列出预警（灯色、首次/最近出现时间、灯色变化、确认和静默情况）及生效中的静默。"""
     now = now_utc()
     with _session(app) as session:
         unit_code = _unit_code(session, unit) if unit else None
@@ -268,12 +268,12 @@ def _find_alert(session: Session, ref: str) -> Alert:
 
 
 @main.command("ack")
-@click.argument("alert_ref", metavar="ALERT_ID_OR_KEY")
-@click.option("--until", "until_text", required=True, help="Pause 催办 repeats until then (ISO date or time).")
-@click.option("--by", "by", default=None, help="Who acknowledges (default: the OS user).")
+@click.argument("alert_ref", metavar="预警编号或键")
+@click.option("--until", "until_text", required=True, help="在此之前暂停重复催办（ISO 日期或时间）。")
+@click.option("--by", "by", default=None, help="确认人（默认：当前系统用户名）。")
 @pass_app
 def ack(app: AppContext, alert_ref: str, until_text: str, by: str | None) -> None:
-    """Acknowledge a firing alert: no 催办 repeats until the expiry; an escalation still notifies."""
+    """确认一条预警：到期前不再重复催办；如升级为红灯仍会通知。"""
     from duban.cli import _os_user
 
     now = now_utc()
@@ -304,18 +304,18 @@ def _known_rules(app: AppContext) -> set[str] | None:
 
 
 @main.command("silence")
-@click.option("--rule", "rule", default=None, help="Rule id (with or without the programme).")
-@click.option("--subject", "subject", default=None, help="Subject code: indicator, project, task or unit.")
-@click.option("--unit", "unit", default=None, help="Recipient unit (code or name).")
-@click.option("--until", "until_text", default=None, help="Expiry (ISO date or time, Beijing time).")
-@click.option("--comment", "comment", default="", help="Why (shown in duban alerts).")
-@click.option("--by", "by", default=None, help="Who silences (default: the OS user).")
-@click.option("--list", "list_only", is_flag=True, help="List the silences in force.")
-@click.option("--expire", "expire_id", type=int, default=None, help="End silence ID now.")
+@click.option("--rule", "rule", default=None, help="规则编号（可带或不带项目前缀）。")
+@click.option("--subject", "subject", default=None, help="监测对象代码：指标、项目、任务或单位。")
+@click.option("--unit", "unit", default=None, help="收件单位（单位代码或名称）。")
+@click.option("--until", "until_text", default=None, help="静默截止时间（ISO 日期或时间，北京时间）。")
+@click.option("--comment", "comment", default="", help="静默原因（在 duban alerts 中显示）。")
+@click.option("--by", "by", default=None, help="操作人（默认：当前系统用户名）。")
+@click.option("--list", "list_only", is_flag=True, help="列出生效中的静默。")
+@click.option("--expire", "expire_id", type=int, default=None, help="立即结束该编号的静默。")
 @pass_app
 def silence(app: AppContext, rule: str | None, subject: str | None, unit: str | None, until_text: str | None,
             comment: str, by: str | None, list_only: bool, expire_id: int | None) -> None:
-    """Mute notices matching --rule/--subject/--unit (any of them, at least one) until --until."""
+    """在 --until 之前不发送符合 --rule/--subject/--unit（至少指定一项）的通知。"""
     from duban.cli import _os_user
 
     now = now_utc()
@@ -525,18 +525,18 @@ def _ledger(app: AppContext, unit: str | None, rule: str | None, since_text: str
 
 def _ledger_command(name: str, help_text: str) -> None:
     @main.command(name, help=help_text)
-    @click.option("--unit", "unit", default=None, help="Only notices to this unit (code or name).")
-    @click.option("--rule", "rule", default=None, help="Only notices of this rule.")
-    @click.option("--since", "since_text", default=None, help="Only notices from this time on (ISO date or time).")
-    @click.option("--kind", "kind", default=None, help="warning, reminder, overdue, praise, escalation, revised, resolved.")
-    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+    @click.option("--unit", "unit", default=None, help="只列出发给该单位的通知（单位代码或名称）。")
+    @click.option("--rule", "rule", default=None, help="只列出该规则的通知。")
+    @click.option("--since", "since_text", default=None, help="只列出此时间之后的通知（ISO 日期或时间）。")
+    @click.option("--kind", "kind", default=None, help="通知类型：warning（预警）、reminder（提醒）、overdue（逾期）、praise（表扬）、escalation（升级督办）、revised（灯色调整）、resolved（销号）。")
+    @click.option("--json", "as_json", is_flag=True, help="每行输出一个 JSON 对象。")
     @click.option("--xlsx", "xlsx", default=None, type=click.Path(dir_okay=False, path_type=Path),
-                  help="Write the ledger to this .xlsx file instead.")
+                  help="改为将台账导出到该 .xlsx 文件。")
     @pass_app
     def command(app: AppContext, unit: str | None, rule: str | None, since_text: str | None, kind: str | None,
                 as_json: bool, xlsx: Path | None) -> None:
         _ledger(app, unit, rule, since_text, kind, as_json, xlsx)
 
 
-_ledger_command("notices", "The ledger (台账): every notice sent, to whom, when, why, and its delivery.")
-_ledger_command("ledger", "Same as `duban notices`.")
+_ledger_command("notices", "通知台账：每条通知发给谁、何时、为何，以及投递结果。")
+_ledger_command("ledger", "同 duban notices。")

@@ -21,13 +21,13 @@ EXAMPLES = (("lucheng", "examples/lucheng-2023"), ("huzhou", "examples/huzhou-20
 
 
 @main.command()
-@click.option("--from", "start_text", required=True, help="Start date or time (Asia/Shanghai by default).")
-@click.option("--to", "end_text", required=True, help="End date or time (exclusive).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per notice, with its round.")
-@click.option("--outbox", type=click.Path(path_type=Path), help="Also write every message as a .eml file here.")
+@click.option("--from", "start_text", required=True, help="起始日期或时间（默认北京时间）。")
+@click.option("--to", "end_text", required=True, help="截止日期或时间（不含）。")
+@click.option("--json", "as_json", is_flag=True, help="每条通知输出一个 JSON 对象（含所属轮次）。")
+@click.option("--outbox", type=click.Path(path_type=Path), help="同时把每封邮件写成 .eml 文件存到该目录。")
 @pass_app
 def simulate(app: AppContext, start_text: str, end_text: str, as_json: bool, outbox: Path | None) -> None:
-    """Replay the cadence between two dates against the stored data; touches nothing, sends nothing."""
+    """按库中数据回放两个日期之间的督办节奏；不修改数据，不发送任何通知。"""
     from duban.app.simulate import describe
     from duban.app.simulate import simulate as run_simulation
 
@@ -48,13 +48,14 @@ def _day_start(text: str) -> dt.datetime:
 
 
 @main.command()
-@click.option("--workspace", type=click.Path(path_type=Path), default=Path("demo-workspace"), show_default=True)
-@click.option("--from", "start_text", default="2023-01-01", show_default=True)
+@click.option("--workspace", type=click.Path(path_type=Path), default=Path("demo-workspace"), show_default=True,
+              help="演示输出目录（数据库、邮件、报告和 index.html）。")
+@click.option("--from", "start_text", default="2023-01-01", show_default=True, help="回放起始日期。")
 @click.option("--to", "end_text", default="2024-02-01", show_default=True,
-              help="Exclusive; January 2024 shows the year-end overdue tasks and the annual assessment.")
+              help="回放截止日期（不含）；含 2024 年 1 月可看到年末逾期任务和年度评估。")
 @click.pass_context
 def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) -> None:
-    """The whole product in one command: import both examples, replay 2023, write every e-mail as .eml."""
+    """一条命令体验全部功能：导入两个示例，回放 2023 年，把每封邮件写成 .eml 并生成报告。"""
     from duban.app.simulate import replay, timeline, write_eml, write_index
     from duban.store.db import create_all, make_engine
     from duban.store.importer import import_paths

@@ -13,7 +13,7 @@ from duban.cli.rules import load_programme_rules, parse_at
 
 @main.group()
 def report() -> None:
-    """Write the working group's reports (HTML with charts, and .xlsx with the five lists)."""
+    """生成专班报告：带图表的 HTML 和含五张清单的 .xlsx。"""
 
 
 def _write(app: AppContext, kind: str, code: str, out: Path, at_text: str | None) -> None:
@@ -45,36 +45,36 @@ def _write(app: AppContext, kind: str, code: str, out: Path, at_text: str | None
 
 
 _OUT = click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
-                    show_default=True, help="Folder for the .html and .xlsx files.")
+                    show_default=True, help="报告（.html 和 .xlsx）的输出文件夹。")
 _AT = click.option("--at", "at_text", default=None,
-                   help="Evaluate at this moment instead of the reading meeting's fire time (ISO, Asia/Shanghai).")
+                   help="按此时点评估，而不是按审阅该报告的会议时间（ISO 格式，默认北京时间）。")
 
 
 @report.command("monthly")
-@click.option("--month", required=True, help="The month reported, e.g. 2023-06.")
+@click.option("--month", required=True, metavar="YYYY-MM", help="报告月份，如 2023-06。")
 @_OUT
 @_AT
 @pass_app
 def monthly(app: AppContext, month: str, out: Path, at_text: str | None) -> None:
-    """月度专报: the month as the next monthly dispatch sees it."""
+    """月度专报：按次月月调度时的数据反映当月情况。"""
     _write(app, "monthly", month, out, at_text)
 
 
 @report.command("quarterly")
-@click.option("--quarter", required=True, help="The quarter reported, e.g. 2023-Q2.")
+@click.option("--quarter", required=True, metavar="YYYY-QN", help="报告季度，如 2023-Q2。")
 @_OUT
 @_AT
 @pass_app
 def quarterly(app: AppContext, quarter: str, out: Path, at_text: str | None) -> None:
-    """季度通报: the quarter as the next quarterly meeting sees it."""
+    """季度通报：按下一次季度分析会时的数据反映本季度情况。"""
     _write(app, "quarterly", quarter, out, at_text)
 
 
 @report.command("annual")
-@click.option("--year", required=True, help="The year assessed, e.g. 2023.")
+@click.option("--year", required=True, metavar="YYYY", help="评估年度，如 2023。")
 @_OUT
 @_AT
 @pass_app
 def annual(app: AppContext, year: str, out: Path, at_text: str | None) -> None:
-    """年度评估: the year as the annual assessment sees it."""
+    """年度评估：按年度评估会时的数据反映全年情况。"""
     _write(app, "annual", year, out, at_text)

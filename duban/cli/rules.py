@@ -40,10 +40,10 @@ def _print_errors(errors: list[RuleError]) -> None:
 
 
 @main.command()
-@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.argument("directory", required=False, metavar="[规则目录]", type=click.Path(path_type=Path))
 @click.pass_context
 def check(ctx: click.Context, directory: Path | None) -> None:
-    """Validate a rules directory (every rule set beneath it). With --db, also against the store."""
+    """检查规则目录（其下每个规则集）；指定 --db 时还核对数据库中的指标代码和单位。"""
     app: AppContext = ctx.obj
     root = directory or app.rules_dir
     sets = find_rule_sets(root)
@@ -64,8 +64,16 @@ def check(ctx: click.Context, directory: Path | None) -> None:
     if errors:
         _print_errors(errors)
         click.echo(f"规则检查未通过：共 {len(errors)} 处错误。", err=True)
+        if not check_store:
+            click.echo(NOT_CHECKED_WITHOUT_DB, err=True)
         sys.exit(1)
     click.echo(f"规则检查通过：{len(sets)} 个规则集，{total} 条规则。")
+    if not check_store:
+        click.echo(NOT_CHECKED_WITHOUT_DB)
+
+
+NOT_CHECKED_WITHOUT_DB = ("注意：未指定 --db，未核对规则引用的指标代码、专班单位代码和通知模板是否存在于数据库中；"
+                          "加 --db（或设置 DUBAN_DB）可一并核对，如 duban --db duban.db check。")
 
 
 def _store_errors(app: AppContext, rule_set: object) -> list[RuleError]:
@@ -107,13 +115,13 @@ def load_programme_rules(app: AppContext) -> RuleSet:
 
 
 @main.command()
-@click.option("--at", "at_text", required=True, help="Evaluation time (ISO; default zone Asia/Shanghai).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.option("--group", "groups", multiple=True, help="Only rules in these cadence groups.")
-@click.option("--send", is_flag=True, help="Record alerts and notices and deliver them through the outbox.")
+@click.option("--at", "at_text", required=True, help="评估时点（ISO 格式，如 2023-07-17 或 2023-07-17T09:00；默认北京时间）。")
+@click.option("--json", "as_json", is_flag=True, help="每行输出一个 JSON 对象。")
+@click.option("--group", "groups", multiple=True, help="只评估这些节奏分组中的规则（可多次指定）。")
+@click.option("--send", is_flag=True, help="记录预警和通知，并通过发件箱投递。")
 @pass_app
 def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ...], send: bool) -> None:
-    """Print the alert candidates at a moment; with --send, record and deliver them."""
+    """列出某一时点应发出的提醒和预警；加 --send 则记录并投递。"""
     from duban.engine.evaluate import evaluate as run_evaluation
     from duban.store.snapshot import load_snapshot
 
@@ -156,10 +164,10 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
 
 
 @main.command("test")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-v", "--verbose", is_flag=True)
+@click.argument("files", nargs=-1, required=True, metavar="测试文件...", type=click.Path(exists=True, path_type=Path))
+@click.option("-v", "--verbose", is_flag=True, help="逐条列出每个测试用例的结果。")
 def test_rules(files: tuple[Path, ...], verbose: bool) -> None:
-    """Run rule unit tests written in YAML (like `promtool test rules`)."""
+    """运行用 YAML 编写的规则单元测试（类似 promtool test rules）。"""
     from duban.app.ruletest import run_rule_test_files
 
     outcome = run_rule_test_files(list(files))

@@ -51,16 +51,16 @@ def _install_signal_handlers(controls: Controls) -> None:
 
 
 @main.command("run")
-@click.option("--once", is_flag=True, help="Run every due round (catch-up), send, and exit (for cron).")
+@click.option("--once", is_flag=True, help="执行所有到期轮次（含补跑）、发送后退出（供 cron 使用）。")
 @click.option("--at", "at_text", default=None,
-              help="Pretend the service starts at this time (ISO; Asia/Shanghai): catch-up and evaluation use it, "
-                   "running at real speed; the scheduled jobs still wake on the wall clock (for trials and tests).")
-@click.option("--wait", is_flag=True, help="If another instance holds the lock, wait for it instead of exiting.")
+              help="假定服务在此时点启动（ISO 格式，默认北京时间）：补跑和评估以此为准并按真实速度推进；"
+                   "定时任务仍按系统时钟唤醒（用于试运行和测试）。")
+@click.option("--wait", is_flag=True, help="如另一实例已持有锁，等待其退出而不是直接退出。")
 @click.option("--poll", "poll_seconds", type=float, default=3.0, show_default=True,
-              help="Seconds between checks of the rules directory.")
+              help="检查规则目录是否变化的间隔秒数。")
 @pass_app
 def run(app: AppContext, once: bool, at_text: str | None, wait: bool, poll_seconds: float) -> None:
-    """Run the cadence rounds (会商、调度、分析…) and send their notices; catch up after downtime."""
+    """按节奏运行各轮次（会商、调度、分析……）并发送通知；停机后自动补跑。"""
     _configure_logging()
     controls = Controls()
     _install_signal_handlers(controls)
