@@ -102,6 +102,8 @@ def rule_conditions(rule: Rule) -> dict[str, Condition]:
             _all(_const_cmp("$lt", "days", 0.0), _const_cmp("$gte", "days", -escalate)))
         add("escalated", DecisionKind("overdue", "red", "escalated", copy_working_group=True),
             _const_cmp("$lt", "days", -escalate))
+        # Ongoing (常态化) tasks: their facts carry flag=True and days far away, so only this matches.
+        add("progress", DecisionKind("reminder", "blue", "progress", period_suffix="progress"), {"flag": True})
     elif rule.kind == "report_due":
         add("due_soon", DecisionKind("reminder", "blue", "due_soon", period_suffix="reminder"),
             _all(_const_cmp("$gte", "days", 0.0), _const_cmp("$lte", "days", float(rule.remind_days_before))))

@@ -20,7 +20,7 @@ from duban.engine.durable_adapter import CompiledRuleset
 from duban.engine.rules import Rule, RuleSet
 from duban.store.gcpause import gc_paused
 from duban.store.periods import Period, local_date, month_code, parse_period
-from duban.store.snapshot import IndicatorInfo, Snapshot
+from duban.store.snapshot import IndicatorInfo, Snapshot, TaskInfo
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,9 @@ class Evaluator:
         if decision.kind == "praise" and rule.kind == "pace":
             template = "“{subject}”" + ("（{unit}）" if item.unit_name else "") + "完成进度快于序时进度" \
                 + _fmt(rule.praise_margin) + "个百分点以上"
+        if decision.stage == "progress":
+            # An ongoing duty has no 时间节点 to quote: the quarter's progress is what is asked for.
+            template = "常态化任务“{subject}”{period}推进情况调度"
         title = _fill(template, {
             "subject": item.subject_name,
             "period": item.period_label,
@@ -299,7 +302,14 @@ def _stage_note(stage: str, item: _Pending) -> str:
     days = item.days_left
     due = f"{item.deadline.month}月{item.deadline.day}日" if item.deadline else ""
     if stage.startswith("remind") and days is not None:
-        return "（今日到期）" if days == 0 else f"（距完成时限还有{days}天）"
+        working = item.details.get("working_days_left")
+        if days == 0:
+            return "（今日到期）"
+        if working == 0:
+            return f"（距完成时限还有{days}天，今日为到期前最后一个工作日）"
+        return f"（距完成时限还有{working}个工作日）" if working is not None else f"（距完成时限还有{days}天）"
+    if stage == "progress":
+        return ""
     if stage == "overdue" and days is not None:
         return f"（已逾期{-days}天）"
     if stage == "escalated" and days is not None:
@@ -490,16 +500,88 @@ def _pace_fact(rule: Rule, c: float, p: float) -> dict[str, Any]:
     return {"completion": c, "lag": p - c}
 
 
+def _task_details(task: TaskInfo, snapshot: Snapshot) -> dict[str, Any]:
+    """What a task notice shows besides its title: the document's columns, by name (docs/rules.md)."""
+    def name(code: str) -> str:
+        unit = snapshot.units.get(code)
+        return unit.name if unit else code
+    lead, others = (task.units[0], task.units[1:]) if task.units else ("", ())
+    return {
+        "task_kind": task.kind,
+        "measures": task.measures,
+        "goal": task.goal,
+        "deadline_text": task.deadline_text,
+        "lead_unit": lead,
+        "lead_unit_name": name(lead) if lead else "",
+        "other_units": list(others),
+        "other_unit_names": [name(code) for code in others],
+    }
+
+
+def _working_days_until(calendar: WorkingCalendar, today: dt.date, day: dt.date, cap: int) -> int | None:
+    """Working days in (today, day]: 1 on the last working day before `day`'s own working day.
+
+    None when more than `cap` calendar days away (no reminder can be due yet; not worth counting).
+    """
+    if (day - today).days > cap:
+        return None
+    count = 0
+    current = today + dt.timedelta(days=1)
+    while current <= day:
+        count += calendar.is_working_day(current)
+        current += dt.timedelta(days=1)
+    return count
+
+
+def _quarter_end(day: dt.date) -> dt.date:
+    month = 3 * ((day.month - 1) // 3) + 3
+    return (dt.date(day.year + (month == 12), 1 if month == 12 else month + 1, 1)) - dt.timedelta(days=1)
+
+
 def _derive_deadline(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    """Deadline tasks: reminders `remind_days` WORKING days before the deadline, overdue after it
+    (calendar days). Ongoing tasks (常态化): never overdue; a progress check in the last
+    max(remind_days) working days of every quarter of their term instead."""
     today = snapshot.today
+    window = max(rule.remind_days, default=7)
+    cap = 2 * window + 30  # calendar days beyond which no reminder window can start (holidays included)
     for code, task in sorted(snapshot.tasks.items()):
-        if task.deadline is None or task.done or not rule.selector.matches(code):
+        if task.done or not rule.selector.matches(code):
+            continue
+        details = _task_details(task, snapshot)
+        if task.ongoing:
+            yield from _ongoing_check(ev, rule, snapshot, task, details, window)
+            continue
+        if task.deadline is None:
             continue
         days_left = (task.deadline - today).days
+        working = _working_days_until(ev.calendar, today, task.deadline, cap) if days_left >= 0 else None
+        details["working_days_left"] = working
         item = _Pending(rule, "task", code, task.title, task.units, task.deadline.isoformat(),
                         deadline=task.deadline, days_left=days_left, period_label=task.deadline_text,
-                        details={"goal": task.goal, "measures": task.measures})
-        yield item, {"days": float(days_left)}
+                        details=details)
+        yield item, {"days": float(working if working is not None else days_left)}
+
+
+def _ongoing_check(ev: Evaluator, rule: Rule, snapshot: Snapshot, task: TaskInfo, details: dict[str, Any],
+                   window: int) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    today = snapshot.today
+    programme = snapshot.programme
+    if programme is not None and today < programme.start:
+        return
+    end = task.deadline or (programme.end if programme else None)
+    if end is not None and today > end:
+        return  # its term is over: an ongoing duty has nothing to be overdue on
+    quarter_end = _quarter_end(today)
+    working = _working_days_until(ev.calendar, today, quarter_end, 2 * window + 30)
+    if working is None or working > window:
+        return
+    quarter = _quarter_of(today)
+    details = {**details, "progress_quarter": quarter, "working_days_left": working}
+    item = _Pending(rule, "task", task.code, task.title, task.units, quarter, deadline=quarter_end,
+                    days_left=(quarter_end - today).days, period_label=parse_period(quarter).label,
+                    details=details)
+    yield item, {"days": 1e6, "flag": True}
 
 
 def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
@@ -621,8 +703,8 @@ def _tasks_on_time(rule: Rule, snapshot: Snapshot, today: dt.date) -> Iterable[t
     start = dt.date(last_day.year, 3 * ((last_day.month - 1) // 3) + 1, 1)
     by_unit: dict[str, list[bool]] = {}
     for code, task in snapshot.tasks.items():
-        if not rule.selector.matches(code) or task.deadline is None or not task.units:
-            continue
+        if not rule.selector.matches(code) or task.deadline is None or not task.units or task.ongoing:
+            continue  # an ongoing duty has no result date to be on time for
         if start <= task.deadline <= last_day:
             on_time = task.done_on is not None and task.done_on <= task.deadline
             by_unit.setdefault(task.units[0], []).append(on_time)

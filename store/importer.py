@@ -83,6 +83,9 @@ DIRECTION_SPELLINGS = _accepting({
 CATEGORY_SPELLINGS = _accepting({name: () for name in ("战略支撑型", "产业赋能型", "生活美好型")})
 LEVEL_SPELLINGS = _accepting({name: () for name in ("省级", "市级")})
 STATUS_SPELLINGS = _accepting({"open": ("未完成", "进行中", "未开始"), "done": ("已完成", "完成")})
+TASK_KIND_SPELLINGS = _accepting({
+    "deadline": ("限时", "限时任务", "节点任务", "时限"), "ongoing": ("常态化", "常态化任务", "持续推进", "长期"),
+})
 
 LIST_LABELS = {spec.name: spec.label for spec in LISTS}
 
@@ -512,6 +515,8 @@ class _ImportRun:
         units = self._unit_list(row)
         status = row.get("status", lambda c: parse_enum(c, STATUS_SPELLINGS, "状态"), required=False, default="open")
         done_on = row.get("done_on", parse_date, required=False)
+        kind = row.get("kind", lambda c: parse_enum(c, TASK_KIND_SPELLINGS, "任务类型"), required=False,
+                       default="deadline")
         if row.ok and done_on is not None and status != "done":
             row.problem("status", "填写了完成日期，状态应为“已完成”")
         if code is not None:
@@ -519,7 +524,8 @@ class _ImportRun:
             if isinstance(deadline_cell, dt.datetime):
                 deadline_text = deadline_cell.date().isoformat()
             record = {"code": code, "title": title, "measures": measures, "goal": goal, "deadline": deadline,
-                      "deadline_text": deadline_text, "status": status, "done_on": done_on, "units": units}
+                      "deadline_text": deadline_text, "status": status, "done_on": done_on, "kind": kind,
+                      "units": units}
             keyed.add((code,), record if row.ok else None, row, "code")
 
     def _finish_tasks(self, keyed: _Keyed) -> None:

@@ -31,6 +31,9 @@ DIRECTIONS = ("at_least", "at_most")
 PROJECT_CATEGORIES = ("战略支撑型", "产业赋能型", "生活美好型")
 PROJECT_LEVELS = ("省级", "市级")
 TASK_STATUSES = ("open", "done")
+# deadline: a result due by a date (reminders, then overdue); ongoing: 常态化/持续推进 duty with no
+# result date — never overdue, a quarterly progress check instead.
+TASK_KINDS = ("deadline", "ongoing")
 FINAL_TARGET = "final"  # Target.scope for the programme-end target
 
 
@@ -203,6 +206,7 @@ class Task(Base):
     deadline_text: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(10), default="open")
     done_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    kind: Mapped[str] = mapped_column(String(10), default="deadline", server_default="deadline")
     units: Mapped[list[TaskUnit]] = relationship(
         order_by="TaskUnit.position", cascade="all, delete-orphan", lazy="selectin"
     )
@@ -364,6 +368,7 @@ __all__ = [
     "INDICATOR_KINDS",
     "PROJECT_CATEGORIES",
     "PROJECT_LEVELS",
+    "TASK_KINDS",
     "TASK_STATUSES",
     "UNIT_KINDS",
     "Alert",

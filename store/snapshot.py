@@ -73,6 +73,11 @@ class TaskInfo:
     deadline_text: str
     units: tuple[str, ...]
     done_on: dt.date | None  # None while not done as of the snapshot's moment
+    kind: str = "deadline"  # deadline | ongoing (常态化: no overdue, a quarterly progress check)
+
+    @property
+    def ongoing(self) -> bool:
+        return self.kind == "ongoing"
 
     @property
     def done(self) -> bool:
@@ -168,7 +173,7 @@ class StoreRows:
     projects: dict[str, ProjectInfo]
     plans: dict[tuple[str, int], float]
     investments: Sequence[tuple[str, str, float]]  # project, period, value
-    tasks: Sequence[tuple[str, str, str, str, dt.date | None, str, str, dt.date | None]]
+    tasks: Sequence[tuple[str, str, str, str, dt.date | None, str, str, dt.date | None, str]]
     task_units: dict[str, tuple[str, ...]]
     periods_filtered: bool  # True when only periods ended at the moment read are present
 
@@ -197,7 +202,7 @@ def read_rows(connection: Connection, at: dt.datetime | None) -> StoreRows:
     investments = _ended_rows(connection, (ProjectInvestment.project_code, ProjectInvestment.period,
                                            ProjectInvestment.value), ProjectInvestment.period, at)
     tasks = connection.execute(select(Task.code, Task.title, Task.measures, Task.goal, Task.deadline,
-                                      Task.deadline_text, Task.status, Task.done_on)).all()
+                                      Task.deadline_text, Task.status, Task.done_on, Task.kind)).all()
     return StoreRows(ProgrammeInfo(*programme_row) if programme_row else None, units, indicators, targets,
                      observations, projects, plans, investments, tasks, _links(connection, TaskUnit, "task_code"),
                      periods_filtered=at is not None)
@@ -230,13 +235,13 @@ def _build(rows: StoreRows, at: dt.datetime) -> Snapshot:
     for project, amounts in groupby(investment_rows, key=itemgetter(0)):
         investments.setdefault(project, {}).update(map(itemgetter(1, 2), amounts))
     snapshot.investments = investments
-    for code, title, measures, goal, deadline, deadline_text, status, done_on in rows.tasks:
+    for code, title, measures, goal, deadline, deadline_text, status, done_on, kind in rows.tasks:
         # A task finished after T was still open at T.
         done_at_t = done_on if status == "done" and (done_on is None or done_on <= today) else None
         if status == "done" and done_on is None:
             done_at_t = deadline or today
         snapshot.tasks[code] = TaskInfo(code, title, measures, goal, deadline, deadline_text,
-                                        rows.task_units.get(code, ()), done_at_t)
+                                        rows.task_units.get(code, ()), done_at_t, kind or "deadline")
     return snapshot
 
 

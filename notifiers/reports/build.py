@@ -296,14 +296,17 @@ def _task_rows(assessments: Sequence[Assessment], snapshot: Snapshot,
             status = "done_late" if late else "done"
             label = f"{'逾期完成' if late else '按时完成'}（{task.done_on.month}月{task.done_on.day}日）"
             level = "green"
-        elif task.deadline is not None and task.deadline < today:
+        elif task.deadline is not None and task.deadline < today and not task.ongoing:
             overdue += 1
             status, label = "overdue", f"逾期{(today - task.deadline).days}天"
             # The deadline rule's light (yellow, red once escalated); overdue is never green.
             level = deadline_levels.get(task.code) or "yellow"
         else:
             status = "open"
-            label = f"推进中（剩{(task.deadline - today).days}天）" if task.deadline else "推进中"
+            if task.ongoing:
+                label = "常态化推进"  # a duty, not a result by a date: never overdue
+            else:
+                label = f"推进中（剩{(task.deadline - today).days}天）" if task.deadline else "推进中"
             level = None
         rows.append(TaskRow(
             # Some lists put only the time limit in the goal column; the measures then say what is due.

@@ -147,6 +147,8 @@ LISTS: tuple[ListSpec, ...] = (
             Column("units", "责任单位", ("单位", "责任单位代码"), hint=_UNIT_LIST_HINT),
             Column("status", "状态", ("完成情况",), required=False, hint="未完成 或 已完成（open/done），留空为未完成"),
             Column("done_on", "完成日期", ("完成时间",), required=False, hint="已完成任务的完成日期，如 2023-06-15"),
+            Column("kind", "任务类型", ("类型", "任务性质"), required=False,
+                   hint="限时（到期须见成果，逾期督办）或 常态化（持续推进，不计逾期，按季调度进展）；留空为限时"),
         ),
         "重点任务清单",
     ),
