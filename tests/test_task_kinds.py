@@ -49,3 +49,21 @@ def test_an_unknown_task_kind_is_refused_with_the_accepted_words(engine, tmp_pat
     assert not report.ok
     problem = next(str(p) for p in report.problems if str(bad) in str(p))
     assert ":2:任务类型: " in problem and "看情况" in problem and "ongoing" in problem
+
+
+def test_tasks_stored_before_revision_0003_keep_their_deadlines(tmp_path):
+    from sqlalchemy import text
+
+    from duban.store.db import make_engine
+    from duban.store.migrate import current, upgrade
+
+    engine = make_engine(str(tmp_path / "old.db"))
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO tasks (code, title, measures, goal, deadline, deadline_text, status) "
+                          "VALUES ('L01', '高规格推进', '', '', '2023-12-31', '2023全年', 'open')"))
+    upgrade(engine, "0003")
+    assert current(engine) == "0003"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT kind FROM tasks WHERE code = 'L01'")).scalar() == "deadline"
+    engine.dispose()
