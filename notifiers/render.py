@@ -46,8 +46,9 @@ from duban.notifiers.digest import (
     NoticeItem,
     UnitRef,
 )
+from duban.paths import BUNDLED_TEMPLATES
 
-DEFAULT_TEMPLATES_DIR = Path("rules/templates")
+DEFAULT_TEMPLATES_DIR = BUNDLED_TEMPLATES
 TEMPLATE_NAME = re.compile(r"^[a-z0-9_][a-z0-9_-]*$")
 
 try:

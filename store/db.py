@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,13 +26,48 @@ def resolve_url(url: str | None = None) -> str:
     return chosen
 
 
-def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+def database_schema(schema: str | None = None) -> str | None:
+    """The PostgreSQL schema of this programme (DUBAN_DB_SCHEMA), or None for the default one.
+
+    Several programmes share one PostgreSQL database, one schema each: every table, the Alembic
+    version and the service lock then live in the programme's own schema.
+    """
+    chosen = schema if schema is not None else os.environ.get("DUBAN_DB_SCHEMA", "")
+    chosen = chosen.strip()
+    if not chosen:
+        return None
+    if not SCHEMA_NAME.fullmatch(chosen):
+        raise ValueError(f"数据库模式名“{chosen}”无效：只能由小写字母、数字和下划线组成，且以字母开头。")
+    return chosen
+
+
+SCHEMA_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+def make_engine(url: str | None = None, *, schema: str | None = None, **kwargs: Any) -> Engine:
     resolved = resolve_url(url)
     parsed = make_url(resolved)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(resolved, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(resolved, **kwargs)
+    chosen_schema = database_schema(schema) if parsed.get_backend_name() == "postgresql" else None
+    if chosen_schema:
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        options = connect_args.get("options", "")
+        connect_args["options"] = f"{options} -csearch_path={chosen_schema}".strip()
+        kwargs["connect_args"] = connect_args
+    engine = create_engine(resolved, **kwargs)
+    if chosen_schema:
+        _SCHEMAS[engine] = chosen_schema
+    return engine
+
+
+_SCHEMAS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def engine_schema(engine: Engine) -> str | None:
+    """The programme schema an engine was made for (PostgreSQL), or None."""
+    return _SCHEMAS.get(engine)
 
 
 def sqlite_busy_timeout() -> float:

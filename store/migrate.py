@@ -20,6 +20,13 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     config = alembic_config(engine)
+    from duban.store.db import engine_schema
+
+    schema = engine_schema(engine)
+    if schema and engine.dialect.name == "postgresql":
+        # One schema per programme: the first upgrade creates it (the name was validated).
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

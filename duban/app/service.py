@@ -98,7 +98,8 @@ def log_event(event: str, level: int = logging.INFO, **fields: object) -> None:
         if not shown or any(c.isspace() or c in '"=' for c in shown):
             shown = json.dumps(shown, ensure_ascii=False)
         parts.append(f"{name}={shown}")
-    logger.log(level, " ".join(parts))
+    # The fields also travel as a structure, so the JSON-lines formatter (duban.app.logs) keeps them typed.
+    logger.log(level, " ".join(parts), extra={"duban_event": {"event": event, **fields}})
 
 
 def round_key(cadence: Cadence, fire_time: dt.datetime) -> str:

@@ -14,6 +14,7 @@ import click
 from sqlalchemy import Engine
 
 from duban.cli.zh import ZhGroup, install
+from duban.config import Config
 from duban.store.db import make_engine, resolve_url
 
 install()  # click's own words (用法、选项、错误…) in Chinese
@@ -31,10 +32,18 @@ class AppContext:
     db_url: str
     rules_dir: Path
     _engine: Engine | None = None
+    config: Config | None = None
+    programme: str | None = None  # the programme chosen with --programme (or the only one in the file)
+    unselected: tuple[str, ...] = ()  # programmes the file lists when none was chosen and no database given
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
+            if self.unselected:
+                raise UserError(
+                    f"配置文件中有多个方案（{'、'.join(self.unselected)}），请用 --programme 指定要操作的方案，"
+                    "例如 duban --programme " + self.unselected[0] + " …"
+                )
             self._engine = make_engine(self.db_url)
         return self._engine
 
@@ -79,19 +88,44 @@ class _Main(ZhGroup):
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db_url", envvar="DUBAN_DB", default=None, help="数据库：SQLAlchemy URL 或 SQLite 文件路径（环境变量 DUBAN_DB）。")
+@click.option("--db", "db_url", default=None,
+              help="数据库：SQLite 文件路径或 SQLAlchemy URL（环境变量 DUBAN_DB，或配置文件 [database] url）。")
 @click.option(
     "--rules",
     "rules_dir",
-    envvar="DUBAN_RULES",
-    default="rules",
+    default=None,
     type=click.Path(path_type=Path),
-    help="规则目录（环境变量 DUBAN_RULES，默认 rules/）。",
+    help="规则目录（DUBAN_RULES；默认当前目录下的 rules/，没有则用安装包自带的规则）。",
 )
+@click.option("--config", "config_path", default=None, type=click.Path(path_type=Path),
+              help="配置文件 duban.toml 的路径（DUBAN_CONFIG；默认依次查找 ./duban.toml、~/.config/duban/duban.toml、"
+                   "/etc/duban/duban.toml）。环境变量优先于配置文件。")
+@click.option("--programme", "programme_code", envvar="DUBAN_PROGRAMME", default=None,
+              help="配置文件列出多个方案时，选择要操作的方案代码（DUBAN_PROGRAMME）。")
 @click.pass_context
-def main(ctx: click.Context, db_url: str | None, rules_dir: Path) -> None:
+def main(ctx: click.Context, db_url: str | None, rules_dir: Path | None, config_path: Path | None,
+         programme_code: str | None) -> None:
     """duban 督办：按规则督办服务业“十百千”工程——导入数据、评估亮灯、发送督办通知、生成专报。"""
-    ctx.obj = AppContext(db_url=resolve_url(db_url), rules_dir=rules_dir)
+    import os
+
+    from duban.config import ConfigFileError, apply, file_mode_umask, find_config, load_config
+    from duban.paths import default_rules_dir
+
+    try:
+        config = load_config(find_config(config_path))
+        programme = config.programme(programme_code)
+        apply(config, programme)
+        os.umask(file_mode_umask(os.environ.get("DUBAN_FILE_MODE")))
+    except ConfigFileError as exc:
+        raise UserError(str(exc)) from None
+    if config.path is not None:
+        os.environ.setdefault("DUBAN_CONFIG", str(config.path))  # children (run over several programmes) see it
+    unselected: tuple[str, ...] = ()
+    if programme is None and len(config.programmes) > 1 and not (db_url or os.environ.get("DUBAN_DB")):
+        unselected = tuple(config.programmes)
+    chosen_rules = rules_dir or Path(os.environ.get("DUBAN_RULES") or default_rules_dir())
+    ctx.obj = AppContext(db_url=resolve_url(db_url), rules_dir=chosen_rules, config=config,
+                         programme=programme.code if programme else None, unselected=unselected)
 
 
 @main.group()
@@ -209,6 +243,7 @@ if __name__ == "__main__":  # pragma: no cover
 # Command modules register themselves on `main`; imported last so they can import from here.
 import duban.cli.alerts  # noqa: E402
 import duban.cli.demo  # noqa: E402
+import duban.cli.ops  # noqa: E402
 import duban.cli.report  # noqa: E402
 import duban.cli.rules  # noqa: E402
 import duban.cli.service  # noqa: E402,F401

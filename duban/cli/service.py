@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,15 +29,14 @@ from duban.cli import AppContext, main, pass_app
 from duban.cli.rules import parse_at, rule_set_directory
 from duban.engine.loader import RuleSetInvalid
 
+if TYPE_CHECKING:
+    from duban.app.health import HealthServer
+
 
 def _configure_logging() -> None:
-    root = logging.getLogger("duban")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    root.propagate = False
+    from duban.app.logs import configure_service_logging
+
+    configure_service_logging()
 
 
 def _install_signal_handlers(controls: Controls) -> None:
@@ -55,12 +58,24 @@ def _install_signal_handlers(controls: Controls) -> None:
 @click.option("--at", "at_text", default=None,
               help="假定服务在此时点启动（ISO 格式，默认北京时间）：补跑和评估以此为准并按真实速度推进；"
                    "定时任务仍按系统时钟唤醒（用于试运行和测试）。")
+@click.option("--health-port", type=int, default=None, envvar="DUBAN_HEALTH_PORT",
+              help="在 127.0.0.1 的此端口提供健康检查 GET /healthz（DUBAN_HEALTH_PORT；与 duban doctor 相同的检查）。")
 @click.option("--wait", is_flag=True, help="如另一实例已持有锁，等待其退出而不是直接退出。")
 @click.option("--poll", "poll_seconds", type=float, default=3.0, show_default=True,
               help="检查规则目录是否变化的间隔秒数。")
 @pass_app
-def run(app: AppContext, once: bool, at_text: str | None, wait: bool, poll_seconds: float) -> None:
+def run(app: AppContext, once: bool, at_text: str | None, health_port: int | None, wait: bool,
+        poll_seconds: float) -> None:
     """按节奏运行各轮次（会商、调度、分析……）并发送通知；停机后自动补跑。"""
+    if app.unselected:
+        # The configuration file lists several programmes and none was chosen: run them all.
+        from duban.app.supervisor import run_programmes
+
+        run_args = [*(["--once"] if once else []), *(["--at", at_text] if at_text else []),
+                    *(["--wait"] if wait else []), "--poll", str(poll_seconds)]
+        if health_port:
+            click.echo("多个方案同时运行时，各方案的健康检查请用 duban doctor --json；--health-port 仅用于单个方案。", err=True)
+        sys.exit(run_programmes(app.unselected, run_args, once=once))
     _configure_logging()
     controls = Controls()
     _install_signal_handlers(controls)
@@ -93,8 +108,26 @@ def run(app: AppContext, once: bool, at_text: str | None, wait: bool, poll_secon
                            "下次运行会自动重试，详见日志中的 round_crashed。", err=True)
                 sys.exit(EXIT_ROUND_FAILED)
             return
-        code = run_service(service, clock=clock, controls=controls, lock=lock, poll_seconds=poll_seconds)
+        health = _start_health(app, health_port, app.rules_dir, lock.still_held, clock)
+        try:
+            code = run_service(service, clock=clock, controls=controls, lock=lock, poll_seconds=poll_seconds)
+        finally:
+            if health is not None:
+                health.close()
         if code:
             sys.exit(code)
     finally:
         lock_context.__exit__(None, None, None)
+
+
+def _start_health(app: AppContext, port: int | None, rules_root: Path, lock_held: Callable[[], bool],
+                  clock: Callable[[], dt.datetime]) -> HealthServer | None:
+    if not port:
+        return None
+    from duban.app.health import start_health_server
+    from duban.cli.ops import _shown_db
+
+    server = start_health_server(app.engine, port=port, rules_root=rules_root, shown_db=_shown_db(app),
+                                 lock_held=lock_held, clock=clock)
+    log_event("health_listening", url=f"http://127.0.0.1:{server.port}/healthz")
+    return server

@@ -25,10 +25,11 @@ from jinja2.sandbox import SandboxedEnvironment
 from duban.notifiers.render import chinese_ordinal, format_date_cn, format_datetime_cn, format_number
 from duban.notifiers.reports.charts import indicator_chart, project_chart
 from duban.notifiers.reports.model import LEVEL_NAMES, Report
+from duban.paths import BUNDLED_TEMPLATES
 from duban.store.periods import SHANGHAI
 
 # The bundled templates, beside the package: used by rule sets that keep no reports/ folder of their own.
-DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "rules" / "templates"
+DEFAULT_TEMPLATES_DIR = BUNDLED_TEMPLATES
 TEMPLATE = "reports/report.html.j2"
 
 
