@@ -37,12 +37,16 @@ def run(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str]
 
 
 @pytest.fixture(autouse=True)
-def _keep_umask() -> object:
-    # `duban` sets a private umask for its own process; keep the test process as it was.
+def _keep_process_state() -> object:
+    # `duban` copies the configuration file into its process environment and sets a private umask:
+    # in-process CLI runs here must leave both as they found them for the tests that follow.
     previous = os.umask(0o022)
     os.umask(previous)
+    environ = dict(os.environ)
     yield
     os.umask(previous)
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 @pytest.fixture()
