@@ -324,7 +324,8 @@ class _Run:
     def text(self) -> str:
         return self.log.read_text(encoding="utf-8")
 
-    def wait_for(self, needle: str, timeout: float = 20) -> None:
+    def wait_for(self, needle: str, timeout: float = 90) -> None:
+        # Generous: a wait that ends as soon as the line appears; a shared, loaded machine needs the room.
         deadline = time.monotonic() + timeout
         while needle not in self.text():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -339,7 +340,7 @@ def start_run(tmp_path: Path) -> Iterator[object]:
     def start(url: str, rules: Path, *args: str) -> _Run:
         log = tmp_path / f"run{len(started)}.log"
         env = {**os.environ, "DUBAN_DB": url, "DUBAN_RULES": str(rules), "DUBAN_TRANSPORT": "file",
-               "DUBAN_OUTBOX_DIR": str(tmp_path / "outbox")}
+               "DUBAN_OUTBOX_DIR": str(tmp_path / "outbox"), "DUBAN_LOG_FORMAT": "text"}
         with log.open("w", encoding="utf-8") as sink:
             process = subprocess.Popen([sys.executable, "-m", "duban", "run", *args], cwd=ROOT, env=env,
                                        stdout=sink, stderr=subprocess.STDOUT, text=True)

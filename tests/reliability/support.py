@@ -253,7 +253,8 @@ def database_url(engine: Engine) -> str:
 
 def duban_env(db: str, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_") or k == "DUBAN_TEST_PG"}
-    env.update(DUBAN_DB=db, DUBAN_MAIL_FROM=MAIL_FROM, PYTHONUNBUFFERED="1")
+    # The service tests read its log as `event=… key=value` lines (JSON lines are tested in test_operations).
+    env.update(DUBAN_DB=db, DUBAN_MAIL_FROM=MAIL_FROM, PYTHONUNBUFFERED="1", DUBAN_LOG_FORMAT="text")
     env.update(settings)
     return env
 
