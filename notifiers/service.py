@@ -1,31 +1,175 @@
-"""What `duban send` and `duban outbox` do, kept out of the CLI so it stays a thin wrapper."""
+"""Sending the outbox through every configured transport: the one path used by `duban send`,
+`evaluate --send`, `run`, `run --once` and the service (and the web, later).
+
+`deliver` drains each configured transport in turn, so one failing (the mail server's certificate,
+say) does not hold back the others (the DingTalk robot), then reports failures and newly seen
+problems to programme.yaml's `admin_email` in ONE message, sent through an e-mail transport at
+once when it can be, and says whether it went out or is only queued. Rows of a channel that no
+configured transport carries are reported (never silently left pending).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
-from duban.notifiers.message import DEFAULT_MAIL_FROM, MessageError, validate_address
-from duban.notifiers.outbox import FAILED, PENDING, SENDING, DrainReport, OutboxStatus, drain
+from duban.notifiers.message import EMAIL, MessageError, validate_address
+from duban.notifiers.outbox import (
+    ADMIN_NO_ADDRESS,
+    ADMIN_NONE,
+    ADMIN_QUEUED,
+    ADMIN_SENT,
+    DEFAULT_MAX_WAIT,
+    FAILED,
+    PENDING,
+    SENDING,
+    DeliveryFailure,
+    DrainReport,
+    OutboxStatus,
+    Problem,
+    admin_report_text,
+    drain,
+    enqueue_admin_report,
+    note_problems,
+    stranded,
+)
 from duban.notifiers.render import format_datetime_cn
-from duban.notifiers.transports import ConfigError, Transport, transport_from_env
+from duban.notifiers.transports import ConfigError, Transport
+from duban.notifiers.transports.redact import scrub
+from duban.notifiers.transports.settings import (
+    DeliverySettings,
+    build_transport,
+    build_transports,
+    delivery_settings,
+)
+from duban.store.db import transaction
 
 STATUS_LABELS = {PENDING: "待发送", SENDING: "发送中", FAILED: "发送失败", "sent": "已发送"}
 CHANNEL_LABELS = {"email": "邮件", "dingtalk": "钉钉"}
+EXIT_DELIVERY_FAILED = 4  # a command's exit code when a delivery failed or waits after a failure
 
 
 def transports_from_env(env: Mapping[str, str]) -> list[Transport]:
     """DUBAN_TRANSPORT names one transport or several separated by commas (e.g. "smtp,dingtalk")."""
-    names = [name.strip() for name in (env.get("DUBAN_TRANSPORT") or "file").split(",") if name.strip()]
-    return [transport_from_env(name, env) for name in dict.fromkeys(names)]
+    return build_transports(delivery_settings(env))
 
 
 def default_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class DeliveryOutcome:
+    """What one send of the outbox did, over every transport; `str()` is the Chinese summary."""
+
+    reports: list[tuple[str, DrainReport]] = field(default_factory=list)
+    config_error: str = ""
+    admin_report: str = ADMIN_NONE
+    admin_address: str = ""
+    problems: list[Problem] = field(default_factory=list)  # reported this time
+    stranded: dict[str, int] = field(default_factory=dict)  # channel -> rows no transport carries
+
+    @property
+    def failures(self) -> list[DeliveryFailure]:
+        return [failure for _name, report in self.reports for failure in report.failures]
+
+    @property
+    def ok(self) -> bool:
+        return not self.config_error and not self.stranded and all(report.ok for _n, report in self.reports)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else EXIT_DELIVERY_FAILED
+
+    def lines(self) -> list[str]:
+        if self.config_error:
+            return [f"未发送：{self.config_error}"]
+        lines = [f"[{name}] {report.summary()}" for name, report in self.reports]
+        for channel, count in self.stranded.items():
+            label = CHANNEL_LABELS.get(channel, channel)
+            lines.append(f"有{count}条{label}消息待发送，但 DUBAN_TRANSPORT 中没有能发送它们的通道"
+                         f"（如钉钉需包含 dingtalk 并设置 DUBAN_DINGTALK_WEBHOOK）")
+        waiting = {p.cause: p for _n, r in self.reports for p in r.problems.values()}
+        for problem in waiting.values():
+            lines.append(f"发送受阻（邮件已保留，稍后自动重试）：{scrub(problem.message)}")
+        text = admin_report_text(self.admin_report, self.admin_address)
+        if text:
+            lines.append(text.lstrip("；") + "。")
+        return lines
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+async def deliver(
+    engine: Engine,
+    *,
+    admin_address: str | None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    env: Mapping[str, str] | None = None,
+    settings: DeliverySettings | None = None,
+    worker: str | None = None,
+    limit: int | None = None,
+    sleep: Callable[[float], Any] = asyncio.sleep,
+    max_wait: timedelta = DEFAULT_MAX_WAIT,
+) -> DeliveryOutcome:
+    """Drain the outbox with every configured transport, then report to the admin once."""
+    outcome = DeliveryOutcome(admin_address=admin_address or "")
+    try:
+        settings = settings or delivery_settings(env)
+        transports = build_transports(settings)
+        if admin_address:
+            admin_address = validate_address(admin_address, "管理员邮箱（programme.yaml 的 admin_email）")
+    except (ConfigError, MessageError) as exc:
+        outcome.config_error = str(exc)
+        return outcome
+    worker = worker or default_worker()
+    for transport in transports:
+        try:
+            report = await drain(engine, transport, now=now, worker=worker, limit=limit, sleep=sleep,
+                                 max_wait=max_wait, mail_from=settings.mail_from)
+        except Exception as exc:  # one transport's failure must not keep the others from sending
+            report = DrainReport()
+            report.retried = 1
+            report.problems["crash"] = Problem(transport.name, "crash",
+                                               f"{transport.name}发送中断：{type(exc).__name__}: {scrub(str(exc))}")
+        outcome.reports.append((transport.name, report))
+    with transaction(engine) as session:
+        outcome.stranded = stranded(session, settings.channels() | _carried(transports))
+    problems: list[Problem] = []
+    for name, report in outcome.reports:
+        problems += note_problems(engine, name, report, now=now())
+    outcome.problems = problems
+    if not outcome.failures and not problems:
+        return outcome
+    if not admin_address:
+        outcome.admin_report = ADMIN_NO_ADDRESS
+        return outcome
+    delivery_id = enqueue_admin_report(engine, outcome.failures, problems, admin_address=admin_address,
+                                       mail_from=settings.mail_from, now=now())
+    if delivery_id is None:
+        return outcome
+    outcome.admin_report = ADMIN_QUEUED
+    mailer = next((t for t in transports if EMAIL in t.channels), None)
+    if mailer is not None:
+        # A fresh instance: the drains closed theirs.
+        fresh = build_transport(settings, mailer.name)
+        report = await drain(engine, fresh, now=now, worker=worker, only_ids=[delivery_id], sleep=sleep,
+                             max_wait=max_wait, mail_from=settings.mail_from)
+        if report.sent:
+            outcome.admin_report = ADMIN_SENT
+    return outcome
+
+
+def _carried(transports: list[Transport]) -> frozenset[str]:
+    return frozenset(channel for transport in transports for channel in transport.channels)
 
 
 async def send_pending(
@@ -35,28 +179,15 @@ async def send_pending(
     now: Callable[[], datetime],
     worker: str | None = None,
     limit: int | None = None,
+    admin_address: str | None = None,
 ) -> list[tuple[str, DrainReport]]:
     """Drain the outbox once with every configured transport. Raises ConfigError on bad settings."""
-    admin = (env.get("DUBAN_ADMIN_EMAIL") or "").strip() or None
-    mail_from = env.get("DUBAN_MAIL_FROM") or DEFAULT_MAIL_FROM
-    if admin:
-        try:
-            admin = validate_address(admin, "管理员邮箱（DUBAN_ADMIN_EMAIL）")
-        except MessageError as exc:
-            raise ConfigError(str(exc)) from exc
-    reports = []
-    for transport in transports_from_env(env):
-        report = await drain(
-            engine,
-            transport,
-            now=now,
-            worker=worker or default_worker(),
-            limit=limit,
-            admin_address=admin,
-            mail_from=mail_from,
-        )
-        reports.append((transport.name, report))
-    return reports
+    settings = delivery_settings(env)
+    outcome = await deliver(engine, admin_address=admin_address, now=now, settings=settings, worker=worker,
+                            limit=limit)
+    if outcome.config_error:
+        raise ConfigError(outcome.config_error)
+    return outcome.reports
 
 
 def status_lines(status: OutboxStatus) -> list[str]:
@@ -68,6 +199,8 @@ def status_lines(status: OutboxStatus) -> list[str]:
     if not status.rows:
         lines.append("没有待发送或发送失败的通知。")
         return lines
+    if status.counts.get(FAILED):
+        lines.append("修正原因后，可用 duban outbox --retry --failed 把全部失败的通知重新排队，或 --retry 编号 指定一封。")
     current = None
     for row in status.rows:
         if row.status != current:
@@ -79,6 +212,6 @@ def status_lines(status: OutboxStatus) -> list[str]:
         if row.status == PENDING:
             detail += f"，下次发送：{format_datetime_cn(row.next_attempt_at)}"
         if row.last_error:
-            detail += f"；最近错误：{row.last_error}"
+            detail += f"；最近错误：{scrub(row.last_error)}"
         lines.append(f"      {detail}")
     return lines

@@ -1,5 +1,6 @@
-"""A real SMTP server on 127.0.0.1 (aiosmtpd) that records what it receives: for tests, the
-benchmark and local previews. Not used in production; needs the dev dependency aiosmtpd.
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) that records what it receives, and a local server
+that enforces DingTalk's documented custom-robot contract: for tests, the benchmark and local
+previews. Not used in production; the SMTP sink needs the dev dependency aiosmtpd.
 
 Run standalone (the benchmark does, so the server has its own process and event loop):
     python -m notifiers.sink --port 8025 [--tls starttls|tls --cert c.pem --key k.pem]
@@ -8,8 +9,12 @@ Run standalone (the benchmark does, so the server has its own process and event 
 from __future__ import annotations
 
 import argparse
+import base64
 import email
 import email.policy
+import hashlib
+import hmac
+import json
 import shutil
 import signal
 import socket
@@ -17,10 +22,13 @@ import ssl
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 def free_port() -> int:
@@ -138,6 +146,104 @@ class SmtpSink:
             self._controller = None
 
     def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class DingTalkRobot:
+    """A local HTTP server that behaves as DingTalk documents its custom robots.
+
+    * `access_token` must match (else errcode 300001), the `sign` must be
+      base64(HmacSHA256(secret, f"{timestamp}\\n{secret}")) and the timestamp within an hour of the
+      server's clock (else 310000);
+    * at most `per_minute` accepted messages in any 60 seconds; the call beyond that is answered
+      130101 ("send too fast, exceed 20 times per minute") and so is every call for the next 10
+      minutes;
+    * errors come as HTTP 200 with errcode ≠ 0, like the real service.
+
+    `clock` (seconds) is injectable so that tests run minutes of robot time without sleeping.
+    """
+
+    def __init__(self, token: str, secret: str, *, clock: Callable[[], float] = time.time,
+                 per_minute: int = 20, block_seconds: float = 600.0) -> None:
+        self.token, self.secret, self.clock = token, secret, clock
+        self.per_minute, self.block_seconds = per_minute, block_seconds
+        self.lock = threading.Lock()
+        self.received: list[dict[str, Any]] = []
+        self.accepted_at: deque[float] = deque()
+        self.blocked_until = 0.0
+        self.calls = 0
+        self.throttled = 0  # 130101 answers given
+        self.rejected = 0  # other errcodes
+        self.status = 200  # set to e.g. 502 to play a failing gateway
+        robot = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                reply = robot.answer(self.path, body)
+                payload = json.dumps(reply).encode()
+                self.send_response(robot.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/robot/send?access_token={token}"
+        self._thread: threading.Thread | None = None
+
+    def answer(self, path: str, body: bytes) -> dict[str, Any]:
+        query = parse_qs(urlsplit(path).query)
+        with self.lock:
+            self.calls += 1
+            now = self.clock()
+            if query.get("access_token") != [self.token]:
+                self.rejected += 1
+                return {"errcode": 300001, "errmsg": "token is not exist"}
+            if self.secret:
+                stamp = (query.get("timestamp") or ["0"])[0]
+                expected = base64.b64encode(hmac.new(self.secret.encode(), f"{stamp}\n{self.secret}".encode(),
+                                                     hashlib.sha256).digest()).decode()
+                if not stamp.isdigit() or abs(int(stamp) / 1000 - now) > 3600:
+                    self.rejected += 1
+                    return {"errcode": 310000, "errmsg": "invalid timestamp"}
+                if query.get("sign") != [expected]:
+                    self.rejected += 1
+                    return {"errcode": 310000, "errmsg": "sign not match"}
+            if now < self.blocked_until:
+                self.throttled += 1
+                return {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
+            while self.accepted_at and self.accepted_at[0] <= now - 60:
+                self.accepted_at.popleft()
+            if len(self.accepted_at) >= self.per_minute:
+                self.blocked_until = now + self.block_seconds
+                self.throttled += 1
+                return {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
+            try:
+                message = json.loads(body)
+            except ValueError:
+                self.rejected += 1
+                return {"errcode": 40035, "errmsg": "缺少参数 json"}
+            self.accepted_at.append(now)
+            self.received.append(message)
+            return {"errcode": 0, "errmsg": "ok"}
+
+    def start(self) -> DingTalkRobot:
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> DingTalkRobot:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
@@ -22,14 +22,18 @@ from duban.engine.evaluate import AlertCandidate, EvaluationResult, Evaluator
 from duban.engine.lifecycle import AlertKey, AlertState, PlannedNotice, SilenceRule, plan, standings
 from duban.engine.rules import Rule, RuleSet
 from duban.notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
-from duban.notifiers.message import MessageError, build_dingtalk_message, build_email_messages
+from duban.notifiers.message import DINGTALK, MessageError, build_dingtalk_message, build_email_messages
 from duban.notifiers.outbox import enqueue
 from duban.notifiers.render import DigestRenderer, TemplateProblem
 from duban.notifiers.reports.periods import report_links as matching_reports
+from duban.notifiers.transports.settings import configured_channels
 from duban.store.db import transaction
 from duban.store.models import Alert, Delivery, Notice, Round, Silence
 from duban.store.periods import SHANGHAI
 from duban.store.snapshot import Snapshot, StoreRows, build_snapshot, load_snapshot
+
+if TYPE_CHECKING:
+    from duban.notifiers.service import DeliveryOutcome
 
 
 @dataclass
@@ -69,7 +73,9 @@ class RoundError(Exception):
 
 
 def mail_from() -> str:
-    return os.environ.get("DUBAN_MAIL_FROM") or FALLBACK_MAIL_FROM
+    from duban.notifiers.transports.settings import current_env
+
+    return current_env().get("DUBAN_MAIL_FROM") or FALLBACK_MAIL_FROM
 
 
 def _state_of(alert: Alert) -> AlertState:
@@ -146,13 +152,15 @@ def record_round(
         # The monthly dispatch and the quarterly/annual meetings point to the report they read.
         links = report_links or matching_reports(rule_set, job, at, os.environ.get("DUBAN_REPORTS_URL", ""))
         digests = build_digests(rule_set, snapshot, decided.notices, key, round_title(at, name), at, links)
+        channels = configured_channels()
         messages = []
         for digest in digests:
             rendered = renderer.render(digest)
             report.problems += [str(p) for p in rendered.problems]
             try:
                 messages += build_email_messages(digest, rendered, mail_from=mail_from(), round_id=round_row.id)
-                if digest.recipient.code == rule_set.settings.working_group and os.environ.get("DUBAN_DINGTALK_WEBHOOK"):
+                # The working group also hears through its robot, when a transport carries DingTalk.
+                if digest.recipient.code == rule_set.settings.working_group and DINGTALK in channels:
                     messages.append(build_dingtalk_message(digest, rendered, round_id=round_row.id))
             except MessageError as exc:
                 # A message that cannot be built would be a lost notice: record nothing, say why.
@@ -330,23 +338,22 @@ def _label(period: str) -> str:
         return period.split("/")[0]
 
 
-def send_outbox(engine: Engine, rule_set: RuleSet | None = None, *, limit: int | None = None) -> str:
-    """Drain the outbox with the transport the environment names (default: .eml files)."""
+def send_outbox(engine: Engine, rule_set: RuleSet | None = None, *, limit: int | None = None,
+                max_wait: dt.timedelta | None = None) -> DeliveryOutcome:
+    """Send the outbox through every configured transport; failures go to programme.yaml's admin_email.
+
+    The one sending path of `duban send`, `evaluate --send`, `run`, `run --once` and the service
+    (see notifiers/service.py). `str()` of the result is the Chinese summary; `.exit_code` is
+    non-zero when anything failed.
+    """
     import asyncio
-    import socket
 
-    from duban.notifiers.outbox import drain
-    from duban.notifiers.transports import ConfigError, transport_from_env
+    from duban.notifiers.outbox import DEFAULT_MAX_WAIT
+    from duban.notifiers.service import deliver
 
-    try:
-        transport = transport_from_env()
-    except ConfigError as exc:
-        return f"未发送：{exc}"
     admin = rule_set.settings.admin_email if rule_set else None
-    report = asyncio.run(drain(engine, transport, now=lambda: dt.datetime.now(dt.UTC),
-                               worker=f"{socket.gethostname()}:{os.getpid()}", limit=limit,
-                               admin_address=admin or None, mail_from=mail_from()))
-    return report.summary()
+    return asyncio.run(deliver(engine, admin_address=admin or None, limit=limit,
+                               max_wait=DEFAULT_MAX_WAIT if max_wait is None else max_wait))
 
 
 def template_problems(rule_set: RuleSet) -> list[TemplateProblem]:

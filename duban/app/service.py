@@ -87,7 +87,13 @@ EXIT_LOCK_HELD = 2
 EXIT_RULES_INVALID = 1
 EXIT_ROUND_FAILED = 3  # --once: a round crashed and was rolled back; the next run retries it
 
-Sender = Callable[[Engine, RuleSet], str]
+Sender = Callable[[Engine, RuleSet], object]  # returns what to log as the summary (str() of it)
+
+
+def service_send(engine: Engine, rule_set: RuleSet) -> object:
+    """The service sends without waiting for pacing windows: paced rows wait in the outbox (no
+    attempt spent) for the next drain, so the loop stays free to answer signals and reloads."""
+    return send_outbox(engine, rule_set, max_wait=dt.timedelta(0))
 
 
 def log_event(event: str, level: int = logging.INFO, **fields: object) -> None:
@@ -291,7 +297,7 @@ class ReloadOutcome:
 class Service:
     """Rounds for one rule set on one database. Every method takes ``now``; nothing here reads a clock."""
 
-    def __init__(self, engine: Engine, directory: Path, *, send: Sender = send_outbox) -> None:
+    def __init__(self, engine: Engine, directory: Path, *, send: Sender = service_send) -> None:
         self.engine = engine
         self.directory = Path(directory)
         self.send = send
@@ -299,6 +305,8 @@ class Service:
         self._rejected: str | None = None  # fingerprint of the last bad state already reported
         self._round_lock = threading.RLock()
         self.retry_due = False  # a round crashed (e.g. the database restarted): the loop ticks again
+        self.delivery_failed = False  # a send in this process had failures (`run --once` exits non-zero)
+        self.last_delivery: object = None  # what the latest send did (its str() is the summary)
 
     # lifecycle
 
@@ -420,8 +428,11 @@ class Service:
             return report
 
     def deliver(self) -> None:
-        summary = self.send(self.engine, self.current().rule_set)
-        log_event("outbox_sent", summary=summary)
+        outcome = self.send(self.engine, self.current().rule_set)
+        ok = getattr(outcome, "ok", True)
+        log_event("outbox_sent", logging.INFO if ok else logging.WARNING, summary=str(outcome).replace("\n", " | "))
+        self.delivery_failed = self.delivery_failed or not ok
+        self.last_delivery = outcome
 
     # reload
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import Engine
@@ -18,6 +19,8 @@ from duban.config import Config
 from duban.store.db import make_engine, resolve_url
 
 install()  # click's own words (用法、选项、错误…) in Chinese
+if TYPE_CHECKING:
+    from duban.engine.rules import RuleSet
 
 
 class UserError(click.ClickException):
@@ -192,44 +195,80 @@ def template(directory: Path, force: bool) -> None:
 
 
 @main.command("outbox")
+@click.option("--retry", "retry", default=None, is_flag=False, flag_value="", metavar="[编号]",
+              help="把发送失败的通知重新排队：--retry 编号 指定一封（可用逗号分隔多个），--retry --failed 全部失败的。")
+@click.option("--failed", "all_failed", is_flag=True, help="与 --retry 连用：重新排队全部发送失败的通知。")
 @pass_app
-def outbox(app: AppContext) -> None:
-    """列出待发送、发送中和发送失败的投递及其最近一次错误。"""
-    from duban.notifiers.outbox import outbox_status
+def outbox(app: AppContext, retry: str | None, all_failed: bool) -> None:
+    """查看发件箱：待发送、发送中和发送失败的通知及最近一次错误；--retry 重新排队。"""
+    from datetime import UTC, datetime
+
+    from duban.notifiers.outbox import outbox_status, requeue
     from duban.notifiers.service import status_lines
     from duban.store.db import transaction
 
+    if retry is not None or all_failed:
+        ids = _retry_ids(retry or "")
+        if not ids and not all_failed:
+            raise UserError("请指明要重新排队的通知：duban outbox --retry 编号，或 duban outbox --retry --failed")
+        with transaction(app.engine) as session:
+            result = requeue(session, ids=ids, failed=all_failed, now=datetime.now(UTC))
+        for line in result.lines():
+            click.echo(line)
+        if result.refused:
+            raise click.exceptions.Exit(1)
+        return
     with transaction(app.engine) as session:
         status = outbox_status(session)
     for line in status_lines(status):
         click.echo(line)
 
 
+def _retry_ids(text: str) -> list[int]:
+    ids = []
+    for part in text.replace("，", ",").split(","):
+        part = part.strip().lstrip("#")
+        if not part:
+            continue
+        if not part.isdigit():
+            raise UserError(f"--retry 的“{part}”不是通知编号（duban outbox 列出的 # 后的数字）")
+        ids.append(int(part))
+    return ids
+
+
 @main.command("send")
-@click.option("--limit", type=int, default=None, help="最多发送的条数。")
+@click.option("--limit", type=int, default=None, help="本次最多发送多少封。")
 @pass_app
 def send(app: AppContext, limit: int | None) -> None:
-    """发送到期的投递。
+    """发送发件箱中到期的通知：DUBAN_TRANSPORT 中的每个通道（file、smtp、dingtalk，可用逗号组合）。
 
-    发送方式由 DUBAN_TRANSPORT 指定：file（默认，写入 DUBAN_OUTBOX_DIR）、smtp 或 dingtalk。
+    失败和发送受阻的原因报告给 programme.yaml 的 admin_email；有失败时退出码为 4。
     """
-    import asyncio
-    import os
-    from datetime import UTC, datetime
+    from duban.app.rounds import send_outbox
 
-    from duban.notifiers.service import send_pending
-    from duban.notifiers.transports import ConfigError
+    outcome = send_outbox(app.engine, _programme_rules_or_none(app), limit=limit)
+    if outcome.config_error:
+        raise UserError(f"发送配置错误：{outcome.config_error}")
+    for line in outcome.lines():
+        click.echo(line)
+    for failure in outcome.failures:
+        click.echo(f"  发送失败 #{failure.delivery_id} {failure.address}：{failure.error}", err=True)
+    if outcome.exit_code:
+        raise click.exceptions.Exit(outcome.exit_code)
+
+
+def _programme_rules_or_none(app: AppContext) -> RuleSet | None:
+    """The rule set (for admin_email), or None with a warning when it cannot be loaded: sending
+    what is already in the outbox must not depend on the rules being valid."""
+    from duban.cli.rules import rule_set_directory
+    from duban.engine.loader import RuleSetInvalid, load_rule_set
 
     try:
-        reports = asyncio.run(
-            send_pending(app.engine, env=os.environ, now=lambda: datetime.now(UTC), limit=limit)
-        )
-    except ConfigError as exc:
-        raise UserError(f"发送配置错误：{exc}") from exc
-    for name, report in reports:
-        click.echo(f"[{name}] {report.summary()}")
-        for failure in report.failures:
-            click.echo(f"  发送失败 #{failure.delivery_id} {failure.address}：{failure.error}", err=True)
+        return load_rule_set(rule_set_directory(app))
+    except (RuleSetInvalid, UserError, OSError) as exc:
+        detail = f"{len(exc.errors)} 处错误" if isinstance(exc, RuleSetInvalid) else str(exc)
+        click.echo(f"警告：无法读取规则集（{detail}），失败情况将不报告管理员（admin_email）", err=True)
+        return None
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m duban`

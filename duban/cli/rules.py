@@ -133,7 +133,13 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
         click.echo(f"警告：{warning}", err=True)
     if send:
         from duban.app.rounds import RoundError, record_round, send_outbox
+        from duban.notifiers.transports import ConfigError
+        from duban.notifiers.transports.settings import delivery_settings
 
+        try:  # a wrong delivery setting is reported before the round is recorded, not after
+            delivery_settings()
+        except ConfigError as exc:
+            raise UserError(f"发送配置错误：{exc}；本轮未记录") from None
         try:
             report = record_round(app.engine, rule_set, at, key=f"manual:{at.isoformat()}", groups=groups or None,
                                   result=result)
@@ -142,7 +148,12 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
         click.echo(str(report))
         for problem in report.problems:
             click.echo(f"模板或地址问题：{problem}", err=True)
-        click.echo(send_outbox(app.engine, rule_set))
+        outcome = send_outbox(app.engine, rule_set)
+        click.echo(str(outcome))
+        for failure in outcome.failures:
+            click.echo(f"  发送失败 #{failure.delivery_id} {failure.address}：{failure.error}", err=True)
+        if outcome.exit_code:
+            raise click.exceptions.Exit(outcome.exit_code)
         return
     if as_json:
         for candidate in result.candidates:

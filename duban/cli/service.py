@@ -88,6 +88,16 @@ def run(app: AppContext, once: bool, at_text: str | None, health_port: int | Non
         log_event("lock_held", logging.ERROR, lock=str(held),
                   message="另一个督办服务实例正在运行（已持有数据库锁），本实例退出；如需排队等待请加 --wait")
         sys.exit(EXIT_LOCK_HELD)
+    from duban.notifiers.service import EXIT_DELIVERY_FAILED
+    from duban.notifiers.transports import ConfigError
+    from duban.notifiers.transports.settings import delivery_settings
+
+    try:  # refuse to run rounds that could send nothing
+        delivery_settings()
+    except ConfigError as exc:
+        lock_context.__exit__(None, None, None)
+        click.echo(f"发送配置错误：{exc}；服务未启动。", err=True)
+        sys.exit(EXIT_RULES_INVALID)
     try:
         service = Service(app.engine, directory)
         try:
@@ -107,6 +117,11 @@ def run(app: AppContext, once: bool, at_text: str | None, health_port: int | Non
                 click.echo("有轮次未能完成（如数据库暂时不可用），该轮次已整体回滚、未发送任何通知；"
                            "下次运行会自动重试，详见日志中的 round_crashed。", err=True)
                 sys.exit(EXIT_ROUND_FAILED)
+            if service.last_delivery is not None:
+                click.echo(str(service.last_delivery))
+            if service.delivery_failed:
+                click.echo("有通知未能发出或发送受阻，详见上文与 duban outbox。", err=True)
+                sys.exit(EXIT_DELIVERY_FAILED)
             return
         health = _start_health(app, health_port, app.rules_dir, lock.still_held, clock)
         try:

@@ -7,7 +7,6 @@ decide between backoff and giving up without knowing the protocol.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,12 +19,20 @@ class Outcome(StrEnum):
     OK = "ok"
     TEMPORARY = "temporary"
     PERMANENT = "permanent"
+    # The peer said "too fast" (DingTalk errcode 130101): not the message's fault, so no attempt is
+    # spent; the transport is paused for `retry_after` seconds and the row waits that long.
+    THROTTLED = "throttled"
 
 
 @dataclass(frozen=True)
 class SendResult:
     outcome: Outcome
     message: str = ""  # Chinese, shown to the admin; includes the server's reply when there is one
+    # Why a temporary failure happened when it is the server's or the settings' problem rather than
+    # the message's ("tls_cert", "tls", "dns", "timeout", "connect", "auth", "sender", "config"):
+    # such a problem is reported to the admin once, not once per message.
+    cause: str = ""
+    retry_after: float | None = None  # seconds; THROTTLED only
 
     @property
     def ok(self) -> bool:
@@ -36,20 +43,40 @@ class SendResult:
         return cls(Outcome.OK, message)
 
     @classmethod
-    def temporary(cls, message: str) -> SendResult:
-        return cls(Outcome.TEMPORARY, message)
+    def temporary(cls, message: str, cause: str = "") -> SendResult:
+        return cls(Outcome.TEMPORARY, message, cause)
+
+    @classmethod
+    def throttled(cls, message: str, retry_after: float) -> SendResult:
+        return cls(Outcome.THROTTLED, message, "throttled", retry_after)
 
     @classmethod
     def permanent(cls, message: str) -> SendResult:
         return cls(Outcome.PERMANENT, message)
 
 
+@dataclass(frozen=True)
+class Rate:
+    """At most `count` sends per `seconds` (a sliding window), per pacing key."""
+
+    count: int
+    seconds: float = 60.0
+
+
 class Transport(Protocol):
-    """Open once, send many (concurrently up to `concurrency`), close once."""
+    """Open once, send many (concurrently up to `concurrency`), close once.
+
+    `rate` (None = as fast as `concurrency` allows) is enforced by the outbox per `pace_key(message)`,
+    e.g. per DingTalk robot, with the history of recent sends read from the outbox itself, so
+    consecutive commands and the service share one budget.
+    """
 
     name: str
     channels: frozenset[str]  # which outbox channels this transport delivers
     concurrency: int  # how many sends the outbox may run at once
+    rate: Rate | None
+
+    def pace_key(self, message: OutgoingMessage) -> str: ...
 
     async def open(self) -> None: ...
 
@@ -66,22 +93,11 @@ TRANSPORT_NAMES = ("file", "smtp", "dingtalk")
 
 
 def transport_from_env(name: str | None = None, env: Mapping[str, str] | None = None) -> Transport:
-    """Build the transport named by DUBAN_TRANSPORT (default: file) from the environment."""
-    env = os.environ if env is None else env
-    chosen = (name or env.get("DUBAN_TRANSPORT") or "file").strip().lower()
-    if chosen == "file":
-        from duban.notifiers.transports.file import FileTransport
+    """One transport by name (default: the first of DUBAN_TRANSPORT), from the delivery settings."""
+    from duban.notifiers.transports.settings import build_transport, delivery_settings
 
-        return FileTransport(env.get("DUBAN_OUTBOX_DIR") or "outbox")
-    if chosen == "smtp":
-        from duban.notifiers.transports.smtp import SmtpConfig, SmtpTransport
-
-        return SmtpTransport(SmtpConfig.from_env(env))
-    if chosen == "dingtalk":
-        from duban.notifiers.transports.dingtalk import DingTalkConfig, DingTalkTransport
-
-        return DingTalkTransport(DingTalkConfig.from_env(env))
-    raise ConfigError(f"DUBAN_TRANSPORT=“{chosen}”无效，可选值：{'、'.join(TRANSPORT_NAMES)}")
+    settings = delivery_settings(env, only=name)
+    return build_transport(settings, settings.transports[0])
 
 
-__all__ = ["ConfigError", "Outcome", "SendResult", "Transport", "transport_from_env"]
+__all__ = ["ConfigError", "Outcome", "Rate", "SendResult", "Transport", "transport_from_env"]

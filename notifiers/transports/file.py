@@ -15,7 +15,7 @@ from datetime import UTC
 from pathlib import Path
 
 from duban.notifiers.message import DINGTALK, EMAIL, OutgoingMessage
-from duban.notifiers.transports import SendResult
+from duban.notifiers.transports import Rate, SendResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -24,6 +24,10 @@ class FileTransport:
     name = "file"
     channels = frozenset({EMAIL, DINGTALK})
     concurrency = 1
+    rate: Rate | None = None
+
+    def pace_key(self, message: OutgoingMessage) -> str:
+        return "file"
 
     def __init__(self, outbox_dir: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.outbox_dir = Path(outbox_dir)
