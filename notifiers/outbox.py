@@ -644,9 +644,23 @@ def note_problems(engine: Engine, transport_name: str, report: DrainReport, *, n
         for cause, problem in report.problems.items():
             key = f"{prefix}{cause}"
             if session.get(Setting, key) is None:
-                session.add(Setting(key=key, value=now.isoformat(), updated_at=now))
+                session.add(Setting(key=key, value=f"{now.isoformat()}|{problem.message}", updated_at=now))
                 new.append(problem)
     return new
+
+
+def open_problems(session: Session) -> list[tuple[Problem, datetime | None]]:
+    """Problems reported to the admin and not yet cleared by a delivery: (problem, first seen)."""
+    found = []
+    for setting in session.scalars(select(Setting).where(Setting.key.like(f"{PROBLEM_PREFIX}%")).order_by(Setting.key)):
+        transport, _, cause = setting.key[len(PROBLEM_PREFIX):].partition(":")
+        stamp, _, message = setting.value.partition("|")
+        try:
+            seen: datetime | None = datetime.fromisoformat(stamp)
+        except ValueError:
+            seen = None
+        found.append((Problem(transport, cause, scrub(message)), seen))
+    return found
 
 
 PROBLEM_TITLES = {
@@ -747,7 +761,8 @@ class RequeueResult:
 
 
 def requeue(session: Session, *, ids: Sequence[int] = (), failed: bool = False, now: datetime) -> RequeueResult:
-    """Put failed rows (all of them with `failed`, or the given ids) back in the queue, due now.
+    """Put failed rows (with `failed`: all of them, and pending rows backing off after a failed
+    attempt; or the given ids) back in the queue, due now.
 
     Attempts start over; a pending row is made due now; sent and in-flight rows are left alone
     (a sent notice is never sent twice by this). Remembered problems are forgotten so that a
@@ -756,7 +771,13 @@ def requeue(session: Session, *, ids: Sequence[int] = (), failed: bool = False, 
     result = RequeueResult()
     wanted: list[int] = []
     if failed:
-        wanted += list(session.scalars(select(Delivery.id).where(Delivery.status == FAILED).order_by(Delivery.id)))
+        # Failed rows, and rows waiting out a backoff after a failed attempt (e.g. the certificate
+        # has just been fixed): all of them due now.
+        wanted += list(session.scalars(
+            select(Delivery.id)
+            .where(or_(Delivery.status == FAILED,
+                       and_(Delivery.status == PENDING, Delivery.attempts > 0, Delivery.next_attempt_at > now)))
+            .order_by(Delivery.id)))
     if ids:
         found = {row.id: row.status for row in session.execute(
             select(Delivery.id, Delivery.status).where(Delivery.id.in_(list(ids))))}

@@ -38,6 +38,7 @@ from duban.notifiers.outbox import (
     drain,
     enqueue_admin_report,
     note_problems,
+    open_problems,
     stranded,
 )
 from duban.notifiers.render import format_datetime_cn
@@ -74,6 +75,7 @@ class DeliveryOutcome:
     admin_report: str = ADMIN_NONE
     admin_address: str = ""
     problems: list[Problem] = field(default_factory=list)  # reported this time
+    unresolved: list[tuple[Problem, datetime | None]] = field(default_factory=list)  # reported earlier, not cleared
     stranded: dict[str, int] = field(default_factory=dict)  # channel -> rows no transport carries
 
     @property
@@ -82,7 +84,8 @@ class DeliveryOutcome:
 
     @property
     def ok(self) -> bool:
-        return not self.config_error and not self.stranded and all(report.ok for _n, report in self.reports)
+        return (not self.config_error and not self.stranded and not self.unresolved
+                and all(report.ok for _n, report in self.reports))
 
     @property
     def exit_code(self) -> int:
@@ -99,6 +102,12 @@ class DeliveryOutcome:
         waiting = {p.cause: p for _n, r in self.reports for p in r.problems.values()}
         for problem in waiting.values():
             lines.append(f"发送受阻（邮件已保留，稍后自动重试）：{scrub(problem.message)}")
+        for problem, seen in self.unresolved:
+            if problem.cause in waiting:
+                continue
+            since = f"{format_datetime_cn(seen)}起" if seen else ""
+            lines.append(f"发送受阻尚未排除（{since}，已报告管理员；受影响的通知等待重试，"
+                         f"修正后可用 duban outbox --retry --failed 立即重发）：{problem.message}")
         text = admin_report_text(self.admin_report, self.admin_address)
         if text:
             lines.append(text.lstrip("；") + "。")
@@ -147,6 +156,8 @@ async def deliver(
     for name, report in outcome.reports:
         problems += note_problems(engine, name, report, now=now())
     outcome.problems = problems
+    with transaction(engine) as session:
+        outcome.unresolved = [(p, seen) for p, seen in open_problems(session) if p.transport in settings.transports]
     if not outcome.failures and not problems:
         return outcome
     if not admin_address:

@@ -66,6 +66,7 @@ class RecordingHandler:
         self.raw: list[bytes] = []
         self.count = 0
         self.sessions: set[int] = set()  # distinct connections that delivered a message
+        self.ehlo_names: list[str] = []  # the name each delivering client gave in EHLO/HELO
         self.rcpt_replies: dict[str, str] = {}  # address -> SMTP reply, e.g. "550 5.1.1 no such user"
         self.data_reply: Callable[[bytes], str | None] | None = None  # None = accept
         self.on_accept: Callable[[int], None] | None = None  # called with the running count
@@ -87,6 +88,7 @@ class RecordingHandler:
             self.count += 1
             count = self.count
             self.sessions.add(id(session))
+            self.ehlo_names.append(str(getattr(session, "host_name", "") or ""))
             if self.keep:
                 self.raw.append(content)
         if self.on_accept is not None:
