@@ -121,15 +121,15 @@ def build_email(
     message_id = message_id_for(idempotency_key, from_addr.split("@")[1] or FALLBACK_ID_DOMAIN)
 
     headers = [
-        ("Subject", _encoded(subject)),
-        ("From", _mailbox(from_name, from_addr)),
-        ("To", _mailbox(to_name, address)),
+        ("Subject", _encoded(subject, "Subject")),
+        ("From", _mailbox(from_name, from_addr, "From")),
+        ("To", _mailbox(to_name, address, "To")),
         ("Date", format_datetime(at)),
         ("Message-ID", message_id),
         # RFC 3834: keeps out-of-office replies from answering the robot.
         ("Auto-Submitted", "auto-generated"),
         ("Content-Language", "zh-CN"),
-        *((name, _encoded(check_header_value(name, value))) for name, value in extra_headers),
+        *((name, _encoded(check_header_value(name, value), name)) for name, value in extra_headers),
     ]
     payload = _mime_bytes(headers, text, html, boundary=f"=_duban_{message_id[1:25]}")
     return OutgoingMessage(
@@ -153,24 +153,60 @@ def build_email(
 _CRLF = "\r\n"
 
 
-def _encoded(value: str) -> str:
-    """A header value as ASCII: RFC 2047 base64 encoded-words, folded at 76 characters."""
+MAX_ENCODED_WORD = 75  # RFC 2047 §2: an encoded-word may not be more than 75 characters long
+MAX_ENCODED_LINE = 76  # RFC 2047 §2: a header line containing an encoded-word: at most 76
+_WORD_OVERHEAD = len("=?utf-8?b??=")
+
+
+def encoded_words(value: str, first_room: int = MAX_ENCODED_WORD) -> list[str]:
+    """`value` as RFC 2047 base64 encoded-words of at most 75 characters (the first at most
+    `first_room`), each holding whole characters: a strict decoder decodes every word by itself,
+    so a character split across two words would come back as garbage.
+    """
+    words: list[str] = []
+    chunk = b""
+    room = min(first_room, MAX_ENCODED_WORD)
+    for char in value:
+        data = char.encode("utf-8")
+        limit = (room - _WORD_OVERHEAD) // 4 * 3  # bytes that fit in this word's base64
+        if chunk and len(chunk) + len(data) > limit:
+            words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
+            chunk = b""
+            room = MAX_ENCODED_WORD
+        chunk += data
+    if chunk or not words:
+        words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
+    return words
+
+
+def _fold(words: list[str]) -> str:
+    """Encoded-words one per line: the whitespace between adjacent encoded-words is not part of
+    the decoded text (RFC 2047 §6.2), so the value comes back whole."""
+    return f"{_CRLF} ".join(words)
+
+
+def _encoded(value: str, name: str = "Subject") -> str:
+    """A header value as ASCII: RFC 2047 base64 encoded-words (≤ 75 characters each, lines ≤ 76)."""
     if value.isascii():
         return value if len(value) <= 76 else Header(value, "us-ascii").encode(linesep=_CRLF)
-    return Header(value, "utf-8").encode(linesep=_CRLF)
+    return _fold(encoded_words(value, first_room=MAX_ENCODED_LINE - len(name) - 2))
 
 
-def _mailbox(display_name: str, addr_spec: str) -> str:
+def _mailbox(display_name: str, addr_spec: str, name: str = "To") -> str:
+    """A mailbox whose non-ASCII display name is split into encoded-words of ≤ 75 characters.
+
+    Strict decoders (mblaze, Perl's MIME-Header, exim) join adjacent encoded-words without the
+    folding space, so a long unit name comes back intact. (Python's `email.policy.default` header
+    parser puts a space between the parts of a display name; `email.header.decode_header` does not.)
+    """
     if not display_name:
         return addr_spec
     if display_name.isascii():
         return formataddr((display_name, addr_spec))
-    # One encoded-word, however long: split words inside a display name come back with a space
-    # between them from Python's parser (and some mail clients), e.g. “…工程 建设工作专班”.
-    word = f"=?utf-8?b?{base64.b64encode(display_name.encode('utf-8')).decode('ascii')}?="
-    if len(word) > 900:  # a header line may not exceed 998 characters
-        word = Header(display_name, "utf-8").encode(linesep=_CRLF)
-    return f"{word} <{addr_spec}>"
+    words = encoded_words(display_name, first_room=MAX_ENCODED_LINE - len(name) - 2)
+    last_line = len(words[-1]) + (len(name) + 2 if len(words) == 1 else 1)
+    joiner = " " if last_line + len(addr_spec) + 3 <= MAX_ENCODED_LINE else f"{_CRLF} "
+    return f"{_fold(words)}{joiner}<{addr_spec}>"
 
 
 def _base64_part(subtype: str, content: str) -> str:
