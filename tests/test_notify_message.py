@@ -132,5 +132,11 @@ def test_a_long_chinese_unit_name_with_ascii_quotes_comes_back_whole_in_the_to_h
     message = build_email(idempotency_key="k", mail_from="工作专班 <duban@example.org>",
                           to_address="zb@lucheng.example.org", to_name=name, subject="测试", text="正文",
                           html=None, at=dt.datetime(2023, 7, 3, 1, tzinfo=dt.UTC))
-    parsed = message_from_bytes(message.payload, policy=policy.default)
-    assert parsed["To"].addresses[0].display_name == name
+    # Too long for one encoded-word (75 characters at most): split on whole characters. RFC 2047
+    # decoders join adjacent encoded-words (email.header.decode_header here; mblaze and Perl in
+    # test_mail_standards); Python's policy.default parser puts a space between the parts.
+    from email.header import decode_header, make_header
+
+    parsed = message_from_bytes(message.payload, policy=policy.compat32)
+    assert str(make_header(decode_header(parsed["To"]))) == f"{name} <zb@lucheng.example.org>"
+    assert all(len(word) <= 75 for word in parsed["To"].split())
