@@ -67,7 +67,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("smtp", "password", "DUBAN_SMTP_PASSWORD", "邮箱登录密码（建议用 password_file）", secret=True),
     Setting("smtp", "ca_file", "DUBAN_SMTP_CA_FILE", "邮件服务器证书的 CA 文件（自签名或内网证书时填写）"),
     Setting("smtp", "ehlo", "DUBAN_SMTP_EHLO", "EHLO 主机名（默认本机主机名）"),
-    Setting("smtp", "rate", "DUBAN_SMTP_RATE", "每秒最多发送邮件数"),
+    Setting("smtp", "rate", "DUBAN_SMTP_RATE", "每分钟最多发送邮件数（0 为不限；服务器限速时填写）"),
     Setting("smtp", "connections", "DUBAN_SMTP_CONNECTIONS", "同时使用的 SMTP 连接数"),
     Setting("dingtalk", "webhook", "DUBAN_DINGTALK_WEBHOOK", "工作专班钉钉（浙政钉）机器人 Webhook 地址", secret=True),
     Setting("dingtalk", "secret", "DUBAN_DINGTALK_SECRET", "机器人加签密钥", secret=True),

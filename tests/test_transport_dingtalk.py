@@ -206,10 +206,10 @@ def test_the_rate_is_configurable_and_never_above_the_robots_limit(tmp_path: Pat
     from duban.notifiers.transports import ConfigError
 
     env = {"DUBAN_DINGTALK_WEBHOOK": f"https://oapi.dingtalk.com/robot/send?access_token={TOKEN}"}
-    assert DingTalkConfig.from_env({**env, "DUBAN_DINGTALK_RATE": "10"}).rate == 10
+    assert DingTalkConfig.from_env({**env, "DUBAN_DINGTALK_PER_MINUTE": "10"}).rate == 10
     assert DingTalkConfig.from_env(env).rate == 20
     with pytest.raises(ConfigError, match="20条"):
-        DingTalkConfig.from_env({**env, "DUBAN_DINGTALK_RATE": "30"})
+        DingTalkConfig.from_env({**env, "DUBAN_DINGTALK_PER_MINUTE": "30"})
 
 
 def test_a_malformed_webhook_never_puts_its_token_in_the_outbox_or_on_screen(

@@ -350,8 +350,10 @@ def send_outbox(engine: Engine, rule_set: RuleSet | None = None, *, limit: int |
 
     from duban.notifiers.outbox import DEFAULT_MAX_WAIT
     from duban.notifiers.service import deliver
+    from duban.notifiers.transports.settings import current_env
 
-    admin = rule_set.settings.admin_email if rule_set else None
+    # programme.yaml's admin_email; the configuration's [mail] admin_email only when it has none.
+    admin = (rule_set.settings.admin_email if rule_set else "") or current_env().get("DUBAN_ADMIN_EMAIL", "")
     return asyncio.run(deliver(engine, admin_address=admin or None, limit=limit,
                                max_wait=DEFAULT_MAX_WAIT if max_wait is None else max_wait))
 

@@ -4,7 +4,7 @@ Signature (robot "加签" security setting): sign = urlencode(base64(HMAC-SHA256
 f"{timestamp_ms}\\n{secret}"))), appended as `&timestamp=…&sign=…` to the webhook URL.
 
 Pacing: a robot accepts 20 messages a minute; beyond that it answers errcode 130101 ("send too
-fast") for 10 minutes. The outbox keeps to `rate` (DUBAN_DINGTALK_RATE, default 20 a minute, with a
+fast") for 10 minutes. The outbox keeps to `rate` (DUBAN_DINGTALK_PER_MINUTE, default 20 a minute, with a
 second of slack per window) and, should 130101 come anyway (another sender on the same robot),
 pauses this robot for the documented 10 minutes without spending the message's attempts.
 
@@ -73,9 +73,9 @@ class DingTalkConfig:
             valid = False
         if not valid or any(c.isspace() for c in webhook):
             raise ConfigError(f"DUBAN_DINGTALK_WEBHOOK不是有效的网址：{mask_url(webhook)[:80]}；请从机器人设置页复制完整地址")
-        rate = int_setting(env, "DUBAN_DINGTALK_RATE", DEFAULT_RATE)
+        rate = int_setting(env, "DUBAN_DINGTALK_PER_MINUTE", DEFAULT_RATE)
         if rate > DEFAULT_RATE:
-            raise ConfigError(f"DUBAN_DINGTALK_RATE=“{rate}”超过钉钉机器人每分钟{DEFAULT_RATE}条的上限，超出后机器人将拒收10分钟")
+            raise ConfigError(f"DUBAN_DINGTALK_PER_MINUTE=“{rate}”超过钉钉机器人每分钟{DEFAULT_RATE}条的上限，超出后机器人将拒收10分钟")
         return cls(webhook=webhook, secret=(env.get("DUBAN_DINGTALK_SECRET") or "").strip(), rate=rate)
 
 

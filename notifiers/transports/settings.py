@@ -17,7 +17,7 @@ DUBAN_DINGTALK_*, DUBAN_TRANSPORT, DUBAN_OUTBOX_DIR or DUBAN_MAIL_FROM).
 | DUBAN_SMTP_RATE | 0 (no limit) | messages per minute |
 | DUBAN_SMTP_TIMEOUT | 30 | seconds |
 | DUBAN_DINGTALK_WEBHOOK, DUBAN_DINGTALK_SECRET | | the working group's robot |
-| DUBAN_DINGTALK_RATE | 20 | messages per minute per robot (DingTalk allows 20) |
+| DUBAN_DINGTALK_PER_MINUTE | 20 | messages per minute per robot (DingTalk allows 20) |
 """
 
 from __future__ import annotations
