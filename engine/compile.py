@@ -27,6 +27,7 @@ FACT_SCHEMA = FactSchema(
         "completion": float,
         "days": float,
         "flag": bool,
+        "soft": bool,  # a 力争 target: yellow at worst
     }
 )
 
@@ -77,20 +78,44 @@ def rule_conditions(rule: Rule) -> dict[str, Condition]:
         out[f"{rule.id}#{_decide(decision, kind)}"] = _all(_rule(rule), condition)
 
     if rule.kind == "threshold":
-        if rule.yellow_margin:
+        # 超过 (more_than): equal to the bound is a miss too.
+        miss = _const_cmp("$gte" if rule.more_than is not None else "$gt", "gap", 0.0)
+        if rule.strength == "soft":
+            # 力争: a miss is yellow at worst.
+            add("yellow", DecisionKind("warning", "yellow", "yellow"), miss)
+        elif rule.yellow_margin:
             add("red", DecisionKind("warning", "red", "red"), _const_cmp("$gt", "gap", rule.yellow_margin))
             add("yellow", DecisionKind("warning", "yellow", "yellow"),
-                _all(_const_cmp("$gt", "gap", 0.0), _const_cmp("$lte", "gap", rule.yellow_margin)))
+                _all(miss, _const_cmp("$lte", "gap", rule.yellow_margin)))
         else:
             level = rule.level
-            add(level, DecisionKind("warning", level, level), _const_cmp("$gt", "gap", 0.0))
+            add(level, DecisionKind("warning", level, level), miss)
     elif rule.kind == "pace":
-        add("red", DecisionKind("warning", "red", "red"), _const_cmp("$gte", "lag", rule.yellow_gap))
+        add("red", DecisionKind("warning", "red", "red"),
+            _all(_const_cmp("$gte", "lag", rule.yellow_gap), {"soft": False}))
         add("yellow", DecisionKind("warning", "yellow", "yellow"),
             _all(_const_cmp("$gt", "lag", 0.0), _const_cmp("$lt", "lag", rule.yellow_gap)))
+        # A 力争 target far behind is still yellow.
+        add("yellow_soft", DecisionKind("warning", "yellow", "yellow"),
+            _all(_const_cmp("$gte", "lag", rule.yellow_gap), {"soft": True}))
         if rule.praise_margin is not None:
             add("ahead", DecisionKind("praise", "green", "ahead", period_suffix="praise"),
                 _const_cmp("$lte", "lag", -rule.praise_margin))
+    elif rule.kind == "milestone":
+        # Reminders while unmet as the date approaches; a light only once the date has passed unmet
+        # (and its figures are in): red for a hard target, yellow for a 力争 one. Never monthly pacing.
+        days = sorted(set(rule.remind_days), reverse=True)
+        unmet = _const_cmp("$gt", "gap", 0.0)
+        for i, n in enumerate(days):
+            lower = _const_cmp("$gt", "days", float(days[i + 1])) if i + 1 < len(days) else _const_cmp("$gte", "days", 0.0)
+            add(f"remind{n}", DecisionKind("reminder", "blue", f"remind{n}", period_suffix=f"T-{n}"),
+                _all(unmet, _const_cmp("$lte", "days", float(n)), lower))
+        add("missed", DecisionKind("warning", "red", "missed"),
+            _all(unmet, _const_cmp("$lt", "days", 0.0), {"flag": True}, {"soft": False}))
+        add("missed_soft", DecisionKind("warning", "yellow", "missed"),
+            _all(unmet, _const_cmp("$lt", "days", 0.0), {"flag": True}, {"soft": True}))
+    elif rule.kind == "forecast":
+        add("forecast", DecisionKind("warning", "yellow", "forecast"), _const_cmp("$gt", "gap", 0.0))
     elif rule.kind == "deadline":
         days = sorted(set(rule.remind_days), reverse=True)
         for i, n in enumerate(days):

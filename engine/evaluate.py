@@ -8,6 +8,7 @@ rule's durable-rules condition, compiled once per loaded rule set (engine.compil
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +18,10 @@ from typing import Any
 from duban.engine.calendar import CalendarFileError, WorkingCalendar
 from duban.engine.compile import FACT_SCHEMA, DecisionKind, compile_rule_set, decision_of
 from duban.engine.durable_adapter import CompiledRuleset
-from duban.engine.rules import Rule, RuleSet
+from duban.engine.rules import DEFAULT_TOLERANCE, Rule, RuleSet
 from duban.store.gcpause import gc_paused
-from duban.store.periods import Period, local_date, month_code, parse_period
-from duban.store.snapshot import IndicatorInfo, Snapshot, TaskInfo
+from duban.store.periods import Period, figures_due, local_date, month_code, parse_period
+from duban.store.snapshot import IndicatorInfo, Snapshot, TargetSpec, TaskInfo
 
 
 @dataclass(frozen=True)
@@ -220,14 +221,14 @@ class Evaluator:
 
     def _candidate(self, item: _Pending, decision: DecisionKind, snapshot: Snapshot, at: dt.datetime) -> AlertCandidate:
         rule = item.rule
-        wg = self.rule_set.settings.working_group
+        wg = working_group_of(self.rule_set, snapshot)
         notify = rule.notify
         if decision.copy_working_group and notify == "units":
             notify = "both"
         notify_units: list[str] = []
         if notify in ("units", "both"):
             notify_units += list(item.units)
-        if notify in ("working_group", "both") and wg not in notify_units:
+        if notify in ("working_group", "both") and wg and wg not in notify_units:
             notify_units.append(wg)
         recipients: list[str] = []
         for code in notify_units:
@@ -250,6 +251,7 @@ class Evaluator:
             "threshold": _fmt(item.threshold),
             "expected": _fmt(item.expected),
             "days": str(abs(item.days_left)) if item.days_left is not None else "",
+            "forecast": _fmt(item.details["forecast"]["percent"]) if "forecast" in item.details else "",
         })
         title += _stage_note(decision.stage, item)
         details = dict(item.details)
@@ -280,11 +282,20 @@ class Evaluator:
 _LIGHT_ORDER = {"red": 0, "yellow": 1, "green": 2, "blue": 3}
 
 
+def working_group_of(rule_set: RuleSet, snapshot: Snapshot) -> str:
+    """The working group's unit code: programme.yaml's `working_group`, else the unit of kind working_group."""
+    named = rule_set.settings.working_group
+    if named:
+        return named
+    found = snapshot.working_group_units
+    return found[0] if found else ""
+
+
 def _assessment(item: _Pending, decisions: list[DecisionKind]) -> Assessment:
     warned = [d.level for d in decisions if d.kind in ("warning", "overdue") and d.level]
     if warned:
         level: str | None = min(warned, key=lambda lv: _LIGHT_ORDER.get(lv, 9))
-    elif item.rule.kind in ("threshold", "pace") or any(d.kind == "praise" for d in decisions):
+    elif item.rule.kind in ("threshold", "pace", "milestone", "forecast") or any(d.kind == "praise" for d in decisions):
         level = "green"
     else:
         level = None
@@ -318,6 +329,10 @@ def _stage_note(stage: str, item: _Pending) -> str:
         return f"（报送截止日{due}）"
     if stage == "missing":
         return f"（已超过报送截止日{due}）"
+    if stage == "forecast" and "forecast" in item.details:
+        return f"（按当前进度，预计年底完成{_fmt(item.details['forecast']['percent'])}%）"
+    if stage == "missed" and item.deadline is not None:
+        return f"（完成时限{item.deadline.year}年{item.deadline.month}月{item.deadline.day}日已过）"
     return ""
 
 
@@ -361,8 +376,11 @@ def _value_in(snapshot: Snapshot, code: str, period: Period) -> float | None:
 
 
 def _derive_threshold(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
-    bound = rule.at_least or rule.at_most
+    bound = rule.at_least or rule.more_than or rule.at_most
     assert bound is not None
+    if rule.selector.subject_type == "project":
+        yield from _project_list_threshold(rule, bound, snapshot, context)
+        return
     for info in _indicators(rule, snapshot):
         latest = _latest(snapshot.observations.get(info.code, {}).get("", {}))
         if latest is None:
@@ -375,65 +393,266 @@ def _derive_threshold(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _C
         item = _Pending(
             rule, "indicator", info.code, info.name, info.units, str(period.year), info.measure,
             value=value, threshold=limit, period_label=period.label,
-            details={"value_period": period.code, "bound": bound.text},
+            details={"value_period": period.code, "bound": bound.text, "comparison": _rule_comparison(rule),
+                     "strength": rule.strength},
         )
-        gap = limit - value if rule.at_least is not None else value - limit
+        gap = value - limit if rule.at_most is not None else limit - value
         yield item, {"gap": gap}
 
 
-def _elapsed_share(snapshot: Snapshot, rule: Rule) -> tuple[float, int, int, str] | None:
-    """Time progress p (0..100): months ended / months in scope; plus (months ended, months total, year)."""
+def _rule_comparison(rule: Rule) -> str:
+    return "more_than" if rule.more_than is not None else "at_most" if rule.at_most is not None else "at_least"
+
+
+_AGGREGATE_LABELS = {"count": "个数", "total_investment": "总投资", "planned_investment": "年度计划投资",
+                     "completed_investment": "完成投资"}
+
+
+def _project_list_threshold(rule: Rule, bound: Any, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    """`projects: {category: …, level: …}` with `aggregate`: one figure over the project list."""
+    selector = rule.selector
     today = snapshot.today
-    if rule.target == "final":
-        programme = snapshot.programme
-        if programme is None:
-            return None
-        total = (programme.end.year - programme.start.year) * 12 + programme.end.month - programme.start.month + 1
-        ended = (today.year - programme.start.year) * 12 + today.month - programme.start.month
-        ended = max(0, min(total, ended))
-        return 100.0 * ended / total, ended, total, "final"
-    year = today.year if today.month > 1 else today.year - 1
-    ended = today.month - 1 if today.month > 1 else 12
-    return 100.0 * ended / 12, ended, 12, str(year)
+    year = today.year
+    chosen = []
+    for code, project in sorted(snapshot.projects.items()):
+        if not selector.matches_project(code, project.category, project.level):
+            continue
+        if selector.in_year and not snapshot.plans.get((code, year)) and not context.project_sum(code, str(year)):
+            continue
+        chosen.append(project)
+    aggregate = rule.aggregate
+    if aggregate == "count":
+        value, measure = float(len(chosen)), "个"
+    elif aggregate == "total_investment":
+        value, measure = sum(p.total_investment for p in chosen), "亿元"
+    elif aggregate == "planned_investment":
+        value, measure = sum(snapshot.plans.get((p.code, year), 0.0) for p in chosen), "亿元"
+    else:
+        value, measure = sum(context.project_sum(p.code, str(year)) for p in chosen), "亿元"
+    limit = bound.resolve(measure, lambda code: None)
+    if limit is None:
+        context.warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 的标准不能引用指标（项目清单没有期间），本次跳过")
+        return
+    scope = "、".join((*selector.categories, *selector.levels))
+    name = f"{scope}服务业重大项目" if scope else "服务业重大项目"
+    if selector.in_year:
+        name = f"{year}年推进的{name}"
+    units: list[str] = []
+    for project in chosen:
+        for unit in project.units[:1]:
+            if unit not in units:
+                units.append(unit)
+    period_label = f"{year}年1—{today.month - 1}月" if aggregate == "completed_investment" and today.month > 1 else f"{year}年"
+    item = _Pending(rule, "project_list", rule.short_id, f"{name}{_AGGREGATE_LABELS[aggregate]}", tuple(units),
+                    str(year), measure, value=value, threshold=limit, period_label=period_label,
+                    details={"aggregate": aggregate, "projects": [p.code for p in chosen], "bound": bound.text,
+                             "categories": list(selector.categories), "levels": list(selector.levels),
+                             "comparison": _rule_comparison(rule), "strength": rule.strength})
+    gap = value - limit if rule.at_most is not None else limit - value
+    yield item, {"gap": gap}
+
+
+# --- targets as the documents state them -----------------------------------------------------
+
+# Measures whose figures are whole items: an expected value of 0.08个 means nothing.
+COUNT_MEASURES = frozenset({"个", "家", "名", "项", "场", "人", "人次", "次", "座", "条", "所", "批", "处", "件", "户", "位", "支", "只"})
+
+
+def _is_count(measure: str) -> bool:
+    return measure.strip() in COUNT_MEASURES
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A target with what the rule adds: the strength and tolerance it falls back on, and the line that meets it."""
+
+    value: float
+    shape: str
+    comparison: str
+    strength: str
+    tolerance: float
+    due: dt.date | None
+    count: bool
+
+    @property
+    def line(self) -> float:
+        """The least figure that meets the target: 以上 T, 超过 T (a count: T+1), 左右 T×(1−tolerance)."""
+        if self.comparison == "about":
+            line = self.value * (1 - self.tolerance / 100)
+            return float(math.ceil(line - 1e-9)) if self.count else line
+        if self.comparison == "more_than" and self.count:
+            return math.floor(self.value + 1e-9) + 1.0
+        return self.value
+
+    def met(self, value: float) -> bool:
+        if self.comparison == "at_most":
+            return value <= self.value + 1e-9
+        if self.comparison == "more_than":
+            return value > self.value + 1e-9
+        return value >= self.line - 1e-9
+
+    def payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"shape": self.shape, "comparison": self.comparison, "strength": self.strength,
+                                "target_value": self.value, "line": round(self.line, 4)}
+        if self.comparison == "about":
+            data["tolerance"] = self.tolerance
+        if self.due is not None:
+            data["due"] = self.due.isoformat()
+        return data
+
+
+def _target(rule: Rule, spec: TargetSpec, measure: str) -> _Target:
+    tolerance = spec.tolerance if spec.tolerance is not None else rule.tolerance if rule.tolerance is not None else DEFAULT_TOLERANCE
+    return _Target(spec.value, spec.shape, spec.comparison, spec.strength or rule.strength, tolerance, spec.due,
+                   _is_count(measure))
+
+
+def _spec(snapshot: Snapshot, key: tuple[str, str, str]) -> TargetSpec | None:
+    spec = snapshot.target_specs.get(key)
+    if spec is None and key in snapshot.targets:  # snapshots built by hand (tests, benchmarks) carry only values
+        spec = TargetSpec(snapshot.targets[key], "final" if key[1] == "final" else "annual", "at_least", "", None, None)
+    return spec
+
+
+def _programme_months(snapshot: Snapshot) -> tuple[dt.date, int] | None:
+    programme = snapshot.programme
+    if programme is None:
+        return None
+    total = (programme.end.year - programme.start.year) * 12 + programme.end.month - programme.start.month + 1
+    return programme.start, total
+
+
+def _pace_lag(target: _Target, value: float, p: float) -> tuple[float, float]:
+    """(expected by now, points behind it): whole items for counts; nothing expected before the first whole item."""
+    line = target.line
+    expected = line * p / 100
+    if target.count:
+        expected = float(math.floor(expected + 1e-9))
+    if line <= 0:
+        return expected, 0.0
+    lag = 100.0 * (expected - value) / line
+    if p >= 100 and not target.met(value):
+        lag = max(lag, 0.01)  # the period is over: 250 against 超过250 misses
+    return expected, lag
 
 
 class _Context:
-    """What one evaluation shares across its rules: warnings, and sums several rules need.
+    """What one evaluation shares across its rules: warnings, and running totals several rules need.
 
-    Three bundled rule kinds (pace, programme pace, praise) add up the same monthly series; at
-    province scale summing each once halves the derivation time.
+    Several bundled rule kinds (pace, programme pace, praise, forecast) read the same series; at
+    province scale computing each once halves the derivation time.
     """
 
     def __init__(self, snapshot: Snapshot, warnings: list[str]) -> None:
         self.snapshot = snapshot
         self.warnings = warnings
-        self._sums: dict[tuple[str, str], dict[str, float]] = {}
+        self._totals: dict[tuple[str, str], _Totals] = {}
+        self._sums: dict[str, dict[str, float]] = {}
+
+    def totals(self, info: IndicatorInfo, unit: str) -> _Totals:
+        key = (info.code, unit)
+        found = self._totals.get(key)
+        if found is None:
+            found = self._totals[key] = _Totals.of(_series(self.snapshot, info.code, unit, info.reported_as),
+                                                   info.reported_as or "month")
+        return found
 
     def sum_in_scope(self, indicator: str, unit: str, scope: str) -> float:
-        """Year-to-date (scope '2023') or programme-to-date ('final') sum of a unit's monthly amounts."""
-        key = (indicator, unit)
-        sums = self._sums.get(key)
-        if sums is None:
-            sums = self._sums[key] = _monthly_sums(_series(self.snapshot, indicator, unit))
-        return sums.get(scope, 0.0)
+        """This year's (scope '2023') or the programme's ('final') achievement, as the indicator reports it."""
+        info = self.snapshot.indicators[indicator]
+        totals = self.totals(info, unit)
+        return totals.final if scope == "final" else totals.by_year.get(int(scope), (0.0, 0))[0]
 
     def project_sum(self, project: str, year: str) -> float:
-        key = ("\0project", project)
-        sums = self._sums.get(key)
+        sums = self._sums.get(project)
         if sums is None:
-            sums = self._sums[key] = _monthly_sums(self.snapshot.investments.get(project, {}))
+            sums = self._sums[project] = _monthly_sums(self.snapshot.investments.get(project, {}))
         return sums.get(year, 0.0)
 
 
-def _series(snapshot: Snapshot, indicator: str, unit: str) -> dict[str, float]:
-    """A unit's monthly figures; for the whole jurisdiction ('') the reported total, or else the units' sum."""
+@dataclass
+class _Totals:
+    """A cumulative series read as the office reports it.
+
+    `by_year[y]` = (what was achieved in year y, the last month it covers); `final` = since the
+    programme began. ytd (本年累计): the latest running total of each year — never summed within a
+    year; month (当月值): monthly amounts added up; to_date (累计至今): the latest running total,
+    a year's achievement being its rise over the previous year's last figure.
+    """
+
+    by_year: dict[int, tuple[float, int]]
+    final: float
+    # running total of each month of each year (ytd reading), for forecasts: year -> month -> value
+    profile: dict[int, dict[int, float]]
+
+    @classmethod
+    def of(cls, series: dict[str, float], reported_as: str) -> _Totals:
+        latest: dict[int, tuple[tuple[dt.date, dt.date], float, int]] = {}
+        monthly: dict[int, dict[int, float]] = {}
+        for code, value in series.items():
+            try:
+                period = parse_period(code)
+            except ValueError:
+                continue
+            if reported_as == "month":
+                if period.kind == "month":
+                    monthly.setdefault(period.year, {})[period.start.month] = value
+                continue
+            key = (period.end, period.start)
+            last_month = period.last_day.month
+            if period.kind == "month":
+                monthly.setdefault(period.year, {})[last_month] = value
+            if period.year not in latest or key > latest[period.year][0]:
+                latest[period.year] = (key, value, last_month)
+        by_year: dict[int, tuple[float, int]] = {}
+        profile: dict[int, dict[int, float]] = {}
+        if reported_as == "month":
+            for year, months in monthly.items():
+                by_year[year] = (sum(months.values()), max(months))
+                running, total = {}, 0.0
+                for month in range(1, max(months) + 1):
+                    total += months.get(month, 0.0)
+                    running[month] = total
+                profile[year] = running
+            return cls(by_year, sum(v for v, _ in by_year.values()), profile)
+        previous = 0.0
+        for year in sorted(latest):
+            _key, value, last_month = latest[year]
+            if reported_as == "to_date":
+                by_year[year] = (value - previous, last_month)
+                profile[year] = {m: v - previous for m, v in monthly.get(year, {}).items()}
+                previous = value
+            else:
+                by_year[year] = (value, last_month)
+                profile[year] = dict(monthly.get(year, {}))
+        if reported_as == "to_date":
+            final = latest[max(latest)][1] if latest else 0.0
+        else:
+            final = sum(v for v, _ in by_year.values())
+        return cls(by_year, final, profile)
+
+
+def _series(snapshot: Snapshot, indicator: str, unit: str, reported_as: str = "month") -> dict[str, float]:
+    """A unit's figures; for the whole jurisdiction ('') the reported total, or else the units' sum.
+
+    Running totals (ytd, to_date) of several units are added only for periods every unit that
+    reported that year has filed: a half-filed month would look like a fall.
+    """
     by_unit = snapshot.observations.get(indicator, {})
     if unit or "" in by_unit:
         return by_unit.get(unit, {})
     merged: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for unit_series in by_unit.values():
         for code, value in unit_series.items():
             merged[code] = merged.get(code, 0.0) + value
+            counts[code] = counts.get(code, 0) + 1
+    if reported_as in ("ytd", "to_date") and len(by_unit) > 1:
+        reporters: dict[str, set[int]] = {}
+        for index, unit_series in enumerate(by_unit.values()):
+            for code in unit_series:
+                reporters.setdefault(code[:4], set()).add(index)
+        merged = {code: value for code, value in merged.items() if counts[code] == len(reporters[code[:4]])}
     return merged
 
 
@@ -452,52 +671,192 @@ def _monthly_sums(series: dict[str, float]) -> dict[str, float]:
     return sums
 
 
+def _judged_year(snapshot: Snapshot) -> int:
+    """The year annual targets are judged in: last year in January (December's figures), else this year."""
+    today = snapshot.today
+    return today.year if today.month > 1 else today.year - 1
+
+
 def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
-    progress = _elapsed_share(snapshot, rule)
-    if progress is None or progress[1] == 0:
-        return
-    p, ended, total, scope = progress
-    target_scope = "final" if scope == "final" else scope
-    label = f"{scope}年1—{ended}月" if scope != "final" else f"规划期前{ended}个月"
     if rule.selector.subject_type == "project":
-        year = int(scope) if scope != "final" else snapshot.today.year
-        for code, project in sorted(snapshot.projects.items()):
-            if not rule.selector.matches(code):
-                continue
-            planned = snapshot.plans.get((code, year))
-            if not planned:
-                continue
-            done = context.project_sum(code, str(year))
-            c = 100.0 * done / planned
-            item = _Pending(rule, "project", code, project.name, project.units, str(year), "亿元",
-                            value=done, threshold=planned, expected=planned * p / 100, period_label=label,
-                            details={"completion": round(c, 2), "time_progress": round(p, 2), "category": project.category})
-            yield item, _pace_fact(rule, c, p)
+        yield from _project_pace(rule, snapshot, context)
+        return
+    final = rule.target == "final"
+    programme = _programme_months(snapshot)
+    if final and programme is None:
         return
     for info in _indicators(rule, snapshot):
         if info.kind != "cumulative":
             continue
-        judged = [u for u in info.units if (info.code, target_scope, u) in snapshot.targets] if rule.per_unit else [""]
-        for unit in judged:
-            target = snapshot.targets.get((info.code, target_scope, unit))
-            if not target:
-                continue
-            done = context.sum_in_scope(info.code, unit, target_scope)
-            c = 100.0 * done / target
+        units = [u for u in info.units if _has_target(snapshot, info.code, u, final)] if rule.per_unit else [""]
+        for unit in units:
+            totals = context.totals(info, unit)
             unit_info = snapshot.units.get(unit)
-            item = _Pending(
-                rule, "indicator", info.code if not unit else f"{info.code}@{unit}",
-                info.name, (unit,) if unit else info.units, scope, info.measure,
-                value=done, threshold=target, expected=target * p / 100, period_label=label,
-                unit_name=unit_info.name if unit_info else "",
-                details={"completion": round(c, 2), "time_progress": round(p, 2), "indicator": info.code,
-                         "unit": unit, "months_ended": ended, "months_total": total},
-            )
-            yield item, _pace_fact(rule, c, p)
+            subject = info.code if not unit else f"{info.code}@{unit}"
+            recipients = (unit,) if unit else info.units
+            base = {"indicator": info.code, "unit": unit, "reported_as": info.reported_as}
+            if final:
+                spec = _spec(snapshot, (info.code, "final", unit))
+                if spec is None or spec.shape != "final" or not totals.by_year:
+                    continue
+                assert programme is not None
+                start, total_months = programme
+                last_year = max(totals.by_year)
+                _, last_month = totals.by_year[last_year]
+                ended = max(0, min(total_months, (last_year - start.year) * 12 + last_month - start.month + 1))
+                if ended == 0:
+                    continue
+                target = _target(rule, spec, info.measure)
+                if target.comparison == "at_most":
+                    continue
+                p = 100.0 * ended / total_months
+                done = totals.final
+                expected, lag = _pace_lag(target, done, p)
+                label = f"规划期前{ended}个月（至{last_year}年{last_month}月）"
+                how = (f"按规划期序时进度测算：期末目标{_fmt(target.value)}{info.measure}×规划期已过"
+                       f"{ended}/{total_months}个月")
+                details = {**base, **target.payload(), "completion": round(100.0 * done / target.value, 2) if target.value else 0.0,
+                           "time_progress": round(p, 2), "months_ended": ended, "months_total": total_months,
+                           "derived": True, "derived_how": how}
+                item = _Pending(rule, "indicator", subject, info.name, recipients, "final", info.measure,
+                                value=done, threshold=target.value, expected=expected, period_label=label,
+                                unit_name=unit_info.name if unit_info else "", details=details)
+                yield item, {"completion": details["completion"], "lag": lag, "soft": target.strength == "soft"}
+                continue
+            year = _judged_year(snapshot)
+            spec = _spec(snapshot, (info.code, str(year), unit))
+            if spec is None or spec.shape != "annual":
+                continue
+            done, month = totals.by_year.get(year, (0.0, 0))
+            if month == 0:
+                continue  # no figure of this year yet: report_due asks for it
+            target = _target(rule, spec, info.measure)
+            if target.comparison == "at_most":
+                continue
+            p = 100.0 * month / 12
+            expected, lag = _pace_lag(target, done, p)
+            completion = round(100.0 * done / target.value, 2) if target.value else 0.0
+            details = {**base, **target.payload(), "completion": completion, "time_progress": round(p, 2),
+                       "months_ended": month, "months_total": 12, "derived": False}
+            item = _Pending(rule, "indicator", subject, info.name, recipients, str(year), info.measure,
+                            value=done, threshold=target.value, expected=expected, period_label=f"{year}年1—{month}月",
+                            unit_name=unit_info.name if unit_info else "", details=details)
+            yield item, {"completion": completion, "lag": lag, "soft": target.strength == "soft"}
 
 
-def _pace_fact(rule: Rule, c: float, p: float) -> dict[str, Any]:
-    return {"completion": c, "lag": p - c}
+def _has_target(snapshot: Snapshot, indicator: str, unit: str, final: bool) -> bool:
+    if final:
+        return (indicator, "final", unit) in snapshot.targets
+    return (indicator, str(_judged_year(snapshot)), unit) in snapshot.targets
+
+
+def _project_pace(rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    """Each project's completed investment (完成投资, this year) against its yearly plan and the months reported."""
+    year = _judged_year(snapshot)
+    for code, project in sorted(snapshot.projects.items()):
+        if not rule.selector.matches_project(code, project.category, project.level):
+            continue
+        planned = snapshot.plans.get((code, year))
+        if not planned:
+            continue
+        months = [int(c[5:7]) for c in snapshot.investments.get(code, {}) if c.startswith(f"{year}-")]
+        ended = max(months) if months else (snapshot.today.month - 1 if snapshot.today.year == year else 12)
+        if ended == 0:
+            continue
+        p = 100.0 * ended / 12
+        done = context.project_sum(code, str(year))
+        c = 100.0 * done / planned
+        item = _Pending(rule, "project", code, project.name, project.units, str(year), "亿元",
+                        value=done, threshold=planned, expected=planned * p / 100, period_label=f"{year}年1—{ended}月",
+                        details={"completion": round(c, 2), "time_progress": round(p, 2), "category": project.category,
+                                 "project_level": project.level})
+        yield item, {"completion": c, "lag": p - c, "soft": rule.strength == "soft"}
+
+
+def _derive_milestone(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    """One result due by a date: reminders as it approaches, a light only once it has passed unmet.
+
+    The figure counts everything since the programme began (a to_date indicator: its running
+    total as reported), so "到2025年争创2个" and "2023年底前累计争创12个" read as written.
+    """
+    today = snapshot.today
+    for info in _indicators(rule, snapshot):
+        for (code, scope, unit), spec in sorted(snapshot.target_specs.items()):
+            if code != info.code or spec.shape != "milestone" or spec.due is None:
+                continue
+            if bool(unit) != rule.per_unit or (unit and unit not in info.units):
+                continue
+            target = _target(rule, spec, info.measure)
+            totals = context.totals(info, unit) if info.kind == "cumulative" else None
+            if totals is not None:
+                value = totals.final
+                covered = max(((y, m) for y, (_, m) in totals.by_year.items()), default=None)
+            else:
+                latest = _latest(_series(snapshot, info.code, unit))
+                value = latest[1] if latest else 0.0
+                covered = (latest[0].year, latest[0].last_day.month) if latest else None
+            days_left = (spec.due - today).days
+            # Judged once the figures for the due date's month are in, or a month after they were due.
+            judged = (covered is not None and covered >= (spec.due.year, spec.due.month)) or \
+                today >= figures_due(parse_period(month_code(spec.due.year, spec.due.month))) + dt.timedelta(days=30)
+            unit_info = snapshot.units.get(unit)
+            gap = 0.0 if target.met(value) else (target.line - value if target.comparison != "at_most" else value - target.value)
+            gap = max(gap, 0.01) if not target.met(value) else 0.0
+            details = {"indicator": info.code, "unit": unit, **target.payload(), "judged": judged,
+                       "derived": False, "completion": round(100.0 * value / target.value, 2) if target.value else 0.0}
+            item = _Pending(rule, "indicator", info.code if not unit else f"{info.code}@{unit}", info.name,
+                            (unit,) if unit else info.units, scope, info.measure, value=value, threshold=target.value,
+                            deadline=spec.due, days_left=days_left, period_label=_due_label(spec.due),
+                            unit_name=unit_info.name if unit_info else "", details=details)
+            yield item, {"gap": gap, "days": float(days_left), "flag": judged, "soft": target.strength == "soft"}
+
+
+def _due_label(due: dt.date) -> str:
+    if due.month == 12 and due.day == 31:
+        return f"{due.year}年底前"
+    return f"{due.year}年{due.month}月{due.day}日前"
+
+
+def _derive_forecast(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+    """Project the year-end figure from this year's running total and warn before the light.
+
+    With last year's monthly running totals in the store, the projection follows last year's
+    profile (this year's total × last December's ÷ last year's same month); else it is linear.
+    """
+    year = snapshot.today.year if snapshot.today.month > 1 else snapshot.today.year - 1
+    for info in _indicators(rule, snapshot):
+        if info.kind != "cumulative":
+            continue
+        units = [u for u in info.units if (info.code, str(year), u) in snapshot.targets] if rule.per_unit else [""]
+        for unit in units:
+            spec = _spec(snapshot, (info.code, str(year), unit))
+            if spec is None or spec.shape != "annual":
+                continue
+            target = _target(rule, spec, info.measure)
+            if target.comparison == "at_most" or target.value <= 0:
+                continue
+            totals = context.totals(info, unit)
+            done, month = totals.by_year.get(year, (0.0, 0))
+            if month < rule.from_month or month >= 12:
+                continue
+            last = totals.profile.get(year - 1, {})
+            if last.get(month, 0.0) > 0 and 12 in last:
+                projected, method = done * last[12] / last[month], "last_year_profile"
+            else:
+                projected, method = done * 12 / month, "linear"
+            percent = 100.0 * projected / target.value
+            warn_line = target.line * rule.warn_below / 100
+            gap = 100.0 * (warn_line - projected) / target.value
+            unit_info = snapshot.units.get(unit)
+            forecast = {"value": round(projected, 2), "percent": round(percent, 1), "method": method,
+                        "months": month, "warn_below": rule.warn_below}
+            details = {"indicator": info.code, "unit": unit, **target.payload(), "derived": False,
+                       "completion": round(100.0 * done / target.value, 2), "forecast": forecast}
+            item = _Pending(rule, "indicator", info.code if not unit else f"{info.code}@{unit}", info.name,
+                            (unit,) if unit else info.units, str(year), info.measure, value=done,
+                            threshold=target.value, expected=projected, period_label=f"{year}年1—{month}月",
+                            unit_name=unit_info.name if unit_info else "", details=details)
+            yield item, {"gap": gap}
 
 
 def _task_details(task: TaskInfo, snapshot: Snapshot) -> dict[str, Any]:
@@ -665,34 +1024,41 @@ def _derive_praise(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Cont
     if rule.basis == "tasks_on_time":
         yield from _tasks_on_time(rule, snapshot, today)
         return
-    progress = _elapsed_share(snapshot, rule)
-    if progress is None or progress[1] == 0:
-        return
-    p, ended, _total, scope = progress
-    quarter = _quarter_of(dt.date(int(scope), ended, 1)) if scope != "final" else _quarter_of(today)
+    year = _judged_year(snapshot)
+    scope = str(year)
     for info in _indicators(rule, snapshot):
         if info.kind != "cumulative":
             continue
         for unit in ("", *info.units):
-            target = snapshot.targets.get((info.code, scope, unit))
-            if not target:
+            spec = _spec(snapshot, (info.code, scope, unit))
+            if spec is None or spec.shape != "annual" or spec.value <= 0:
                 continue
-            done = context.sum_in_scope(info.code, unit, scope)
-            c = 100.0 * done / target
+            target = _target(rule, spec, info.measure)
+            if target.comparison == "at_most":
+                continue
+            done, ended = context.totals(info, unit).by_year.get(year, (0.0, 0))
+            if ended == 0:
+                continue
+            p = 100.0 * ended / 12
+            expected, lag = _pace_lag(target, done, p)
+            c = 100.0 * done / target.line if target.line else 0.0
             unit_info = snapshot.units.get(unit)
+            quarter = _quarter_of(dt.date(year, ended, 1))
             period = scope if rule.basis == "target_met_early" else quarter
             item = _Pending(
                 rule, "indicator", info.code if not unit else f"{info.code}@{unit}", info.name,
                 (unit,) if unit else info.units, period, info.measure,
-                value=done, threshold=target, expected=target * p / 100,
+                value=done, threshold=target.value, expected=expected,
                 period_label=f"{scope}年1—{ended}月", unit_name=unit_info.name if unit_info else "",
-                details={"completion": round(c, 2), "time_progress": round(p, 2), "indicator": info.code, "unit": unit},
+                details={"completion": round(100.0 * done / target.value, 2), "time_progress": round(p, 2),
+                         "indicator": info.code, "unit": unit, **target.payload(), "derived": False},
             )
-            months_left = 12 - ended if scope != "final" else 1
             if rule.basis == "target_met_early":
-                yield item, {"completion": c, "days": float(months_left)}
+                # "Early" while months of the year remain: never once the year is over.
+                months_left = 0 if snapshot.today.year > year else 12 - ended
+                yield item, {"completion": c if target.met(done) else min(c, 99.99), "days": float(months_left)}
             else:
-                yield item, {"completion": c, "lag": p - c}
+                yield item, {"completion": c, "lag": lag}
 
 
 def _tasks_on_time(rule: Rule, snapshot: Snapshot, today: dt.date) -> Iterable[tuple[_Pending, dict[str, Any]]]:
@@ -718,6 +1084,8 @@ def _tasks_on_time(rule: Rule, snapshot: Snapshot, today: dt.date) -> Iterable[t
 
 
 _DERIVERS: dict[str, Any] = {
+    "milestone": _derive_milestone,
+    "forecast": _derive_forecast,
     "threshold": _derive_threshold,
     "pace": _derive_pace,
     "deadline": _derive_deadline,

@@ -21,9 +21,11 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from duban.engine.expr import ExpressionError, parse_bound
 from duban.engine.rules import (
+    AGGREGATES,
     NOTIFY_CHOICES,
     PRAISE_BASES,
     RULE_KINDS,
+    STRENGTHS,
     Cadence,
     Position,
     Rule,
@@ -69,38 +71,54 @@ class Field:
 
 
 ALL = RULE_KINDS
+_TARGETED = ("pace", "milestone", "forecast")
 RULE_FIELDS: tuple[Field, ...] = (
     Field("id", "id", required=True, description="Unique name within the rule set (lowercase, digits, _)."),
     Field("kind", "enum", required=True, choices=RULE_KINDS, description="The rule kind."),
     Field("title", "str", required=True, description="Chinese title of the notice; {subject} {period} {unit} are filled in."),
     Field("source", "str", required=True, description="The sentence of the source document this rule encodes."),
-    Field("indicator", "str", ("threshold", "pace", "report_due", "praise"), description="One indicator code."),
-    Field("indicators", "selector", ("threshold", "pace", "report_due", "praise"),
+    Field("indicator", "str", ("threshold", "pace", "report_due", "praise", "milestone", "forecast"), description="One indicator code."),
+    Field("indicators", "selector", ("threshold", "pace", "report_due", "praise", "milestone", "forecast"),
           description="all | list of codes | {kind: level|growth|cumulative or list}."),
     Field("tasks", "selector", ("deadline", "praise"), description="all | list of task codes."),
-    Field("projects", "selector", ("pace",), description="all | list of project codes."),
+    Field("projects", "selector", ("pace", "threshold"),
+          description="all | list of project codes | {category: 战略支撑型, level: 省级, in_year: true}."),
+    Field("aggregate", "enum", ("threshold",), choices=AGGREGATES,
+          description="Over the selected projects: count, total_investment (总投资), planned_investment "
+                      "(this year's plans) or completed_investment (完成投资 this year, 1—N月)."),
     Field("notify", "enum", choices=NOTIFY_CHOICES, description="Who is told: the subject's units, the working group, or both."),
     Field("template", "str", description="Item template in templates/items/ (default: by kind)."),
     Field("action", "str", description="What the recipient should do (Chinese)."),
     Field("repeat", "duration", description="催办 interval for a still-firing warning: 7d, 2w, never."),
     Field("groups", "strlist", description="Cadence groups that evaluate this rule (default [monthly])."),
-    Field("at_least", "bound", ("threshold",), description="Lower bound: number, percent (66.5%), fraction (2/3) or expression."),
-    Field("at_most", "bound", ("threshold",), description="Upper bound, same forms as at_least."),
+    Field("at_least", "bound", ("threshold",), description="Lower bound (以上, 不低于, ≥): number, percent (66.5%), fraction (2/3) or expression."),
+    Field("more_than", "bound", ("threshold",), description="Strict lower bound (超过, >): equal to it is a miss."),
+    Field("at_most", "bound", ("threshold",), description="Upper bound (以下, 不超过, ≤), same forms as at_least."),
     Field("level", "enum", ("threshold",), choices=("red", "yellow"), description="Light when the bound is missed (default red)."),
     Field("yellow_margin", "number", ("threshold",), description="A miss by at most this much lights yellow instead."),
+    Field("strength", "enum", ("threshold", *_TARGETED), choices=STRENGTHS,
+          description="hard (确保, 不低于: a miss is red) or soft (力争: yellow at worst). For targets: the default "
+                      "for targets whose own 力度 column is empty (default hard)."),
+    Field("tolerance", "number", _TARGETED,
+          description="左右 (comparison about): met within this many percent of the target (default: the target's, else 5)."),
     Field("resolve_margin", "number", ("threshold", "pace"),
           description="Hysteresis: the alert is closed (销号) only once the bound is beaten by this much "
                       "(threshold: in the indicator's measure; pace: points ahead of time progress). Default 0."),
-    Field("target", "enum", ("pace",), choices=("year", "final"), description="Annual target (default) or programme-end target."),
-    Field("per_unit", "bool", ("pace", "report_due"), description="Judge each responsible unit on its own figures."),
+    Field("target", "enum", ("pace",), choices=("year", "final"),
+          description="Annual targets paced by the year (default), or programme-end targets paced by the programme's "
+                      "elapsed share (derived: 按规划期序时进度测算)."),
+    Field("per_unit", "bool", ("pace", "report_due", "milestone", "forecast"), description="Judge each responsible unit on its own figures."),
     Field("yellow_gap", "number", ("pace",), description="Points behind time progress still yellow (default 10)."),
     Field("praise_margin", "number", ("pace",), description="Points ahead of time progress that earn praise."),
-    Field("remind_days", "intlist", ("deadline",), description="Reminders this many days before the deadline (default [7, 1])."),
+    Field("remind_days", "intlist", ("deadline", "milestone"),
+          description="Reminders this many days before the deadline (deadline default [7, 1]; milestone default [30, 7])."),
     Field("escalate_after_days", "int", ("deadline",), description="Days overdue before red, copied to the working group (default 15)."),
     Field("due_day", "int", ("report_due",), description="Figures for month M are due on this day of M+1 (default 10)."),
     Field("remind_days_before", "int", ("report_due",), description="Reminder this many days before the due date (default 3)."),
     Field("basis", "enum", ("praise",), required=True, choices=PRAISE_BASES, description="What earns praise."),
     Field("margin", "number", ("praise",), description="ahead_of_pace: points ahead of time progress (default 10)."),
+    Field("from_month", "int", ("forecast",), description="First month-end from which a forecast is made (default 3: after March's figures)."),
+    Field("warn_below", "number", ("forecast",), description="Warn when the projected year-end value is below this percent of the target (default 100)."),
 )
 RULE_FIELD_NAMES = tuple(f.name for f in RULE_FIELDS)
 
@@ -120,14 +138,15 @@ SETTINGS_FIELDS: tuple[Field, ...] = (
     Field("programme", "id", required=True, description="Programme code; must match the database's programme."),
     Field("name", "str", description="Programme name."),
     Field("document", "str", description="Document number, e.g. 温鹿政办〔2023〕55号."),
-    Field("working_group", "str", required=True, description="Unit code of the working group (工作专班)."),
+    Field("working_group", "str", description="Unit code of the working group (工作专班); default: the unit of kind working_group."),
     Field("admin_email", "str", description="Where rule, template and delivery errors are reported."),
     Field("subject_prefix", "str", description="E-mail subject prefix, e.g. 【鹿城区“十百千”工作专班】."),
     Field("calendar", "str", description="Calendar override file (relative to this directory)."),
 )
 
 # "" means: the item template named after the notice kind (warning, reminder, overdue, praise …).
-DEFAULT_TEMPLATE = {"threshold": "", "pace": "", "deadline": "", "report_due": "report_due", "praise": ""}
+DEFAULT_TEMPLATE = {"threshold": "", "pace": "", "deadline": "", "report_due": "report_due", "praise": "",
+                    "milestone": "", "forecast": ""}
 
 
 def _pos(node: Any, key: Any = None, index: int | None = None) -> tuple[int, int]:
@@ -332,7 +351,7 @@ def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleS
         raise RuleSetInvalid(errors)
     if settings is None:  # an empty programme.yaml (or only comments) parses without an error of its own
         raise RuleSetInvalid([RuleError(shown(settings_path), 1, 1,
-                                        "programme.yaml 为空：至少需要 programme 和 working_group 两项设置")])
+                                        "programme.yaml 为空：至少需要 programme 一项设置")])
     if settings.calendar is not None:
         from duban.engine.calendar import CalendarFileError, WorkingCalendar
 
@@ -351,14 +370,14 @@ def _settings(checker: _FileChecker, document: Any, directory: Path) -> Settings
         return None
     checker.check_keys(document, [f.name for f in SETTINGS_FIELDS], "programme.yaml ")
     values = _fields(checker, document, SETTINGS_FIELDS, "programme.yaml")
-    if "programme" not in values or "working_group" not in values:
+    if "programme" not in values:
         return None
     calendar = values.get("calendar")
     return Settings(
         programme=values["programme"],
         name=values.get("name", ""),
         document=values.get("document", ""),
-        working_group=values["working_group"],
+        working_group=values.get("working_group", ""),
         admin_email=values.get("admin_email", ""),
         subject_prefix=values.get("subject_prefix", ""),
         calendar=(directory / calendar) if calendar else None,
@@ -416,8 +435,17 @@ def _rule(checker: _FileChecker, item: CommentedMap, programme: str) -> Rule | N
                 checker.error(item, f"`{f.name}` 不适用于 kind: {kind} 的规则（适用于 {', '.join(f.kinds)}）", key=f.name, key_pos=True)
     values = _fields(checker, item, specs, what)
     selector = _selector(checker, item, values.get("kind")) if known_kind else None
-    if values.get("kind") == "threshold" and ("at_least" in item) == ("at_most" in item):
-        checker.error(item, f"{what}须有 `at_least` 或 `at_most` 之一（只能有一个）")
+    if values.get("kind") == "threshold" and sum(k in item for k in ("at_least", "more_than", "at_most")) != 1:
+        checker.error(item, f"{what}须有 `at_least`、`more_than` 或 `at_most` 之一（只能有一个）")
+    if values.get("kind") == "threshold" and selector is not None:
+        if selector.subject_type == "project" and "aggregate" not in item:
+            checker.error(item, f"{what}对项目清单设阈值时须写 `aggregate`（count、total_investment、planned_investment 或 completed_investment）")
+        if selector.subject_type != "project" and "aggregate" in item:
+            checker.error(item, "`aggregate` 只适用于 `projects:` 选定的项目清单", key="aggregate", key_pos=True)
+    if values.get("tolerance", 0.0) < 0 or values.get("tolerance", 0.0) >= 100:
+        checker.error(item, f"`tolerance` 应为 0 到 100 之间的百分数（“左右”的容差），实际为 {values['tolerance']:g}", key="tolerance")
+    if "from_month" in values and not 1 <= values["from_month"] <= 11:
+        checker.error(item, f"`from_month` 应为 1 到 11 的月份，实际为 {values['from_month']}", key="from_month")
     if values.get("resolve_margin", 0.0) < 0:
         checker.error(item, f"`resolve_margin` 应为非负数（销号前须超过标准的幅度），实际为 {values['resolve_margin']:g}",
                       key="resolve_margin")
@@ -441,23 +469,29 @@ def _rule(checker: _FileChecker, item: CommentedMap, programme: str) -> Rule | N
         resolve_margin=values.get("resolve_margin", 0.0),
         at_least=values.get("at_least"),
         at_most=values.get("at_most"),
+        more_than=values.get("more_than"),
+        aggregate=values.get("aggregate", ""),
         level=values.get("level", "red"),
+        strength=values.get("strength", "hard"),
+        tolerance=values.get("tolerance"),
         yellow_margin=values.get("yellow_margin"),
         target=values.get("target", "year"),
         per_unit=values.get("per_unit", False),
         yellow_gap=values.get("yellow_gap", 10.0),
         praise_margin=values.get("praise_margin"),
-        remind_days=values.get("remind_days", (7, 1)),
+        remind_days=values.get("remind_days", (30, 7) if values["kind"] == "milestone" else (7, 1)),
         escalate_after_days=values.get("escalate_after_days", 15),
         due_day=values.get("due_day", 10),
         remind_days_before=values.get("remind_days_before", 3),
         basis=values.get("basis", ""),
         margin=values.get("margin", 10.0),
+        from_month=values.get("from_month", 3),
+        warn_below=values.get("warn_below", 100.0),
     )
 
 
 def _indicator_field_positions(display: str, item: CommentedMap) -> tuple[tuple[str, Position], ...]:
-    positions = [(key, Position(display, *_pos(item, key))) for key in ("indicator", "indicators", "at_least", "at_most")
+    positions = [(key, Position(display, *_pos(item, key))) for key in ("indicator", "indicators", "at_least", "more_than", "at_most")
                  if key in item]
     codes = item.get("indicators")
     if isinstance(codes, CommentedSeq):
@@ -467,11 +501,14 @@ def _indicator_field_positions(display: str, item: CommentedMap) -> tuple[tuple[
 
 
 _SUBJECT_KEYS = {
-    "threshold": ("indicator", "indicators"),
+    "threshold": ("indicator", "indicators", "projects"),
     "pace": ("indicator", "indicators", "projects"),
     "report_due": ("indicator", "indicators"),
     "deadline": ("tasks",),
+    "milestone": ("indicator", "indicators"),
+    "forecast": ("indicator", "indicators"),
 }
+_PROJECT_FILTER_KEYS = ("category", "level", "in_year")
 
 
 def _selector(checker: _FileChecker, item: CommentedMap, kind: str | None) -> Selector | None:
@@ -500,6 +537,8 @@ def _selector(checker: _FileChecker, item: CommentedMap, kind: str | None) -> Se
         return Selector(subject_type, everything=True)
     if isinstance(raw, list) and raw and all(isinstance(v, str) and v for v in raw):
         return Selector(subject_type, codes=tuple(raw))
+    if key == "projects" and isinstance(raw, CommentedMap):
+        return _project_filter(checker, raw)
     if key == "indicators" and isinstance(raw, CommentedMap):
         checker.check_keys(raw, ("kind",), "`indicators` ")
         raw_kinds = raw.get("kind")
@@ -509,8 +548,34 @@ def _selector(checker: _FileChecker, item: CommentedMap, kind: str | None) -> Se
                           key="kind" if "kind" in raw else None)
             return None
         return Selector("indicator", kinds=tuple(kinds))
-    checker.error(item, f"`{key}` 应为 all、代码列表{'或 {kind: cumulative}' if key == 'indicators' else ''}，实际为 {_show(raw)}", key=key)
+    hint = {"indicators": "或 {kind: cumulative}", "projects": "或 {category: 战略支撑型, level: 省级, in_year: true}"}.get(key, "")
+    checker.error(item, f"`{key}` 应为 all、代码列表{hint}，实际为 {_show(raw)}", key=key)
     return None
+
+
+def _project_filter(checker: _FileChecker, raw: CommentedMap) -> Selector | None:
+    """`projects: {category: 战略支撑型, level: 省级, in_year: true}`: the project list, filtered."""
+    from duban.store.models import PROJECT_CATEGORIES, PROJECT_LEVELS
+
+    before = len(checker.errors)
+    checker.check_keys(raw, _PROJECT_FILTER_KEYS, "`projects` ")
+    found: dict[str, tuple[str, ...]] = {}
+    for key, choices in (("category", PROJECT_CATEGORIES), ("level", PROJECT_LEVELS)):
+        if key not in raw:
+            continue
+        value = raw[key]
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values or any(v not in choices for v in values):
+            checker.error(raw, f"`projects.{key}` 应为 {' | '.join(choices)} 或其列表，实际为 {_show(value)}", key=key)
+            continue
+        found[key] = tuple(values)
+    in_year = raw.get("in_year", False)
+    if not isinstance(in_year, bool):
+        checker.error(raw, f"`projects.in_year` 应为 true 或 false，实际为 {_show(in_year)}", key="in_year")
+    if len(checker.errors) > before:
+        return None
+    return Selector("project", everything=False, categories=found.get("category", ()), levels=found.get("level", ()),
+                    in_year=bool(in_year))
 
 
 def _cadence(checker: _FileChecker, item: CommentedMap, programme: str) -> Cadence | None:
@@ -538,7 +603,8 @@ def _cadence(checker: _FileChecker, item: CommentedMap, programme: str) -> Caden
 
 
 def check_against_store(
-    rule_set: RuleSet, indicator_codes: set[str], unit_codes: set[str], template_exists: Callable[[str], bool] | None = None
+    rule_set: RuleSet, indicator_codes: set[str], unit_codes: set[str], template_exists: Callable[[str], bool] | None = None,
+    working_group_codes: set[str] | None = None,
 ) -> list[RuleError]:
     """Cross-checks that need the database: unknown indicator codes, an unknown working group."""
     errors: list[RuleError] = []
@@ -552,9 +618,13 @@ def check_against_store(
             errors.append(RuleError(rule.position.file, rule.position.line, rule.position.column,
                                     f"规则 `{rule.short_id}` 的通知模板 `{rule.template}` 不存在（templates/items/{rule.template}.txt.j2）"))
     wg = rule_set.settings.working_group
-    if unit_codes and wg not in unit_codes:
+    if unit_codes and wg and wg not in unit_codes:
         errors.append(RuleError(str(rule_set.directory / "programme.yaml"), 1, 1,
                                 f"`working_group` 指定的单位代码 `{wg}` 在数据库中不存在"))
+    if unit_codes and not wg and not working_group_codes:
+        errors.append(RuleError(str(rule_set.directory / "programme.yaml"), 1, 1,
+                                "找不到工作专班：单位清单中没有类型为“专班”（working_group）的单位，programme.yaml 也未用 "
+                                "`working_group` 指定；升级督办和专班汇总无人接收。请在单位清单中登记专班（类型填“专班”）"))
     return errors
 
 

@@ -8,10 +8,15 @@ from pathlib import Path
 
 from duban.engine.expr import Bound
 
-RULE_KINDS = ("threshold", "pace", "deadline", "report_due", "praise")
+RULE_KINDS = ("threshold", "pace", "deadline", "report_due", "praise", "milestone", "forecast")
 NOTIFY_CHOICES = ("units", "working_group", "both")
 LEVELS = ("red", "yellow", "blue", "green")
 PRAISE_BASES = ("target_met_early", "ahead_of_pace", "tasks_on_time")
+STRENGTHS = ("hard", "soft")  # 确保/不低于: a miss is red; 力争: yellow at worst
+COMPARISONS = ("at_least", "more_than", "about", "at_most")  # 以上/不低于 · 超过 · 左右 · 以下/不超过
+TARGET_SHAPES = ("annual", "milestone", "final")
+AGGREGATES = ("count", "total_investment", "planned_investment", "completed_investment")
+DEFAULT_TOLERANCE = 5.0  # 左右: met within ±5 % of the figure unless the target or rule says otherwise
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,10 @@ class Selector:
     codes: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     everything: bool = False
+    # projects: {category: 战略支撑型, level: 省级, in_year: true} filters the project list
+    categories: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ()
+    in_year: bool = False
 
     def matches(self, code: str, kind: str = "") -> bool:
         if self.everything:
@@ -42,6 +51,13 @@ class Selector:
         if self.codes and code not in self.codes:
             return False
         return not (self.kinds and kind not in self.kinds)
+
+    def matches_project(self, code: str, category: str, level: str) -> bool:
+        if not self.matches(code):
+            return False
+        if self.categories and category not in self.categories:
+            return False
+        return not (self.levels and level not in self.levels)
 
 
 @dataclass(frozen=True)
@@ -61,14 +77,19 @@ class Rule:
     # threshold
     at_least: Bound | None = None
     at_most: Bound | None = None
+    more_than: Bound | None = None  # 超过: strictly more than
+    aggregate: str = ""  # threshold over the project list: count | total_investment | …
     level: str = "red"
+    # targets (pace, milestone, forecast): defaults for targets that do not state them
+    strength: str = "hard"
+    tolerance: float | None = None  # 左右, in percent of the target (None: the target's, else 5)
     yellow_margin: float | None = None
     # pace
     target: str = "year"
     per_unit: bool = False
     yellow_gap: float = 10.0
     praise_margin: float | None = None
-    # deadline
+    # deadline, milestone
     remind_days: tuple[int, ...] = (7, 1)
     escalate_after_days: int = 15
     # report_due
@@ -77,6 +98,9 @@ class Rule:
     # praise
     basis: str = ""
     margin: float = 10.0
+    # forecast
+    from_month: int = 3
+    warn_below: float = 100.0
     # Where the fields naming indicators stand ("indicator", "indicators", "indicators:<code>", "at_least",
     # "at_most"), so a check against the store can point at the field, not at the rule's first line.
     field_positions: tuple[tuple[str, Position], ...] = field(default=(), compare=False)
@@ -102,7 +126,7 @@ class Rule:
     @property
     def referenced_indicators(self) -> frozenset[str]:
         codes = set(self.selector.codes) if self.selector.subject_type == "indicator" else set()
-        for bound in (self.at_least, self.at_most):
+        for bound in (self.at_least, self.at_most, self.more_than):
             if bound is not None:
                 codes |= bound.references
         return frozenset(codes)

@@ -15,6 +15,7 @@ from typing import Any
 
 from duban.engine.loader import CADENCE_FIELDS, INDICATOR_KINDS, RULE_FIELDS, SETTINGS_FIELDS, Field
 from duban.engine.rules import RULE_KINDS
+from duban.store.models import PROJECT_CATEGORIES, PROJECT_LEVELS
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 RULE_SCHEMA_FILE = "schema.json"
@@ -34,6 +35,16 @@ def _selector_schema(name: str) -> dict[str, Any]:
             "type": "object",
             "properties": {"kind": {"anyOf": [kind, {"type": "array", "items": kind, "minItems": 1}]}},
             "required": ["kind"],
+            "additionalProperties": False,
+        })
+    if name == "projects":
+        def one_or_many(choices: tuple[str, ...]) -> dict[str, Any]:
+            enum = {"enum": list(choices)}
+            return {"anyOf": [enum, {"type": "array", "items": enum, "minItems": 1}]}
+        options.append({
+            "type": "object",
+            "properties": {"category": one_or_many(PROJECT_CATEGORIES), "level": one_or_many(PROJECT_LEVELS),
+                           "in_year": {"type": "boolean"}},
             "additionalProperties": False,
         })
     return {"anyOf": options}
@@ -94,10 +105,10 @@ def _rule_schema() -> dict[str, Any]:
         if required:
             then["required"] = required
         per_kind.append({"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]}, "then": then})
-    # A threshold rule needs exactly one of at_least / at_most.
+    # A threshold rule needs exactly one of at_least / more_than / at_most.
     per_kind.append({
         "if": {"properties": {"kind": {"const": "threshold"}}, "required": ["kind"]},
-        "then": {"oneOf": [{"required": ["at_least"]}, {"required": ["at_most"]}]},
+        "then": {"oneOf": [{"required": ["at_least"]}, {"required": ["more_than"]}, {"required": ["at_most"]}]},
     })
     schema["allOf"] = per_kind
     return schema

@@ -46,6 +46,7 @@ from duban.store.models import (
     ImportBatch,
     Indicator,
     IndicatorUnit,
+    Observation,
     Programme,
     Project,
     ProjectInvestment,
@@ -80,6 +81,20 @@ INDICATOR_KIND_SPELLINGS = _accepting({
 DIRECTION_SPELLINGS = _accepting({
     "at_least": ("不低于", "以上", "≥", ">="), "at_most": ("不高于", "以下", "≤", "<="),
 })
+REPORTED_AS_SPELLINGS = _accepting({
+    "ytd": ("本年累计", "1—N月累计", "1-N月累计", "年内累计", "本年"),
+    "month": ("当月值", "当月", "月度值", "当月数"),
+    "to_date": ("累计至今", "开始以来累计", "自开始累计", "方案期累计"),
+})
+TARGET_SHAPE_SPELLINGS = _accepting({
+    "annual": ("年度", "年度目标", "序时"), "milestone": ("节点", "节点目标", "里程碑", "一次性"),
+    "final": ("期末", "期末目标", "规划期末"),
+})
+COMPARISON_SPELLINGS = _accepting({
+    "at_least": ("以上", "不低于", "不少于", "≥", ">="), "more_than": ("超过", "高于", "多于", ">", "＞"),
+    "about": ("左右", "约"), "at_most": ("以下", "不高于", "不超过", "≤", "<="),
+})
+STRENGTH_SPELLINGS = _accepting({"hard": ("确保", "硬性", "必须"), "soft": ("力争", "争取", "软性")})
 CATEGORY_SPELLINGS = _accepting({name: () for name in ("战略支撑型", "产业赋能型", "生活美好型")})
 LEVEL_SPELLINGS = _accepting({name: () for name in ("省级", "市级")})
 STATUS_SPELLINGS = _accepting({"open": ("未完成", "进行中", "未开始"), "done": ("已完成", "完成")})
@@ -106,6 +121,8 @@ class ImportReport:
     problem_count: int = 0
     counts: dict[str, ListCounts] = field(default_factory=dict)
     batch_id: int | None = None
+    # Plausibility warnings: the import went through, but a figure deserves a second look.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -124,6 +141,9 @@ class ImportReport:
             if name in self.counts:
                 c = self.counts[name]
                 lines.append(f"  {LIST_LABELS[name]}（{name}）：新增 {c.new}，更新 {c.changed}，未变 {c.unchanged}")
+        if self.warnings:
+            lines.append(f"请核对以下 {len(self.warnings)} 处数据（已导入）：")
+            lines += [f"  {warning}" for warning in self.warnings]
         return lines
 
 
@@ -238,6 +258,7 @@ def import_paths(
             if sink.count:
                 raise _Rollback
             report.counts = run.counts
+            report.warnings = run.warnings
             report.batch_id = conn.execute(
                 insert(ImportBatch).returning(ImportBatch.id),
                 {
@@ -254,10 +275,40 @@ def import_paths(
     return report
 
 
+def _falling_running_totals(conn: Connection, series: list[tuple[str, str]]) -> list[str]:
+    """A running total (本年累计 within a year, 累计至今 at all) that falls from one month to the next."""
+    if not series:
+        return []
+    kinds = {code: reported_as or "ytd" for code, reported_as in conn.execute(
+        select(Indicator.code, Indicator.reported_as).where(Indicator.kind == "cumulative")
+        .where(Indicator.reported_as != "month"))}
+    wanted = {(indicator, unit) for indicator, unit in series if indicator in kinds}
+    if not wanted:
+        return []
+    rows = conn.execute(
+        select(Observation.indicator_code, Observation.unit_code, Observation.period, Observation.value)
+        .where(Observation.indicator_code.in_(sorted({i for i, _ in wanted})))
+        .order_by(Observation.indicator_code, Observation.unit_code, Observation.period)).all()
+    warnings: list[str] = []
+    previous: tuple[str, str, str, float] | None = None
+    for indicator, unit, period, value in rows:
+        if (indicator, unit) not in wanted or len(period) != 7 or period[5] == "Q":
+            continue
+        if previous is not None and previous[:2] == (indicator, unit) and value < previous[3] - 1e-9 and (
+                kinds[indicator] == "to_date" or previous[2][:4] == period[:4]):
+            where = f"（{unit}）" if unit else ""
+            basis = "累计至今" if kinds[indicator] == "to_date" else "本年累计"
+            warnings.append(f"指标 {indicator}{where} {period} 的{basis}数 {value:g} 小于 {previous[2]} 的 {previous[3]:g}："
+                            "累计数不应下降，请核实是否误填了当月值（如为当月值，请将指标的报送口径改为“当月值”）")
+        previous = (indicator, unit, period, value)
+    return warnings
+
+
 class _ImportRun:
     def __init__(self, conn: Connection, sink: _ProblemSink, *, now: dt.datetime, imported_by: str) -> None:
         self.conn, self.sink, self.now, self.imported_by = conn, sink, now, imported_by
         self.counts: dict[str, ListCounts] = {}
+        self.warnings: list[str] = []
         programme = conn.execute(select(Programme.code, Programme.end)).first()
         self.known = _Known(
             units=set(conn.scalars(select(Unit.code))),
@@ -346,11 +397,15 @@ class _ImportRun:
                        default="level")
         direction = row.get("direction", lambda c: parse_enum(c, DIRECTION_SPELLINGS, "方向"), required=False,
                             default="at_least")
+        reported_as = row.get("reported_as", lambda c: parse_enum(c, REPORTED_AS_SPELLINGS, "报送口径"),
+                              required=False, default="")
+        if reported_as and kind != "cumulative":
+            row.problem("reported_as", "报送口径只适用于累计值指标（类型为“累计值”）")
         units = self._unit_list(row)
         if code is not None:
             self.known.indicator_measures[code] = measure or ""
             record = {"code": code, "name": name, "measure": measure, "kind": kind, "direction": direction,
-                      "units": units}
+                      "reported_as": reported_as, "units": units}
             keyed.add((code,), record if row.ok else None, row, "code")
 
     def _finish_indicators(self, keyed: _Keyed) -> None:
@@ -386,8 +441,25 @@ class _ImportRun:
         scope = row.get("year", lambda c: parse_target_scope(c, FINAL_TARGET))
         value = self._indicator_value(row, indicator, "value")
         unit = self._optional_unit(row)
+        shape = row.get("shape", lambda c: parse_enum(c, TARGET_SHAPE_SPELLINGS, "目标类型"), required=False, default="")
+        comparison = row.get("comparison", lambda c: parse_enum(c, COMPARISON_SPELLINGS, "表述"), required=False,
+                             default="")
+        strength = row.get("strength", lambda c: parse_enum(c, STRENGTH_SPELLINGS, "力度"), required=False, default="")
+        due = row.get("due", lambda c: parse_deadline(c if isinstance(c, dt.date) else parse_text(c),
+                                                      self.known.programme_end), required=False)
+        if isinstance(due, dt.datetime):
+            due = due.date()
+        tolerance_cell = row.get("tolerance", parse_number, required=False)
+        tolerance = tolerance_cell[0] if tolerance_cell else None
+        if tolerance is not None and not 0 <= tolerance < 100:
+            row.problem("tolerance", f"容差应为 0 到 100 之间的百分数，实际为 {tolerance:g}")
+        if scope == FINAL_TARGET and shape in ("annual", "milestone"):
+            row.problem("shape", "期末目标的目标类型应为“期末”")
+        if shape == "annual" and due is not None:
+            row.problem("due", "年度目标按序时进度考核，不填完成时限；到期一次性考核的目标请将目标类型填为“节点”")
         if indicator is not None and scope is not None:
-            record = {"indicator_code": indicator, "scope": scope, "unit_code": unit, "value": value}
+            record = {"indicator_code": indicator, "scope": scope, "unit_code": unit, "value": value, "shape": shape,
+                      "comparison": comparison, "strength": strength, "due": due, "tolerance": tolerance}
             keyed.add((indicator, scope, unit), record if row.ok else None, row, "indicator")
 
     def _finish_targets(self, keyed: _Keyed) -> None:
@@ -399,7 +471,7 @@ class _ImportRun:
     def _import_observations(self, sources: list[Source]) -> None:
         stage = ObservationStage(self.conn)
         period_cache: dict[str, str] = {}
-        chunk: list[tuple[int, int, str, str, str, float]] = []
+        chunk: list[tuple[int, int, str, str, str, float, dt.date | None]] = []
         key_headers: dict[int, str] = {}
         for index, source in enumerate(sources):
             stage.add_source(index, source.label)
@@ -409,6 +481,7 @@ class _ImportRun:
                 if table is None:
                     continue
                 key_headers[index] = table.header("indicator")
+                has_reported_on = "reported_on" in table.columns
                 for number, cells in table.rows:
                     row = _Row(table, number, cells, self.sink)
                     indicator = self._known_indicator(row)
@@ -420,8 +493,9 @@ class _ImportRun:
                             period_cache[raw_period] = period
                     value = self._indicator_value(row, indicator, "value")
                     unit = self._optional_unit(row)
+                    reported_on = row.get("reported_on", parse_date, required=False) if has_reported_on else None
                     if row.ok:
-                        chunk.append((index, number, indicator, period, unit, value))
+                        chunk.append((index, number, indicator, period, unit, value, reported_on))
                         if len(chunk) >= STAGE_CHUNK_ROWS:
                             stage.write(chunk)
                             chunk.clear()
@@ -440,6 +514,7 @@ class _ImportRun:
         if self.writing:
             merged = stage.merge(now=self.now, changed_by=self.imported_by)
             counts.new, counts.changed, counts.unchanged = merged.new, merged.changed, merged.unchanged
+            self.warnings += _falling_running_totals(self.conn, stage.series_touched())
         stage.drop()
 
     # --- projects ------------------------------------------------------------------------

@@ -28,6 +28,10 @@ from sqlalchemy.types import TypeDecorator
 UNIT_KINDS = ("department", "street", "county", "working_group")
 INDICATOR_KINDS = ("level", "growth", "cumulative")
 DIRECTIONS = ("at_least", "at_most")
+REPORTED_AS = ("ytd", "month", "to_date")  # 本年累计 (default for cumulative) · 当月值 · 累计至今
+TARGET_SHAPES = ("annual", "milestone", "final")
+TARGET_COMPARISONS = ("at_least", "more_than", "about", "at_most")
+TARGET_STRENGTHS = ("hard", "soft")
 PROJECT_CATEGORIES = ("战略支撑型", "产业赋能型", "生活美好型")
 PROJECT_LEVELS = ("省级", "市级")
 TASK_STATUSES = ("open", "done")
@@ -92,6 +96,8 @@ class Indicator(Base):
     measure: Mapped[str] = mapped_column(String(20))
     kind: Mapped[str] = mapped_column(String(20), default="level")
     direction: Mapped[str] = mapped_column(String(10), default="at_least")
+    # How a cumulative figure is reported: '' (= ytd), ytd 本年累计, month 当月值, to_date 累计至今.
+    reported_as: Mapped[str] = mapped_column(String(10), default="", server_default="")
     units: Mapped[list[IndicatorUnit]] = relationship(
         order_by="IndicatorUnit.position", cascade="all, delete-orphan", lazy="selectin"
     )
@@ -121,6 +127,12 @@ class Target(Base):
     scope: Mapped[str] = mapped_column(String(10), primary_key=True)
     unit_code: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
     value: Mapped[float] = mapped_column(Float)
+    # As the document states it; '' = not stated (shape from scope, comparison at_least, strength the rule's).
+    shape: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    comparison: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    strength: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    due: Mapped[dt.date | None] = mapped_column(Date, nullable=True)  # a milestone's date (default: end of its year)
+    tolerance: Mapped[float | None] = mapped_column(Float, nullable=True)  # 左右, percent (None: the rule's, else 5)
 
 
 class Observation(Base):
@@ -138,6 +150,8 @@ class Observation(Base):
     value: Mapped[float] = mapped_column(Float)
     source_file: Mapped[str] = mapped_column(Text, default="")
     imported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # 报送日期: the day the figure was reported; it is visible to evaluations from then on.
+    reported_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
 
 
 class ObservationRevision(Base):
@@ -368,6 +382,10 @@ __all__ = [
     "INDICATOR_KINDS",
     "PROJECT_CATEGORIES",
     "PROJECT_LEVELS",
+    "REPORTED_AS",
+    "TARGET_COMPARISONS",
+    "TARGET_SHAPES",
+    "TARGET_STRENGTHS",
     "TASK_KINDS",
     "TASK_STATUSES",
     "UNIT_KINDS",

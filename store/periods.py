@@ -72,6 +72,18 @@ def parse_period(code: str) -> Period:
     raise ValueError(f"期间 '{code}' 格式不正确，应为 YYYY-MM、YYYY-Qn 或 YYYY")
 
 
+FIGURES_DUE_DAY = 10  # figures for a period are due on the 10th of the month after it (report_due's default)
+
+
+def figures_due(period: Period) -> dt.date:
+    """When a period's figures are due: the 10th of the month after it ends.
+
+    A replay or an evaluation in the past takes this as the moment a figure imported later was
+    known, so the 3 July round does not see June figures due on 10 July.
+    """
+    return period.end + dt.timedelta(days=FIGURES_DUE_DAY - 1)
+
+
 def month_code(year: int, month: int) -> str:
     return f"{year:04d}-{month:02d}"
 

@@ -2,7 +2,10 @@
 
 Only periods that had ended by T are visible (the figures for July do not exist on 15 July,
 even when the store already holds them), and a task counts as done only from its done date.
-This is what makes `simulate` and replays honest.
+A figure is visible from the day it was reported (`reported_on`), else from its import
+(`imported_at`) — or, for a moment before that import (a replay, `evaluate --at` in the past),
+from the due date of its period's figures (the 10th of the following month): the 3 July round
+does not see June figures due on 10 July. This is what makes `simulate` and replays honest.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, Select, select
+from sqlalchemy import Connection, Engine, Executable, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from duban.store.gcpause import gc_paused
@@ -32,7 +35,7 @@ from duban.store.models import (
     TaskUnit,
     Unit,
 )
-from duban.store.periods import has_ended, local_date, parse_period
+from duban.store.periods import SHANGHAI, figures_due, has_ended, local_date, parse_period
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,19 @@ class IndicatorInfo:
     kind: str
     direction: str
     units: tuple[str, ...]
+    reported_as: str = ""  # cumulative figures: ytd 本年累计 (default), month 当月值, to_date 累计至今
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A target as the document states it (targets list), resolved to defaults where a column was empty."""
+
+    value: float
+    shape: str  # annual | milestone | final
+    comparison: str  # at_least | more_than | about | at_most
+    strength: str  # hard | soft | '' (not stated: the rule's)
+    due: dt.date | None  # milestone: the date by which; final: None (the programme's end)
+    tolerance: float | None  # 左右, percent; None: the rule's, else 5
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,8 @@ class Snapshot:
     units: dict[str, UnitInfo] = field(default_factory=dict)
     indicators: dict[str, IndicatorInfo] = field(default_factory=dict)
     targets: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    # the same keys: shape, comparison, strength, due date, tolerance of each target
+    target_specs: dict[tuple[str, str, str], TargetSpec] = field(default_factory=dict)
     # indicator -> unit ('' = whole) -> period code -> value, ended periods only
     observations: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     projects: dict[str, ProjectInfo] = field(default_factory=dict)
@@ -113,6 +131,11 @@ class Snapshot:
     @property
     def today(self) -> dt.date:
         return local_date(self.at)
+
+    @property
+    def working_group_units(self) -> tuple[str, ...]:
+        """Units of kind working_group (工作专班), by code."""
+        return tuple(sorted(code for code, unit in self.units.items() if unit.kind == "working_group"))
 
 
 def _ended_codes(codes: Iterable[str], at: dt.datetime) -> list[str]:
@@ -126,7 +149,8 @@ def _ended_codes(codes: Iterable[str], at: dt.datetime) -> list[str]:
     return ended
 
 
-def _ended_rows(connection: Connection, columns: Sequence[Any], period: Any, at: dt.datetime | None) -> Sequence[Any]:
+def _ended_rows(connection: Connection, columns: Sequence[Any], period: Any, at: dt.datetime | None,
+                imported_at: Any = None, reported_on: Any = None) -> Sequence[Any]:
     """Rows of a periodic table whose period had ended at `at` (all rows if None), filtered by the database.
 
     The filter compares `period || ''` rather than `period`: with a bare column SQLite walks the
@@ -139,7 +163,40 @@ def _ended_rows(connection: Connection, columns: Sequence[Any], period: Any, at:
         ended = _ended_codes(codes, at)
         if len(ended) < len(codes):
             statement = statement.where(period.concat("").in_(ended))
+        if imported_at is not None:
+            # Known at `at`: reported by then; else imported by then, or (a moment before the
+            # import: a replay) its period's figures were due by then.
+            today = local_date(at)
+            due = [code for code in ended if figures_due(parse_period(code)) <= today]
+            known = or_(imported_at <= at, period.concat("").in_(due)) if len(due) < len(ended) else None
+            if reported_on is not None:
+                unreported = reported_on.is_(None) if known is None else and_(reported_on.is_(None), known)
+                statement = statement.where(or_(reported_on <= today, unreported))
+            elif known is not None:
+                statement = statement.where(known)
     return _plain_rows(connection, statement)
+
+
+def _visible_from(imported_at: Any, reported_on: Any, period: str, cache: dict[Any, Any]) -> dt.datetime:
+    """The moment a figure became known (see the module docstring), from the driver's raw values."""
+    key = (imported_at, reported_on, period)
+    found = cache.get(key)
+    if found is not None:
+        return found
+    if reported_on is not None:
+        day = reported_on if isinstance(reported_on, dt.date) else dt.date.fromisoformat(str(reported_on)[:10])
+        moment = dt.datetime.combine(day, dt.time(), SHANGHAI)
+    else:
+        imported = imported_at if isinstance(imported_at, dt.datetime) else dt.datetime.fromisoformat(str(imported_at))
+        if imported.tzinfo is None:
+            imported = imported.replace(tzinfo=dt.UTC)
+        try:
+            due = dt.datetime.combine(figures_due(parse_period(period)), dt.time(), SHANGHAI)
+        except ValueError:
+            due = imported
+        moment = min(imported, due)
+    cache[key] = moment
+    return moment
 
 
 def _plain_rows(connection: Connection, statement: Executable) -> Sequence[Any]:
@@ -169,13 +226,15 @@ class StoreRows:
     units: dict[str, UnitInfo]
     indicators: dict[str, IndicatorInfo]
     targets: dict[tuple[str, str, str], float]
-    observations: Sequence[tuple[str, str, str, float]]  # indicator, unit, period, value
+    # indicator, unit, period, value (+ the moment it became known, when read for many moments)
+    observations: Sequence[tuple[Any, ...]]
     projects: dict[str, ProjectInfo]
     plans: dict[tuple[str, int], float]
-    investments: Sequence[tuple[str, str, float]]  # project, period, value
+    investments: Sequence[tuple[Any, ...]]  # project, period, value (+ the moment it became known)
     tasks: Sequence[tuple[str, str, str, str, dt.date | None, str, str, dt.date | None, str]]
     task_units: dict[str, tuple[str, ...]]
-    periods_filtered: bool  # True when only periods ended at the moment read are present
+    periods_filtered: bool  # True when only periods ended (and figures known) at the moment read are present
+    target_specs: dict[tuple[str, str, str], TargetSpec] = field(default_factory=dict)
 
 
 def read_rows(connection: Connection, at: dt.datetime | None) -> StoreRows:
@@ -186,26 +245,52 @@ def read_rows(connection: Connection, at: dt.datetime | None) -> StoreRows:
     units = {code: UnitInfo(code, name, tuple(emails or ()), kind) for code, name, emails, kind in
              connection.execute(select(Unit.code, Unit.name, Unit.emails, Unit.kind)).all()}
     indicator_units = _links(connection, IndicatorUnit, "indicator_code")
-    indicators = {code: IndicatorInfo(code, name, measure, kind, direction, indicator_units.get(code, ()))
-                  for code, name, measure, kind, direction in _plain_rows(connection, select(
-                      Indicator.code, Indicator.name, Indicator.measure, Indicator.kind, Indicator.direction))}
-    targets = {(indicator, scope, unit): value for indicator, scope, unit, value in _plain_rows(
-        connection, select(Target.indicator_code, Target.scope, Target.unit_code, Target.value))}
-    observations = _ended_rows(connection, (Observation.indicator_code, Observation.unit_code, Observation.period,
-                                            Observation.value), Observation.period, at)
+    indicators = {code: IndicatorInfo(code, name, measure, kind, direction, indicator_units.get(code, ()),
+                                      (reported_as or "ytd") if kind == "cumulative" else "")
+                  for code, name, measure, kind, direction, reported_as in _plain_rows(connection, select(
+                      Indicator.code, Indicator.name, Indicator.measure, Indicator.kind, Indicator.direction,
+                      Indicator.reported_as))}
+    target_rows = connection.execute(select(
+        Target.indicator_code, Target.scope, Target.unit_code, Target.value, Target.shape, Target.comparison,
+        Target.strength, Target.due, Target.tolerance)).all()
+    targets = {(indicator, scope, unit): value for indicator, scope, unit, value, *_ in target_rows}
+    target_specs = {(indicator, scope, unit): _target_spec(scope, value, shape, comparison, strength, due, tolerance)
+                    for indicator, scope, unit, value, shape, comparison, strength, due, tolerance in target_rows}
+    observation_columns: tuple[Any, ...] = (Observation.indicator_code, Observation.unit_code, Observation.period, Observation.value)
+    if at is None:
+        observation_columns += (Observation.imported_at, Observation.reported_on)
+    observations = _ended_rows(connection, observation_columns, Observation.period, at,
+                               Observation.imported_at, Observation.reported_on)
     project_units = _links(connection, ProjectUnit, "project_code")
     projects = {code: ProjectInfo(code, name, category, level, total, project_units.get(code, ()))
                 for code, name, category, level, total in _plain_rows(connection, select(
                     Project.code, Project.name, Project.category, Project.level, Project.total_investment))}
     plans = {(project, year): planned for project, year, planned in _plain_rows(connection, select(
         ProjectPlan.project_code, ProjectPlan.year, ProjectPlan.planned_investment))}
-    investments = _ended_rows(connection, (ProjectInvestment.project_code, ProjectInvestment.period,
-                                           ProjectInvestment.value), ProjectInvestment.period, at)
+    investment_columns: tuple[Any, ...] = (ProjectInvestment.project_code, ProjectInvestment.period, ProjectInvestment.value)
+    if at is None:
+        investment_columns += (ProjectInvestment.imported_at,)
+    investments = _ended_rows(connection, investment_columns, ProjectInvestment.period, at, ProjectInvestment.imported_at)
+    if at is None:
+        cache: dict[Any, Any] = {}
+        observations = [(i, u, p, v, _visible_from(imported, reported, p, cache))
+                        for i, u, p, v, imported, reported in observations]
+        investments = [(project, p, v, _visible_from(imported, None, p, cache)) for project, p, v, imported in investments]
     tasks = connection.execute(select(Task.code, Task.title, Task.measures, Task.goal, Task.deadline,
                                       Task.deadline_text, Task.status, Task.done_on, Task.kind)).all()
     return StoreRows(ProgrammeInfo(*programme_row) if programme_row else None, units, indicators, targets,
                      observations, projects, plans, investments, tasks, _links(connection, TaskUnit, "task_code"),
-                     periods_filtered=at is not None)
+                     periods_filtered=at is not None, target_specs=target_specs)
+
+
+def _target_spec(scope: str, value: float, shape: str, comparison: str, strength: str, due: Any,
+                 tolerance: float | None) -> TargetSpec:
+    if isinstance(due, str):
+        due = dt.date.fromisoformat(due[:10])
+    resolved = shape or ("final" if scope == "final" else "milestone" if due is not None else "annual")
+    if resolved == "milestone" and due is None and scope != "final":
+        due = dt.date(int(scope), 12, 31)
+    return TargetSpec(value, resolved, comparison or "at_least", strength, due, tolerance)
 
 
 def build_snapshot(rows: StoreRows, at: dt.datetime) -> Snapshot:
@@ -217,13 +302,13 @@ def build_snapshot(rows: StoreRows, at: dt.datetime) -> Snapshot:
 def _build(rows: StoreRows, at: dt.datetime) -> Snapshot:
     today = local_date(at)
     snapshot = Snapshot(at=at, programme=rows.programme, units=rows.units, indicators=rows.indicators,
-                        targets=rows.targets, projects=rows.projects, plans=rows.plans)
-    observation_rows: Iterable[tuple[str, str, str, float]] = rows.observations
-    investment_rows: Iterable[tuple[str, str, float]] = rows.investments
+                        targets=rows.targets, target_specs=rows.target_specs, projects=rows.projects, plans=rows.plans)
+    observation_rows: Iterable[tuple[Any, ...]] = rows.observations
+    investment_rows: Iterable[tuple[Any, ...]] = rows.investments
     if not rows.periods_filtered:
         ended = set(_ended_codes({row[2] for row in rows.observations} | {row[1] for row in rows.investments}, at))
-        observation_rows = [row for row in rows.observations if row[2] in ended]
-        investment_rows = [row for row in rows.investments if row[1] in ended]
+        observation_rows = [row for row in rows.observations if row[2] in ended and row[4] <= at]
+        investment_rows = [row for row in rows.investments if row[1] in ended and row[3] <= at]
     observations: dict[str, dict[str, dict[str, float]]] = {}
     # Rows arrive grouped by series in practice (imported series by series); grouping merges,
     # so any order is still correct.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
-from duban.engine.evaluate import AlertCandidate, EvaluationResult, Evaluator
+from duban.engine.evaluate import AlertCandidate, EvaluationResult, Evaluator, working_group_of
 from duban.engine.lifecycle import AlertKey, AlertState, PlannedNotice, SilenceRule, plan, standings
 from duban.engine.rules import Rule, RuleSet
 from duban.notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
@@ -160,7 +160,7 @@ def record_round(
             try:
                 messages += build_email_messages(digest, rendered, mail_from=mail_from(), round_id=round_row.id)
                 # The working group also hears through its robot, when a transport carries DingTalk.
-                if digest.recipient.code == rule_set.settings.working_group and DINGTALK in channels:
+                if digest.recipient.code == working_group_of(rule_set, snapshot) and DINGTALK in channels:
                     messages.append(build_dingtalk_message(digest, rendered, round_id=round_row.id))
             except MessageError as exc:
                 # A message that cannot be built would be a lost notice: record nothing, say why.

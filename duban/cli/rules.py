@@ -84,10 +84,12 @@ def _store_errors(app: AppContext, rule_set: object) -> list[RuleError]:
         with app.engine.connect() as conn:
             indicators = set(conn.scalars(select(Indicator.code)))
             units = set(conn.scalars(select(Unit.code)))
+            groups = set(conn.scalars(select(Unit.code).where(Unit.kind == "working_group")))
     except SQLAlchemyError as exc:
         raise UserError(database_problem(app.db_url, exc)) from None
     templates = rule_set.templates_dir / "items"
-    return check_against_store(rule_set, indicators, units, lambda name: (templates / f"{name}.txt.j2").is_file())
+    return check_against_store(rule_set, indicators, units, lambda name: (templates / f"{name}.txt.j2").is_file(),
+                               working_group_codes=groups)
 
 
 def rule_set_directory(app: AppContext) -> Path:

@@ -58,7 +58,7 @@ def build_report(
         cutoff=snapshot.at, since=since, time_progress=progress, progress_label=progress_label,
         warnings=list(result.warnings),
     )
-    names = _UnitNames(snapshot, settings.working_group)
+    names = _UnitNames(snapshot, settings.working_group or next(iter(snapshot.working_group_units), ""))
     report.indicators, report.indicator_count = _indicator_rows(result.assessments, snapshot, names)
     report.projects, report.categories, report.project_count = _project_rows(result.assessments, snapshot, names)
     report.tasks, report.task_summary = _task_rows(result.assessments, snapshot, names)

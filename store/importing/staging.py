@@ -45,31 +45,34 @@ class ObservationStage:
         self.sqlite = conn.dialect.name == "sqlite"
         self.rows = 0
         marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        self._insert_sql = (f"INSERT INTO {STAGE} (seq, source, src_row, indicator_code, period, unit_code, value) "
-                            f"VALUES ({', '.join([marker] * 7)})")
+        self._insert_sql = (f"INSERT INTO {STAGE} (seq, source, src_row, indicator_code, period, unit_code, value, "
+                            f"reported_on) VALUES ({', '.join([marker] * 8)})")
         self._insert_source_sql = f"INSERT INTO {STAGE_SOURCES} (source, label) VALUES ({marker}, {marker})"
         if self.sqlite:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE}")
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE_SOURCES}")
-            suffix, integer, real = "", "INTEGER", "REAL"
+            suffix, integer, real, date = "", "INTEGER", "REAL", "TEXT"
         else:
-            suffix, integer, real = " ON COMMIT DROP", "BIGINT", "DOUBLE PRECISION"
+            suffix, integer, real, date = " ON COMMIT DROP", "BIGINT", "DOUBLE PRECISION", "DATE"
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE {STAGE} (seq {integer} PRIMARY KEY, source INTEGER NOT NULL, "
             f"src_row {integer} NOT NULL, indicator_code TEXT NOT NULL, period TEXT NOT NULL, "
-            f"unit_code TEXT NOT NULL, value {real} NOT NULL){suffix}"
+            f"unit_code TEXT NOT NULL, value {real} NOT NULL, reported_on {date}){suffix}"
         )
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {STAGE_SOURCES} (source INTEGER PRIMARY KEY, label TEXT NOT NULL){suffix}")
 
     def add_source(self, source: int, label: str) -> None:
         self.conn.exec_driver_sql(self._insert_source_sql, (source, label))
 
-    def write(self, chunk: Sequence[tuple[int, int, str, str, str, float]]) -> None:
-        """Rows as (source, row number, indicator, period, unit, value)."""
+    def write(self, chunk: Sequence[tuple[int, int, str, str, str, float, dt.date | None]]) -> None:
+        """Rows as (source, row number, indicator, period, unit, value, reported_on)."""
         if not chunk:
             return
         start = self.rows
-        self.conn.exec_driver_sql(self._insert_sql, [(start + i, *row) for i, row in enumerate(chunk)])
+        text_dates = self.sqlite  # SQLite stores dates as ISO text, as SQLAlchemy's Date does
+        self.conn.exec_driver_sql(self._insert_sql, [
+            (start + i, *row[:6], row[6].isoformat() if text_dates and row[6] is not None else row[6])
+            for i, row in enumerate(chunk)])
         self.rows += len(chunk)
 
     def duplicates(self, limit: int) -> tuple[int, list[Duplicate]]:
@@ -97,9 +100,11 @@ class ObservationStage:
     def merge(self, *, now: dt.datetime, changed_by: str) -> MergeCounts:
         """Insert new figures; for corrected ones record a revision and update. Unchanged rows are not touched."""
         conn = self.conn
+        differs = ("(o.value <> s.value OR (s.reported_on IS NOT NULL"
+                   " AND (o.reported_on IS NULL OR o.reported_on <> s.reported_on)))")
         unchanged, changed = conn.exec_driver_sql(
-            f"SELECT COALESCE(SUM(CASE WHEN o.value = s.value THEN 1 ELSE 0 END), 0),"
-            f" COALESCE(SUM(CASE WHEN o.value <> s.value THEN 1 ELSE 0 END), 0)"
+            f"SELECT COALESCE(SUM(CASE WHEN {differs} THEN 0 ELSE 1 END), 0),"
+            f" COALESCE(SUM(CASE WHEN {differs} THEN 1 ELSE 0 END), 0)"
             f" FROM {STAGE} s JOIN observations o ON {_KEYS_MATCH}"
         ).one()
         stamp = {"now": now, "by": changed_by}
@@ -124,21 +129,30 @@ class ObservationStage:
                     f" value = (SELECT s.value FROM {STAGE} s WHERE {match_outer}),"
                     f" source_file = (SELECT src.label FROM {STAGE} s JOIN {STAGE_SOURCES} src"
                     f"  ON src.source = s.source WHERE {match_outer}),"
+                    f" reported_on = COALESCE((SELECT s.reported_on FROM {STAGE} s WHERE {match_outer}),"
+                    "  observations.reported_on),"
                     " imported_at = :now"
-                    f" WHERE EXISTS (SELECT 1 FROM {STAGE} s WHERE {match_outer} AND s.value <> observations.value)"
+                    f" WHERE EXISTS (SELECT 1 FROM {STAGE} s WHERE {match_outer} AND (s.value <> observations.value"
+                    "  OR (s.reported_on IS NOT NULL AND (observations.reported_on IS NULL"
+                    "   OR observations.reported_on <> s.reported_on))))"
                 ).bindparams(now_param),
                 stamp,
             )
         inserted = conn.execute(
             text(
-                "INSERT INTO observations (indicator_code, period, unit_code, value, source_file, imported_at)"
-                " SELECT s.indicator_code, s.period, s.unit_code, s.value, src.label, :now"
+                "INSERT INTO observations (indicator_code, period, unit_code, value, source_file, imported_at, reported_on)"
+                " SELECT s.indicator_code, s.period, s.unit_code, s.value, src.label, :now, s.reported_on"
                 f" FROM {STAGE} s JOIN {STAGE_SOURCES} src ON src.source = s.source"
                 f" WHERE NOT EXISTS (SELECT 1 FROM observations o WHERE {_KEYS_MATCH}) ORDER BY s.seq"
             ).bindparams(now_param),
             {"now": now},
         ).rowcount
         return MergeCounts(new=int(inserted), changed=int(changed), unchanged=int(unchanged))
+
+    def series_touched(self) -> list[tuple[str, str]]:
+        """(indicator, unit) of every staged row, once each."""
+        return [(i, u) for i, u in self.conn.exec_driver_sql(
+            f"SELECT DISTINCT indicator_code, unit_code FROM {STAGE}").all()]
 
     def drop(self) -> None:
         if self.sqlite:
