@@ -79,7 +79,7 @@ def test_an_unknown_key_suggests_the_key_meant(tmp_path: Path) -> None:
     typo, missing = errors_of(result)
     assert typo[1:3] == (7, 5), "the position of the misspelt key itself"
     assert "未知的键 `at_lest`" in typo[3] and "是否应为 `at_least`" in typo[3]
-    assert "须有 `at_least` 或 `at_most` 之一" in missing[3], "the bound the typo lost is missed as well"
+    assert "须有 `at_least`、`more_than` 或 `at_most` 之一" in missing[3], "the bound the typo lost is missed as well"
 
 
 def test_a_value_of_the_wrong_type_names_the_field_and_the_expected_type(tmp_path: Path) -> None:
