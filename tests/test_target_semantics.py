@@ -122,6 +122,14 @@ def test_96_against_100_about_is_met_and_90_is_not(scenario: Scenario, value: in
     assert bool(warnings_of(lights("2026-01-15"))) is lit
 
 
+def test_a_rule_can_widen_the_tolerance_of_about(scenario: Scenario) -> None:
+    lights = scenario(MILESTONE_RULE.replace("zones", "firms") + "  tolerance: 10\n",
+                      indicators="代码,名称,计量单位,类型,报送口径,责任单位\nfirms,市场主体,家,累计值,累计至今,fgj\n",
+                      targets="指标,年度,数值,目标类型,表述\nfirms,2025,100,节点,左右\n",
+                      observations="指标,期间,数值\nfirms,2025-12,90\n")
+    assert warnings_of(lights("2026-01-15")) == [], "90 is within ±10 % of 100左右"
+
+
 @pytest.mark.parametrize(("value", "lit"), [(250, True), (251, False)])
 def test_250_against_more_than_250_is_not_met(scenario: Scenario, value: int, lit: bool) -> None:
     lights = scenario(MILESTONE_RULE.replace("zones", "firms"),
@@ -304,3 +312,29 @@ def test_no_working_group_is_a_check_error(tmp_path: Path) -> None:
     errors = check_against_store(rule_set, set(), {"fgj"}, working_group_codes=set())
     assert len(errors) == 1 and "专班" in errors[0].message
     assert check_against_store(rule_set, set(), {"fgj", "zb2"}, working_group_codes={"zb2"}) == []
+
+
+# --- the bundled Lucheng example --------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_lucheng_innovation_zones_give_no_light_in_march_and_are_red_in_january_when_unmet(
+        tmp_path: Path, sqlite_engine: Engine) -> None:
+    # "2023年争创省级现代服务业创新发展区1个" (附件1): one result due by the end of 2023.
+    report = import_paths(sqlite_engine, [REPO / "examples" / "lucheng-2023"], now=IMPORTED, imported_by="test")
+    assert report.ok, report.problem_lines()
+    rule_set = load_rule_set(REPO / "rules" / "lucheng")
+
+    def zone_lights(day: str) -> list[AlertCandidate]:
+        found = evaluate(rule_set, load_snapshot(sqlite_engine, at(day))).candidates
+        return [c for c in found if "innovation_zones" in c.subject and c.kind == "warning"]
+
+    assert zone_lights("2023-03-15") == []
+    unmet = tmp_path / "observations-unmet.csv"
+    unmet.write_text("指标,期间,数值\n" + "".join(f"{code},2023-{m:02d},0\n" for code in (
+        "provincial_innovation_zones", "municipal_innovation_zones") for m in range(1, 13)), encoding="utf-8")
+    assert import_paths(sqlite_engine, [unmet], now=IMPORTED, imported_by="test").ok
+    assert zone_lights("2023-03-15") == []
+    lit = {c.subject: c.level for c in zone_lights("2024-01-15")}
+    assert lit.get("provincial_innovation_zones") == "red" and lit.get("municipal_innovation_zones") == "red"
