@@ -285,4 +285,5 @@ import duban.cli.demo  # noqa: E402
 import duban.cli.ops  # noqa: E402
 import duban.cli.report  # noqa: E402
 import duban.cli.rules  # noqa: E402
-import duban.cli.service  # noqa: E402,F401
+import duban.cli.service  # noqa: E402
+import duban.cli.web  # noqa: E402,F401

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from duban.app.alerts import AlertActionError, acknowledge, create_silence, expire_silence
 from duban.cli import AppContext, UserError, main, pass_app
 from duban.cli.rules import parse_at
 from duban.engine.lifecycle import QUIET_KINDS, SilenceRule
@@ -280,10 +281,10 @@ def ack(app: AppContext, alert_ref: str, until_text: str, by: str | None) -> Non
     until = _future(parse_at(until_text, "--until"), "--until", now)
     with _session(app) as session:
         alert = _find_alert(session, alert_ref)
-        if alert.state != "firing":
-            raise UserError(f"告警 #{alert.id}（{alert.title}）已于 {when_cn(alert.resolved_at)} 销号，无需确认")
-        alert.acked_until = until
-        alert.acked_by = by if by is not None else _os_user()
+        try:
+            acknowledge(alert, until=until, by=by if by is not None else _os_user(), now=now)
+        except AlertActionError as exc:
+            raise UserError(str(exc)) from None
         click.echo(f"已确认告警 #{alert.id}：{alert.title}（{LEVEL_LABELS.get(alert.level or '', '—')}）。"
                    f"{when_cn(until)} 前不再催办；如升级为红灯仍会通知。")
 
@@ -330,12 +331,10 @@ def silence(app: AppContext, rule: str | None, subject: str | None, unit: str | 
             _print_silences(_active_silences(session, now), names)
             return
         if expire_id is not None:
-            row = session.get(Silence, expire_id)
-            if row is None:
-                raise UserError(f"没有编号为 #{expire_id} 的静默；请用 duban silence --list 查看")
-            if row.until <= now:
-                raise UserError(f"静默 #{expire_id} 已于 {when_cn(row.until)} 到期，无需解除")
-            row.until = now
+            try:
+                expire_silence(session, expire_id, now)
+            except AlertActionError as exc:
+                raise UserError(str(exc)) from None
             click.echo(f"已解除静默 #{expire_id}，此后的轮次恢复通知。")
             return
         if not (rule or subject or unit):
@@ -344,18 +343,12 @@ def silence(app: AppContext, rule: str | None, subject: str | None, unit: str | 
             raise UserError("请用 --until 给出静默的到期时间，如 --until 2023-08-01")
         until = _future(parse_at(until_text, "--until"), "--until", now)
         unit_code = _unit_code(session, unit) if unit else ""
-        rule_id = rule or ""
-        if rule and known is not None:
-            matching = sorted(r for r in known if _rule_matches(r, rule))
-            if not matching:
-                similar = sorted(r.split(".", 1)[-1] for r in known if rule in r)[:5]
-                hint = f"，是否为：{'、'.join(similar)}" if similar else "；可用 duban check 或 duban alerts 查看规则"
-                raise UserError(f"规则集中没有规则“{rule}”{hint}")
-            rule_id = matching[0]
-        row = Silence(rule=rule_id, subject=subject or "", unit=unit_code, until=until, created_at=now,
-                      created_by=by if by is not None else _os_user(), reason=comment)
-        session.add(row)
-        session.flush()
+        try:
+            row = create_silence(session, rule=rule or "", subject=subject or "", unit=unit_code, until=until,
+                                 by=by if by is not None else _os_user(), reason=comment, now=now, known_rules=known)
+        except AlertActionError as exc:
+            raise UserError(str(exc)) from None
+        rule_id = row.rule
         what = "、".join(x for x in (f"规则 {rule_id.split('.', 1)[-1]}" if rule_id else "",
                                     f"对象 {subject}" if subject else "",
                                     f"单位 {names.get(unit_code, unit_code)}" if unit_code else "") if x)

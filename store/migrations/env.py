@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from duban.store import web_models  # noqa: F401  (the web's tables join Base.metadata)
 from duban.store.models import Base
 
 config = context.config

@@ -1,0 +1,360 @@
+"""报送 and requests: what a unit does through the web, and how the office decides on it.
+
+A submission goes through the very import `duban import` runs (store/importer.py): the form's
+rows are written as a 月度数据 sheet and imported with the same parsers, the same Chinese
+row/column problems and the same all-or-nothing transaction. Uploaded sheets are imported as
+they are, after a check that they hold only 月度数据 rows the unit is responsible for.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from duban.app import audit
+from duban.app.accounts import Principal
+from duban.engine.calendar import WorkingCalendar
+from duban.engine.rules import RuleSet
+from duban.store.db import transaction
+from duban.store.importer import import_paths
+from duban.store.importing.reading import Problem, discover, open_table
+from duban.store.importing.values import CellError, parse_code, parse_period
+from duban.store.models import (
+    Indicator,
+    IndicatorUnit,
+    Observation,
+    ObservationRevision,
+    Programme,
+    Target,
+    Unit,
+)
+from duban.store.periods import SHANGHAI, last_ended_month, local_date, month_code
+from duban.store.web_models import Submission
+
+FORM_SHEET = "月度数据.csv"
+UPLOAD_SUFFIXES = (".csv", ".xlsx")
+UPLOAD_MAX_BYTES = 5 * 1024 * 1024
+
+
+class PortalError(ValueError):
+    """A Chinese message for the person who asked."""
+
+
+class Forbidden(PortalError):
+    """The principal may not do this (the web answers 403)."""
+
+
+# --- what a unit owes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwedFigure:
+    indicator: str
+    indicator_name: str
+    measure: str
+    period: str
+    period_label: str
+    unit_code: str  # '' for the jurisdiction's figure the lead unit reports
+    due: dt.date | None
+    value: float | None  # what the store holds now (a correction replaces it)
+
+    @property
+    def key(self) -> str:
+        return f"{self.indicator}|{self.period}|{self.unit_code}"
+
+    def overdue(self, today: dt.date) -> bool:
+        return self.value is None and self.due is not None and self.due < today
+
+
+def _report_rules(rule_set: RuleSet) -> list[Any]:
+    return [rule for rule in rule_set.rules if rule.kind == "report_due"]
+
+
+def owed_figures(session: Session, rule_set: RuleSet, calendar: WorkingCalendar, unit_code: str,
+                 at: dt.datetime) -> list[OwedFigure]:
+    """The months the unit still owes for each indicator it reports, and the month last ended
+    (filled in if already reported, so it can be corrected), with the due dates of the calendar."""
+    today = local_date(at)
+    programme = session.execute(select(Programme.start)).first()
+    start = programme[0] if programme else dt.date(today.year, 1, 1)
+    last_y, last_m = last_ended_month(at)
+    months: list[tuple[int, int]] = []
+    year, month = start.year, start.month
+    while (year, month) <= (last_y, last_m):
+        months.append((year, month))
+        year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+    links = session.execute(select(IndicatorUnit.indicator_code, IndicatorUnit.position)
+                            .where(IndicatorUnit.unit_code == unit_code)).all()
+    if not links or not months:
+        return []
+    position = dict(links)
+    indicators = {row.code: row for row in session.execute(
+        select(Indicator.code, Indicator.name, Indicator.measure, Indicator.kind)
+        .where(Indicator.code.in_(list(position))))}
+    shares = set(session.scalars(select(Target.indicator_code).where(Target.unit_code == unit_code,
+                                                                     Target.indicator_code.in_(list(position)))))
+    observed: dict[tuple[str, str], dict[str, float]] = {}
+    for indicator, unit, period, value in session.execute(
+            select(Observation.indicator_code, Observation.unit_code, Observation.period, Observation.value)
+            .where(Observation.indicator_code.in_(list(position)), Observation.unit_code.in_(["", unit_code]))):
+        observed.setdefault((indicator, unit), {})[period] = value
+    rules = _report_rules(rule_set)
+    owed: dict[str, OwedFigure] = {}
+    for code, info in sorted(indicators.items(), key=lambda item: (position[item[0]], item[0])):
+        for rule in rules or [None]:
+            if rule is not None and not rule.selector.matches(code, info.kind):
+                continue
+            per_unit = bool(rule and rule.per_unit)
+            if per_unit:
+                if code not in shares and not observed.get((code, unit_code)):
+                    continue
+                series_unit = unit_code
+            else:
+                if position[code] != 0:
+                    continue  # the lead unit reports the jurisdiction's figure
+                series_unit = ""
+            series = observed.get((code, series_unit), {})
+            due_day = rule.due_day if rule else 10
+            for y, m in months:
+                period = month_code(y, m)
+                quarter = f"{y}-Q{(m - 1) // 3 + 1}" if m % 3 == 0 else ""
+                have = series.get(period, series.get(quarter) if quarter else None)
+                if have is not None and (y, m) != (last_y, last_m):
+                    continue
+                figure = OwedFigure(code, info.name, info.measure, period, f"{y}年{m}月", series_unit,
+                                    calendar.due_date_for_month(y, m, due_day), have)
+                owed.setdefault(figure.key, figure)
+    return sorted(owed.values(), key=lambda f: (f.period, position.get(f.indicator, 0), f.indicator, f.unit_code))
+
+
+def not_reported(session: Session, rule_set: RuleSet, calendar: WorkingCalendar, at: dt.datetime,
+                 *, limit: int = 500) -> list[tuple[str, str, int]]:
+    """Units that still owe the month last ended: (code, name, figures owed), most owed first.
+
+    One grouped query over the lead/per-unit links and the month's figures, live."""
+    y, m = last_ended_month(at)
+    period = month_code(y, m)
+    leads = select(IndicatorUnit.unit_code, IndicatorUnit.indicator_code).where(IndicatorUnit.position == 0)
+    reported = set(session.scalars(select(Observation.indicator_code)
+                                   .where(Observation.period == period, Observation.unit_code == "")))
+    missing: dict[str, int] = {}
+    for unit, indicator in session.execute(leads):
+        if indicator not in reported:
+            missing[unit] = missing.get(unit, 0) + 1
+    if any(rule.per_unit for rule in _report_rules(rule_set)):
+        shares = session.execute(select(Target.unit_code, Target.indicator_code).where(Target.unit_code != "")
+                                 .distinct()).all()
+        filed = set(session.execute(select(Observation.unit_code, Observation.indicator_code)
+                                    .where(Observation.period == period, Observation.unit_code != "")).all())
+        for unit, indicator in shares:
+            if (unit, indicator) not in filed:
+                missing[unit] = missing.get(unit, 0) + 1
+    names = dict(session.execute(select(Unit.code, Unit.name)).all())
+    rows = sorted(((code, names.get(code, code), count) for code, count in missing.items()), key=lambda r: (-r[2], r[0]))
+    return rows[:limit]
+
+
+# --- submitting figures ----------------------------------------------------------------------------
+
+
+@dataclass
+class SubmissionOutcome:
+    ok: bool
+    problems: list[Problem] = field(default_factory=list)
+    field_problems: dict[str, str] = field(default_factory=dict)  # owed key -> message (form only)
+    submission: Submission | None = None
+    touched: set[str] = field(default_factory=set)  # indicators written
+
+    @property
+    def problem_lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+def values_hash(values: list[list[Any]]) -> str:
+    canonical = json.dumps(sorted(values), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _allowed(session: Session, unit_code: str) -> tuple[set[str], set[str]]:
+    """Indicators whose jurisdiction figure the unit reports (it leads), and those it reports per unit."""
+    rows = session.execute(select(IndicatorUnit.indicator_code, IndicatorUnit.position)
+                           .where(IndicatorUnit.unit_code == unit_code)).all()
+    return {code for code, pos in rows if pos == 0}, {code for code, _ in rows}
+
+
+def _relabel(problems: list[Problem], label: str) -> list[Problem]:
+    return [Problem(label, p.row, p.column, p.message) for p in problems]
+
+
+def submit_form(engine: Engine, who: Principal, unit_code: str, entries: list[tuple[str, str, str, str]],
+                *, now: dt.datetime, address: str = "", explanations: dict[str, str] | None = None) -> SubmissionOutcome:
+    """Entries are (indicator, period, unit, value as typed); blanks are skipped. All or nothing."""
+    if not who.is_unit or who.unit_code != unit_code:
+        raise Forbidden("只有本单位的填报人员可以报送本单位数据")
+    filled = [(i, p, u, v.strip()) for i, p, u, v in entries if v.strip()]
+    if not filled:
+        return SubmissionOutcome(False, [Problem("网页报送", None, None, "没有填写任何数值")])
+    with tempfile.TemporaryDirectory(prefix="duban-web-") as folder:
+        path = Path(folder) / FORM_SHEET
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["指标", "期间", "单位", "数值"])
+            writer.writerows(filled)
+        outcome = _import(engine, who, unit_code, path, "网页报送", "form", now=now, address=address,
+                          explanations=explanations or {})
+    for problem in outcome.problems:
+        if problem.row is not None and 2 <= problem.row < len(filled) + 2:
+            indicator, period, unit, _ = filled[problem.row - 2]
+            outcome.field_problems.setdefault(f"{indicator}|{period}|{unit}", problem.message)
+    return outcome
+
+
+def submit_upload(engine: Engine, who: Principal, unit_code: str, filename: str, data: bytes, *, now: dt.datetime,
+                  address: str = "", explanations: dict[str, str] | None = None) -> SubmissionOutcome:
+    if not who.is_unit or who.unit_code != unit_code:
+        raise Forbidden("只有本单位的填报人员可以报送本单位数据")
+    name = Path(filename or "").name
+    if not name.lower().endswith(UPLOAD_SUFFIXES):
+        return SubmissionOutcome(False, [Problem(name or "上传文件", None, None, "只能上传 .csv 或 .xlsx 文件")])
+    if len(data) > UPLOAD_MAX_BYTES:
+        return SubmissionOutcome(False, [Problem(name, None, None,
+                                                 f"文件过大（{len(data) // 1024} KB），上限 {UPLOAD_MAX_BYTES // 1024 // 1024} MB")])
+    with tempfile.TemporaryDirectory(prefix="duban-web-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        return _import(engine, who, unit_code, path, name, "upload", now=now, address=address,
+                       explanations=explanations or {})
+
+
+def _check_rights(engine: Engine, path: Path, label: str, unit_code: str) -> tuple[list[Problem], list[list[Any]]]:
+    """Only 月度数据, and only rows the unit answers for: the office imports everything else."""
+    sources, problems = discover([path])
+    problems = _relabel(problems, label)
+    with transaction(engine) as session:
+        lead, member = _allowed(session, unit_code)
+    values: list[list[Any]] = []
+    for source in sources:
+        where = f"{label}:{source.sheet}" if source.sheet else label
+        if source.spec.name != "observations":
+            problems.append(Problem(where, None, None, f"在线报送只接受“月度数据”，不能包含“{source.spec.label}”清单"))
+            continue
+        found: list[Problem] = []
+        with open_table(source, found) as table:
+            problems += _relabel(found, where)
+            if table is None:
+                continue
+            for number, cells in table.rows:
+                def cell(name: str, row: list[Any] = cells) -> Any:
+                    located = table.columns.get(name)
+                    return row[located[0]] if located is not None and located[0] < len(row) else None
+                try:
+                    indicator = parse_code(cell("indicator"))
+                except CellError:
+                    continue  # the import reports it with its row and column
+                unit_cell = cell("unit")
+                unit = "" if unit_cell in (None, "") else str(unit_cell).strip()
+                if unit not in ("", unit_code):
+                    problems.append(Problem(where, number, table.header("unit"),
+                                            f"只能报送本单位的数据，不能报送单位“{unit}”的数据"))
+                elif unit == "" and indicator not in lead:
+                    problems.append(Problem(where, number, table.header("indicator"),
+                                            f"指标“{indicator}”的全区数据由牵头单位报送，本单位不能报送"))
+                elif unit and indicator not in member:
+                    problems.append(Problem(where, number, table.header("indicator"),
+                                            f"本单位不是指标“{indicator}”的责任单位"))
+                else:
+                    try:
+                        period = parse_period(cell("period"))
+                    except CellError:
+                        period = str(cell("period") or "")
+                    values.append([indicator, period, unit, str(cell("value") or "").strip()])
+    return problems, values
+
+
+def _import(engine: Engine, who: Principal, unit_code: str, path: Path, label: str, method: str, *,
+            now: dt.datetime, address: str, explanations: dict[str, str]) -> SubmissionOutcome:
+    problems, wanted = _check_rights(engine, path, label, unit_code)
+    if problems:
+        return SubmissionOutcome(False, problems)
+    by = f"{who.login}（{who.name}）" if who.name and who.name != who.login else who.login
+    report = import_paths(engine, [path], now=now, imported_by=by)
+    if not report.ok:
+        problems = _relabel(report.problems, label)
+        if report.problem_count > len(problems):
+            problems.append(Problem(label, None, None, f"……另有 {report.problem_count - len(problems)} 个问题未列出"))
+        return SubmissionOutcome(False, problems)
+    with transaction(engine) as session:
+        # What the import wrote, read back from the store: the receipt's values are the stored ones.
+        values: list[list[Any]] = []
+        for indicator, period, unit, _text in wanted:
+            stored = session.scalar(select(Observation.value).where(
+                Observation.indicator_code == indicator, Observation.period == period, Observation.unit_code == unit))
+            values.append([indicator, period, unit, stored])
+        submission = Submission(
+            number="", unit_code=unit_code, user_id=who.user_id, submitted_by=who.login, submitted_at=now,
+            method=method, source_name=label, values=values, explanations=dict(explanations),
+            values_hash=values_hash(values), batch_id=report.batch_id, address=address[:64],
+        )
+        session.add(submission)
+        session.flush()
+        local = now.astimezone(SHANGHAI)
+        submission.number = f"HZ{local:%Y%m%d}-{submission.id:06d}"
+        audit.record(session, who, "submit" if method == "form" else "upload", at=now, address=address,
+                     object_type="submission", object_id=submission.number, unit_code=unit_code,
+                     figures=len(values), hash=submission.values_hash, batch=report.batch_id)
+        _mail_receipt(session, submission, now)
+    return SubmissionOutcome(True, submission=submission, touched={v[0] for v in values})
+
+
+def _mail_receipt(session: Session, submission: Submission, now: dt.datetime) -> int:
+    """The receipt (回执) by mail to the unit's addresses, through the outbox."""
+    from duban.app.rounds import mail_from
+    from duban.notifiers.message import MessageError, build_email
+    from duban.notifiers.outbox import enqueue
+
+    unit = session.get(Unit, submission.unit_code)
+    if unit is None or not unit.emails:
+        return 0
+    names = dict(session.execute(select(Indicator.code, Indicator.name)
+                                 .where(Indicator.code.in_([v[0] for v in submission.values]))).all())
+    when = submission.submitted_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    lines = [f"{unit.name}：", "", f"贵单位于 {when} 在线报送数据 {len(submission.values)} 项，已全部入库。", "",
+             f"回执编号：{submission.number}", f"报送人：{submission.submitted_by}", f"数值校验码（SHA-256）：{submission.values_hash}", ""]
+    lines += [f"  {names.get(i, i)}（{i}） {p}{'（' + u + '）' if u else ''}：{v:g}" for i, p, u, v in submission.values
+              if isinstance(v, int | float)]
+    lines += ["", "如需更正，请在报送页面重新填报，原值将保留在修改记录中。"]
+    messages = []
+    for address in unit.emails:
+        try:
+            messages.append(build_email(
+                idempotency_key=f"receipt|{submission.number}|{address}", mail_from=mail_from(), to_address=address,
+                to_name=unit.name, subject=f"【报送回执】{submission.number}", text="\n".join(lines), html=None,
+                at=now, recipient_unit=unit.code))
+        except MessageError:
+            continue
+    return enqueue(session, messages, now=now)
+
+
+def revisions(session: Session, unit_code: str, limit: int = 50) -> list[tuple[Any, ...]]:
+    """Corrections of the unit's figures: indicator, period, old, new, by, when."""
+    lead, member = _allowed(session, unit_code)
+    query = (select(Observation.indicator_code, Observation.period, Observation.unit_code, ObservationRevision.old_value,
+                    ObservationRevision.new_value, ObservationRevision.changed_by, ObservationRevision.changed_at)
+             .join(Observation, Observation.id == ObservationRevision.observation_id)
+             .where(Observation.indicator_code.in_(list(member)))
+             .order_by(ObservationRevision.id.desc()).limit(limit))
+    return [tuple(row) for row in session.execute(query)
+            if row[2] == unit_code or (row[2] == "" and row[0] in lead)]
+
+
+def submission_count(session: Session, unit_code: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(Submission).where(Submission.unit_code == unit_code)) or 0)

@@ -1,0 +1,41 @@
+"""Building the web application from the environment: what `duban web` and its workers run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import select
+from starlette.applications import Starlette
+
+from duban.engine.loader import load_rule_set, resolve_rule_set
+from duban.engine.rules import RuleSet
+from duban.store.db import make_engine
+from duban.store.models import Programme
+from duban.web.app import WebConfig, create_app
+
+TRUE = ("1", "true", "yes", "on")
+
+
+def base_url() -> str:
+    """DUBAN_WEB_URL: the address units open (for sign-in links in mails), without a trailing slash."""
+    return os.environ.get("DUBAN_WEB_URL", "http://127.0.0.1:8000").rstrip("/")
+
+
+def config_from_env() -> WebConfig:
+    engine = make_engine(os.environ.get("DUBAN_DB"))
+    rules_dir = Path(os.environ.get("DUBAN_RULES", "rules"))
+
+    def load() -> RuleSet:
+        with engine.connect() as conn:
+            programme = conn.scalars(select(Programme.code)).first()
+        return load_rule_set(resolve_rule_set(rules_dir, programme))
+
+    return WebConfig(engine=engine, rule_set_loader=load, base_url=base_url(),
+                     secure_cookies=os.environ.get("DUBAN_WEB_SECURE_COOKIES", "").lower() in TRUE,
+                     trust_proxy=os.environ.get("DUBAN_WEB_TRUST_PROXY", "").lower() in TRUE)
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory: `uvicorn --factory duban.web.server:app_from_env`."""
+    return create_app(config_from_env())
