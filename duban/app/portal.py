@@ -143,20 +143,28 @@ def not_reported(session: Session, rule_set: RuleSet, calendar: WorkingCalendar,
     One grouped query over the lead/per-unit links and the month's figures, live."""
     y, m = last_ended_month(at)
     period = month_code(y, m)
+    kinds = dict(session.execute(select(Indicator.code, Indicator.kind)).all())
+    rules = _report_rules(rule_set)
+
+    def covered(code: str, per_unit: bool) -> bool:
+        if not rules:
+            return not per_unit
+        return any(rule.per_unit == per_unit and rule.selector.matches(code, kinds.get(code, "")) for rule in rules)
+
     leads = select(IndicatorUnit.unit_code, IndicatorUnit.indicator_code).where(IndicatorUnit.position == 0)
     reported = set(session.scalars(select(Observation.indicator_code)
                                    .where(Observation.period == period, Observation.unit_code == "")))
     missing: dict[str, int] = {}
     for unit, indicator in session.execute(leads):
-        if indicator not in reported:
+        if indicator not in reported and covered(indicator, False):
             missing[unit] = missing.get(unit, 0) + 1
-    if any(rule.per_unit for rule in _report_rules(rule_set)):
+    if any(rule.per_unit for rule in rules):
         shares = session.execute(select(Target.unit_code, Target.indicator_code).where(Target.unit_code != "")
                                  .distinct()).all()
         filed = set(session.execute(select(Observation.unit_code, Observation.indicator_code)
                                     .where(Observation.period == period, Observation.unit_code != "")).all())
         for unit, indicator in shares:
-            if (unit, indicator) not in filed:
+            if (unit, indicator) not in filed and covered(indicator, True):
                 missing[unit] = missing.get(unit, 0) + 1
     names = dict(session.execute(select(Unit.code, Unit.name)).all())
     rows = sorted(((code, names.get(code, code), count) for code, count in missing.items()), key=lambda r: (-r[2], r[0]))
@@ -229,7 +237,8 @@ def submit_upload(engine: Engine, who: Principal, unit_code: str, filename: str,
         return SubmissionOutcome(False, [Problem(name, None, None,
                                                  f"文件过大（{len(data) // 1024} KB），上限 {UPLOAD_MAX_BYTES // 1024 // 1024} MB")])
     with tempfile.TemporaryDirectory(prefix="duban-web-") as folder:
-        path = Path(folder) / name
+        # Whatever the unit called its file, it is a 月度数据 sheet (problems carry the unit's own file name).
+        path = Path(folder) / f"月度数据{Path(name).suffix.lower()}"
         path.write_bytes(data)
         return _import(engine, who, unit_code, path, name, "upload", now=now, address=address,
                        explanations=explanations or {})

@@ -70,6 +70,11 @@ def check_upload(upload: Upload) -> str:
     return ""
 
 
+def task_done(task: Task, today: dt.date) -> bool:
+    """Done as of `today`: an imported done date later than today has not happened yet (replays, demos)."""
+    return task.status == "done" and (task.done_on is None or task.done_on <= today)
+
+
 def unit_tasks(session: Session, unit_code: str) -> list[Task]:
     codes = select(TaskUnit.task_code).where(TaskUnit.unit_code == unit_code)
     return list(session.scalars(select(Task).where(Task.code.in_(codes)).order_by(Task.deadline, Task.code)))
@@ -107,7 +112,7 @@ def post_request(session: Session, who: Principal, unit_code: str, task_code: st
     today = local_date(now)
     if kind == "close" and not uploads:
         raise PortalError("销号申请须附完成佐证材料")
-    if kind in ("close", "extend") and task.status == "done":
+    if kind in ("close", "extend") and task_done(task, today):
         raise PortalError("该任务已完成销号")
     if kind == "extend":
         if new_deadline is None:

@@ -97,7 +97,7 @@ def _environment() -> Environment:
     env.filters["num"] = lambda v: "—" if v is None else (f"{v:,.2f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v))
     env.globals.update(LEVEL_LABELS=board.LEVEL_LABELS, SUBJECT_LABELS=board.SUBJECT_LABELS, ROLE_LABELS=ROLE_LABELS,
                        REQUEST_KIND_LABELS=REQUEST_KIND_LABELS, REQUEST_STATE_LABELS=REQUEST_STATE_LABELS,
-                       ACTION_LABELS=audit.ACTION_LABELS)
+                       ACTION_LABELS=audit.ACTION_LABELS, task_done=unit_requests.task_done)
     return env
 
 
@@ -425,7 +425,7 @@ async def subject_view(request: Request) -> Response:
                                        .order_by(Notice.id.desc()).limit(50)))
         replies = unit_requests.requests_of(session, task_code=code) if kind == "task" else []
         task = session.get(Task, code) if kind == "task" else None
-    return render(request, "subject.html.j2", kind=kind, subject=subject, name=name, lights=lights, chart=chart,
+    return render(request, "subject.html.j2", kind=kind, subject=subject, today=local_date(now(request)), name=name, lights=lights, chart=chart,
                   alerts=alerts, notices=notices, replies=replies, task=task)
 
 

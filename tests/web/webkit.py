@@ -25,7 +25,7 @@ from duban.store.models import Observation
 from duban.store.periods import SHANGHAI
 from duban.web.app import WebConfig, create_app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "lucheng-2023"
 RULES = ROOT / "rules" / "lucheng"
 NOW = dt.datetime(2023, 7, 15, 9, 0, tzinfo=SHANGHAI)
@@ -109,36 +109,3 @@ def stored(engine: Engine, indicator: str, period: str, unit: str = "") -> Any:
         return session.scalar(select(Observation.value).where(Observation.indicator_code == indicator,
                                                                Observation.period == period,
                                                                Observation.unit_code == unit))
-
-
-# --- fixtures: the example is imported and evaluated once per test session, then copied per test ---
-
-import shutil  # noqa: E402
-
-import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def web_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from duban.store.db import create_all, make_engine
-
-    path = tmp_path_factory.mktemp("web-template") / "duban.db"
-    engine = make_engine(str(path))
-    create_all(engine)
-    make_site(engine)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return path
-
-
-@pytest.fixture
-def site(web_template: Path, tmp_path: Path) -> Any:
-    from duban.store.db import make_engine
-
-    copy = tmp_path / "duban.db"
-    shutil.copyfile(web_template, copy)
-    engine = make_engine(str(copy))
-    clock = Clock(NOW)
-    yield Site(engine, WebConfig(engine=engine, rule_set_loader=rule_set, clock=clock), clock)
-    engine.dispose()
