@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench reliability clean
+.PHONY: demo test lint unit bench reliability clean browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v=sys.version_info[:2]; sys.exit(0 if (3,11)<=v<(3,13) else "duban needs Python 3.11 or 3.12 (durable-rules does not import on 3.13); set PYTHON=...")'
@@ -17,7 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/duban demo --workspace demo-workspace
 
-test: $(STAMP) lint unit
+test: $(STAMP) browser lint unit
+
+# Debian's chromium (+ driver, CJK font) for tests/web/test_web_browser.py; a no-op once installed.
+browser:
+	@bash .ci/browser-deps.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine store notifiers duban tests bench

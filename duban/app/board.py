@@ -44,6 +44,8 @@ def _light_rows(assessments: Iterable[Assessment], at: dt.datetime) -> list[dict
     for a in assessments:
         key = (a.rule, a.subject_type, a.subject)
         level = a.level or ("blue" if a.decisions else "")
+        if not level:
+            continue  # measured but nothing to show (a praise not earned, a reminder not due)
         row = {
             "rule": a.rule, "rule_kind": a.rule_kind, "subject_type": a.subject_type, "subject": a.subject,
             "subject_name": a.subject_name + (f"（{a.unit_name}）" if a.unit_name and "@" in a.subject else ""),
