@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from duban.engine.evaluate import Assessment, Evaluator
 from duban.engine.rules import RuleSet
 from duban.store.db import transaction
-from duban.store.models import Indicator, IndicatorUnit, Observation, Target, Unit
+from duban.store.models import Indicator, IndicatorUnit, Observation, Setting, Target, Unit
 from duban.store.periods import SHANGHAI
 from duban.store.snapshot import build_snapshot, read_rows
 from duban.store.web_models import BoardLight, BoardRanking
@@ -37,6 +37,22 @@ LEVEL_SCORE = {"red": 0.0, "yellow": 60.0, "green": 100.0, "blue": 80.0}
 LEVEL_LABELS = {"red": "红灯", "yellow": "黄灯", "green": "绿灯", "blue": "提醒", "": "无灯"}
 SUBJECT_LABELS = {"indicator": "指标", "project": "项目", "task": "任务", "unit": "单位"}
 _CHUNK = 2000
+VERSION_KEY = "board.version"
+
+
+def _bump(session: Session, at: dt.datetime) -> None:
+    """A new version of the lights: pages cached under the old one are stale everywhere."""
+    import uuid
+
+    row = session.get(Setting, VERSION_KEY)
+    if row is None:
+        session.add(Setting(key=VERSION_KEY, value=uuid.uuid4().hex, updated_at=at))
+    else:
+        row.value, row.updated_at = uuid.uuid4().hex, at
+
+
+def version(session: Session) -> str:
+    return session.scalar(select(Setting.value).where(Setting.key == VERSION_KEY)) or ""
 
 
 def _light_rows(assessments: Iterable[Assessment], at: dt.datetime) -> list[dict[str, Any]]:
@@ -80,6 +96,7 @@ def refresh_all(engine: Engine, rule_set: RuleSet, at: dt.datetime, evaluator: E
             for start in range(0, len(rows), _CHUNK):
                 session.execute(insert(BoardLight), rows[start:start + _CHUNK])
             update_ranking(session, at)
+            _bump(session, at)
     finally:
         if owned:
             evaluator.close()
@@ -114,6 +131,7 @@ def refresh_indicators(engine: Engine, rule_set: RuleSet, at: dt.datetime, indic
             session.execute(delete(BoardLight).where(BoardLight.rule.in_(list(rule_ids)), stale))
             if rows:
                 session.execute(insert(BoardLight), rows)
+            _bump(session, at)
     finally:
         if owned:
             evaluator.close()

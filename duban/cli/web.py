@@ -27,8 +27,10 @@ def _ready(app: AppContext) -> None:
 @click.option("--workers", default=1, show_default=True, type=int,
               help="工作进程数（会话与限流都在数据库中，多进程或多台机器可共用一个数据库）。")
 @click.option("--no-refresh", is_flag=True, help="启动时不重新计算挂图作战的灯色。")
+@click.option("--at", "at_text", default=None,
+              help="演示用：把网页的时钟固定在这一时刻（如 2024-01-31），灯色、应报数据和时限都按此计算。")
 @pass_app
-def web(app: AppContext, host: str, port: int, workers: int, no_refresh: bool) -> None:
+def web(app: AppContext, host: str, port: int, workers: int, no_refresh: bool, at_text: str | None) -> None:
     """启动督办网页：挂图作战 /board，单位页面 /unit/…，健康检查 /healthz。
 
     地址写入邮件链接时用 DUBAN_WEB_URL；经反向代理部署时设 DUBAN_WEB_TRUST_PROXY=1（取 X-Forwarded-For）
@@ -37,15 +39,18 @@ def web(app: AppContext, host: str, port: int, workers: int, no_refresh: bool) -
     import uvicorn
 
     from duban.app.board import refresh_all
-    from duban.cli.rules import load_programme_rules
+    from duban.cli.rules import load_programme_rules, parse_at
     from duban.store.migrate import upgrade
 
+    at = parse_at(at_text, "--at") if at_text else None
     upgrade(app.engine)
     if not no_refresh:
-        report = refresh_all(app.engine, load_programme_rules(app), _now())
+        report = refresh_all(app.engine, load_programme_rules(app), at or _now())
         click.echo(f"挂图作战灯色已更新：{report.lights} 项（{report.seconds:.1f} 秒）")
     os.environ["DUBAN_DB"] = app.db_url
     os.environ["DUBAN_RULES"] = str(app.rules_dir)
+    if at is not None:
+        os.environ["DUBAN_WEB_AT"] = at.isoformat()
     click.echo(f"督办网页：http://{host}:{port}/board （Ctrl+C 停止）")
     uvicorn.run("duban.web.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", proxy_headers=False)
@@ -166,3 +171,35 @@ def users_disable(app: AppContext, login: str) -> None:
     except AccountError as exc:
         raise UserError(str(exc)) from None
     click.echo(f"已停用账号 {login}。")
+
+
+def demo_lines(db_file: str, command: str, rules_dir: str, at: dt.datetime, port: int = 8000) -> list[str]:
+    """For `duban demo`: web accounts on a demo database, and how to open the web with sign-in links
+    for the office and for one unit (the clock frozen at `at`, so the links are valid there)."""
+    import secrets
+
+    from duban.app.accounts import LINK_LIFETIME, AccountError, add_user, find_user, issue_link, unit_accounts
+    from duban.store.db import make_engine
+    from duban.store.migrate import upgrade
+    from duban.store.web_models import WebUser
+
+    engine = make_engine(db_file)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        upgrade(engine)
+        with transaction(engine) as session:
+            unit_accounts(session, at)
+            try:
+                office = find_user(session, "office")
+            except AccountError:
+                office = add_user(session, login="office", role="office", now=at, name="办公室",
+                                  password=secrets.token_urlsafe(12))
+            unit = session.scalar(select(WebUser).where(WebUser.role == "unit")
+                                  .order_by((WebUser.login != "fgj"), WebUser.id).limit(1))
+            lines = [f"  {command} --db {db_file} --rules {rules_dir} web --at {at.date().isoformat()} --port {port}",
+                     f"    办公室登录链接：{base}/signin/{issue_link(session, office, at, LINK_LIFETIME)}"]
+            if unit is not None:
+                lines.append(f"    {unit.name}登录链接：{base}/signin/{issue_link(session, unit, at, LINK_LIFETIME)}")
+    finally:
+        engine.dispose()
+    return lines

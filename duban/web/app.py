@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
@@ -73,6 +74,16 @@ class WebConfig:
     refresh_on_submit: bool = True
     _rule_set: RuleSet | None = field(default=None, repr=False)
     _calendar: WorkingCalendar | None = field(default=None, repr=False)
+    _reader: Engine | None = field(default=None, repr=False)
+
+    @property
+    def reader(self) -> Engine:
+        """The engine pages read with. The store's SQLite engine opens every transaction with BEGIN
+        IMMEDIATE (the writers' lock), which would queue every page view behind every other one and
+        behind any import; reads go through a second engine in autocommit mode with `query_only`."""
+        if self._reader is None:
+            self._reader = read_only_engine(self.engine)
+        return self._reader
 
     @property
     def rule_set(self) -> RuleSet:
@@ -85,6 +96,26 @@ class WebConfig:
         if self._calendar is None:
             self._calendar = WorkingCalendar.load(self.rule_set.settings.calendar)
         return self._calendar
+
+
+def read_only_engine(engine: Engine) -> Engine:
+    if engine.dialect.name != "sqlite":
+        return engine
+    from sqlalchemy import create_engine, event
+
+    from duban.store.db import sqlite_busy_timeout
+
+    timeout = sqlite_busy_timeout()
+    reader = create_engine(engine.url, connect_args={"isolation_level": None, "timeout": timeout})
+
+    @event.listens_for(reader, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    return reader
 
 
 # --- rendering ---------------------------------------------------------------------------------------
@@ -131,7 +162,8 @@ def client_address(request: Request) -> str:
 
 
 def db(request: Request) -> Session:
-    return session_factory(config(request).engine)()
+    """A session for reading: on SQLite it takes no write lock (see `WebConfig.reader`)."""
+    return session_factory(config(request).reader)()
 
 
 class Denied(Exception):
@@ -334,12 +366,12 @@ async def signin_page(request: Request) -> Response:
     token = pre_token(request)
     status = 200 if checked.user else 410
     return _set_pre(request, render(request, "signin.html.j2", status_code=status, pre=token, problem=checked.problem,
-                                    name=name, unit=unit, token=request.path_params["token"]))
+                                    name=name, unit=unit, token=request.path_params["token"], next=_safe_next(request)))
 
 
 @route("/signin/{token}", "public", ("POST",))
 async def signin_confirm(request: Request) -> Response:
-    await form_of(request)
+    form = await form_of(request)
     address = client_address(request)
     try:
         with transaction(config(request).engine) as session:
@@ -349,8 +381,9 @@ async def signin_confirm(request: Request) -> Response:
     except AccountError as exc:
         token = pre_token(request)
         return _set_pre(request, render(request, "signin.html.j2", status_code=410, pre=token, problem=str(exc),
-                                        name="", unit="", token=""))
-    return _signed_in(request, user, "/")
+                                        name="", unit="", token="", next=""))
+    # A digest's link names the page it is for ("在线报送本月数据" → the form); only local paths are followed.
+    return _signed_in(request, user, _safe_next(request, text_of(form, "next", 300)))
 
 
 @route("/logout", "signed", ("POST",))
@@ -374,6 +407,29 @@ def _filter(request: Request) -> board.BoardFilter:
     return board.BoardFilter(unit=q.get("unit", "")[:64], kind=kind, level=level, q=q.get("q", "")[:100])
 
 
+class PageCache:
+    """Rendered board pages keyed by the lights' version (a `settings` row every refresh changes), so
+    every worker serves the same board and none serves a stale one. Bounded; not state: a lost
+    entry is rendered again."""
+
+    def __init__(self, size: int = 256) -> None:
+        from collections import OrderedDict
+
+        self.size = size
+        self.entries: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> str | None:
+        found = self.entries.get(key)
+        if found is not None:
+            self.entries.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[Any, ...], value: str) -> None:
+        self.entries[key] = value
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
 @route("/board", "read")
 async def board_view(request: Request) -> Response:
     filt = _filter(request)
@@ -381,15 +437,25 @@ async def board_view(request: Request) -> Response:
         page = max(1, int(request.query_params.get("page", "1")))
     except ValueError:
         page = 1
+    partial = bool(request.headers.get("hx-request"))
+    cache: PageCache = request.app.state.pages
+    at = now(request)
     with db(request) as session:
-        total, rows = board.board_page(session, filt, page=page)
-        totals = board.level_totals(session, filt)
-        month, ranks = board.ranking(session, now(request), limit=10)
-        units = dict(session.execute(select(Unit.code, Unit.name).where(Unit.code.in_({r.lead_unit for r in rows}))).all())
-        updated = session.scalar(select(func.max(board.BoardLight.updated_at)))
-    template = "board_rows.html.j2" if request.headers.get("hx-request") else "board.html.j2"
-    return render(request, template, filt=filt, total=total, rows=rows, totals=totals, month=month, ranks=ranks,
-                  units=units, page=page, pages=max(1, (total + 49) // 50), updated=updated)
+        key = (board.version(session), filt, page, partial, at.date())
+        body = cache.get(key)
+        if body is None:
+            total, rows = board.board_page(session, filt, page=page)
+            totals = board.level_totals(session, filt)
+            month, ranks = board.ranking(session, at, limit=10)
+            units = dict(session.execute(select(Unit.code, Unit.name).where(Unit.code.in_({r.lead_unit for r in rows}))).all())
+            updated = session.scalar(select(func.max(board.BoardLight.updated_at)))
+            body = ENV.get_template("board_rows.html.j2" if partial else "board_main.html.j2").render(
+                filt=filt, total=total, rows=rows, totals=totals, month=month, ranks=ranks, units=units, page=page,
+                pages=max(1, (total + 49) // 50), updated=updated)
+            cache.put(key, body)
+    if partial:
+        return HTMLResponse(body)
+    return render(request, "page.html.j2", title="挂图作战", body=Markup(body))
 
 
 @route("/board/ranking", "read")
@@ -776,6 +842,7 @@ def create_app(cfg: WebConfig) -> Starlette:
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found},
                     middleware=[Middleware(SecurityHeaders)])
     app.state.config = cfg
+    app.state.pages = PageCache()
 
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -31,7 +32,10 @@ def config_from_env() -> WebConfig:
             programme = conn.scalars(select(Programme.code)).first()
         return load_rule_set(resolve_rule_set(rules_dir, programme))
 
-    return WebConfig(engine=engine, rule_set_loader=load, base_url=base_url(),
+    at = os.environ.get("DUBAN_WEB_AT")
+    frozen = dt.datetime.fromisoformat(at) if at else None
+    clock = (lambda: frozen) if frozen is not None else (lambda: dt.datetime.now(dt.UTC))
+    return WebConfig(engine=engine, rule_set_loader=load, base_url=base_url(), clock=clock,
                      secure_cookies=os.environ.get("DUBAN_WEB_SECURE_COOKIES", "").lower() in TRUE,
                      trust_proxy=os.environ.get("DUBAN_WEB_TRUST_PROXY", "").lower() in TRUE)
 

@@ -117,3 +117,23 @@ def test_passwords_are_salted_scrypt_hashes():
     assert first != second and first.startswith("scrypt$")
     assert accounts.check_password("secret-secret", first)
     assert not accounts.check_password("secret-secreT", first)
+
+
+def test_a_digest_link_lands_on_its_page_and_never_elsewhere(site):
+    from duban.app.links import REPORT_LABEL, TASKS_LABEL, personal_links
+
+    with transaction(site.engine) as session:
+        links = personal_links(session, UNIT, site.clock(), "https://duban.example.org/")
+        assert personal_links(session, "zhuanban", site.clock(), "https://duban.example.org") == {}  # no account
+    assert set(links) == {REPORT_LABEL, TASKS_LABEL}
+    report = links[REPORT_LABEL].removeprefix("https://duban.example.org")
+    client = site.client()
+    page = client.get(report)
+    assert client.post(report.split("?")[0], data={"csrf": csrf_of(page.text), "next": "/unit/fgj/report"}
+                       ).headers["location"] == "/unit/fgj/report"
+    tasks = links[TASKS_LABEL].removeprefix("https://duban.example.org")
+    other = site.client()
+    page = other.get(tasks.split("?")[0] + "?next=//evil.example.com/")
+    assert 'name="next" value=""' in page.text  # an address elsewhere is dropped
+    assert other.post(tasks.split("?")[0], data={"csrf": csrf_of(page.text), "next": "//evil.example.com/"}
+                      ).headers["location"] == "/"
