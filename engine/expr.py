@@ -14,11 +14,18 @@ keep level with `fixed_asset_investment_growth`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 _TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d+)?)|([A-Za-z_][A-Za-z0-9_]*)|(.))")
+
+# What a bound may be: short, shallow, finite. Everything beyond is refused when the rule is loaded
+# (`duban check`, a reload), so evaluation never meets a bound it cannot compute.
+MAX_TEXT = 200  # characters: the longest real bound is a sum of two indicators
+MAX_DEPTH = 12  # nested parentheses / signs / operators: the parser recurses once per level
+MAX_NUMBER = 1e12  # |number| written in a bound, and |value| of its constant parts
 
 
 class ExpressionError(ValueError):
@@ -132,6 +139,12 @@ class _Parser:
             elif other is not None and not other.isspace():
                 self.tokens.append(("op", other, m.start(3)))
         self.pos = 0
+        self.depth = 0
+
+    def deeper(self, offset: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpressionError(f"表达式嵌套过深（超过 {MAX_DEPTH} 层）", offset)
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -160,7 +173,10 @@ class _Parser:
         node = self.factor()
         while (token := self.peek()) and token[0] == "op" and token[1] in "*/":
             self.take()
-            node = BinOp(token[1], node, self.factor())
+            right = self.factor()
+            if token[1] == "/" and _constant(right) == 0:
+                raise ExpressionError("除数为零", token[2])
+            node = BinOp(token[1], node, right)
         return node
 
     def factor(self) -> Node:
@@ -169,17 +185,25 @@ class _Parser:
             raise ExpressionError("表达式不完整", len(self.text))
         kind, text, offset = self.take()
         if kind == "num":
+            value = float(text)
+            if not abs(value) <= MAX_NUMBER:  # also catches the inf a 400-digit literal becomes
+                raise ExpressionError(f"数字过大（绝对值不能超过 {MAX_NUMBER:.0e}）", offset)
             following = self.peek()
             if following and following[:2] == ("op", "%"):
                 self.take()
-                return Num(float(text), is_percent=True)
-            return Num(float(text))
+                return Num(value, is_percent=True)
+            return Num(value)
         if kind == "name":
             return Ref(text)
         if text == "-":
-            return Neg(self.factor())
+            self.deeper(offset)
+            operand = self.factor()
+            self.depth -= 1
+            return Neg(operand)
         if text == "(":
+            self.deeper(offset)
             node = self.expr()
+            self.depth -= 1
             closing = self.peek()
             if closing is None or closing[:2] != ("op", ")"):
                 raise ExpressionError("缺少右括号 ')'", closing[2] if closing else len(self.text))
@@ -188,16 +212,38 @@ class _Parser:
         raise ExpressionError(f"无法识别 '{text}'", offset)
 
 
+def _constant(node: Node) -> float | None:
+    """The value of a part without indicator references (None if it has any)."""
+    if _refs(node):
+        return None
+    return _value(node, lambda _code: None)
+
+
 def parse_bound(value: object) -> Bound:
-    """Parse a YAML scalar (number or string) into a Bound; raises ExpressionError."""
+    """Parse a YAML scalar (number or string) into a Bound; raises ExpressionError.
+
+    Refused: non-finite or huge numbers, texts over MAX_TEXT characters, nesting over MAX_DEPTH,
+    division by a constant zero, and constant parts whose value is not a finite number.
+    """
     if isinstance(value, bool):
         raise ExpressionError("应为数字、百分数或分数（如 2/3），不能是 true/false", 0)
     if isinstance(value, int | float):
-        return Bound(str(value), Num(float(value)))
+        if isinstance(value, int) and not -MAX_NUMBER <= value <= MAX_NUMBER:
+            raise ExpressionError(f"数字过大（{len(str(abs(value)))} 位，绝对值不能超过 {MAX_NUMBER:.0e}）", 0)
+        number = float(value)
+        if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+            raise ExpressionError(f"应为有限的数字（绝对值不超过 {MAX_NUMBER:.0e}；不能是 .nan、.inf）", 0)
+        return Bound(str(value), Num(number))
     if not isinstance(value, str):
         raise ExpressionError("应为数字、百分数或分数（如 2/3）", 0)
     text = value.strip().replace("％", "%")
-    return Bound(text, _Parser(text).parse())
+    if len(text) > MAX_TEXT:
+        raise ExpressionError(f"表达式过长（超过 {MAX_TEXT} 个字符）", MAX_TEXT)
+    node = _Parser(text).parse()
+    constant = _constant(node)
+    if constant is not None and not abs(constant) <= MAX_NUMBER:
+        raise ExpressionError(f"表达式的值过大或无效（绝对值不能超过 {MAX_NUMBER:.0e}）", 0)
+    return Bound(text, node)
 
 
 def check_references(bound: Bound, known: Mapping[str, object] | set[str]) -> list[str]:

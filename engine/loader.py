@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -35,9 +36,20 @@ from duban.engine.rules import (
 )
 from duban.engine.yaml_errors import explain as explain_yaml_error
 
+_T = TypeVar("_T")
 INDICATOR_KINDS = ("level", "growth", "cumulative")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION = re.compile(r"^(\d+)\s*([dwh天周])$")
+
+# -- bounds on what a rule file may say: whatever evaluation cannot use is refused here ------------------
+# `duban check` and a reload in the service are the gate: a value that passes must evaluate.
+MAX_RULE_FILE_BYTES = 1 << 20  # a rule file is a page of text; 1 MiB is far beyond any real one
+MAX_YAML_DEPTH = 20  # rule files nest 4 levels deep (rules → item → indicators → kind)
+MAX_NUMBER = 1e12  # |number| in a rule: larger than any yuan figure or percentage a programme sets
+MAX_DURATION_DAYS = 3660  # ten years: a 催办 interval beyond that never comes
+_INT_RANGES: dict[str, tuple[int, int]] = {"due_day": (1, 31)}
+_DEFAULT_INT_RANGE = (0, MAX_DURATION_DAYS)
+_SHOW_LIMIT = 60  # characters of a value quoted back in an error message
 
 
 @dataclass(frozen=True)
@@ -186,7 +198,13 @@ class _FileChecker:
         except UnicodeDecodeError:
             self.errors.append(RuleError(self.display, 1, 1, "文件不是 UTF-8 编码，请另存为 UTF-8"))
             return None
+        if len(text.encode("utf-8")) > MAX_RULE_FILE_BYTES:
+            self.errors.append(RuleError(self.display, 1, 1,
+                                         f"文件过大（超过 {MAX_RULE_FILE_BYTES // 1024} KB），规则文件不应这么长，请检查是否放错了文件"))
+            return None
         try:
+            if not self._plain_structure(yaml, text):
+                return None
             return yaml.load(text)
         except MarkedYAMLError as exc:
             problem = explain_yaml_error(exc)  # Chinese, at the mark that points at the cause
@@ -196,13 +214,39 @@ class _FileChecker:
             self.errors.append(RuleError(self.display, 1, 1, f"YAML 语法错误：{exc}"))
             return None
 
+    def _plain_structure(self, yaml: YAML, text: str) -> bool:
+        """Refuses YAML aliases (`*name`) and nesting beyond MAX_YAML_DEPTH before anything is built.
+
+        An alias repeats a value without copying it; nine-way aliases eight deep are 43 million values
+        once printed, which a 2.6 KB file can hold. Rule files never need them: each value is written out.
+        """
+        depth = 0
+        for event in yaml.parse(text):
+            name = type(event).__name__
+            if name == "AliasEvent":
+                mark = event.start_mark
+                self.errors.append(RuleError(self.display, mark.line + 1, mark.column + 1,
+                                             "规则文件中不允许使用 YAML 别名（*名称）：请直接写出取值"))
+                return False
+            if name in ("MappingStartEvent", "SequenceStartEvent"):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    mark = event.start_mark
+                    self.errors.append(RuleError(self.display, mark.line + 1, mark.column + 1,
+                                                 f"嵌套层级过深（超过 {MAX_YAML_DEPTH} 层），规则文件不需要这么深的结构"))
+                    return False
+            elif name in ("MappingEndEvent", "SequenceEndEvent"):
+                depth -= 1
+        return True
+
     def check_keys(self, mapping: CommentedMap, allowed: Iterable[str], what: str) -> None:
         allowed = tuple(allowed)
         for key in mapping:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                shown = _clip(str(key)) if isinstance(key, str | int | float) else _show(key)
+                close = difflib.get_close_matches(shown, allowed, n=1, cutoff=0.6)
                 hint = f"，是否应为 `{close[0]}`？" if close else f"；可用的键：{', '.join(allowed)}"
-                self.error(mapping, f"{what}中有未知的键 `{key}`{hint}", key=key, key_pos=True)
+                self.error(mapping, f"{what}中有未知的键 `{shown}`{hint}", key=key, key_pos=True)
 
     def value(self, mapping: CommentedMap, spec: Field) -> Any:
         """Check one field's type; returns the converted value or None after recording an error."""
@@ -221,8 +265,9 @@ class _FileChecker:
                 return None
             return raw.strip()
         if kind == "enum":
-            if raw not in spec.choices:
-                close = difflib.get_close_matches(str(raw), spec.choices, n=1, cutoff=0.5)
+            if not isinstance(raw, str | int | float) or raw not in spec.choices:
+                close = difflib.get_close_matches(_clip(raw), spec.choices, n=1, cutoff=0.5) \
+                    if isinstance(raw, str) else []
                 hint = f"，是否应为 `{close[0]}`？" if close else ""
                 bad(f"以下之一：{' | '.join(spec.choices)}{hint}")
                 return None
@@ -231,10 +276,14 @@ class _FileChecker:
             if isinstance(raw, bool) or not isinstance(raw, int | float):
                 bad("数字")
                 return None
+            if not _finite_number(raw):
+                bad(f"有限的数字（绝对值不超过 {MAX_NUMBER:.0e}；不能是 .nan、.inf）")
+                return None
             return float(raw)
         if kind == "int":
-            if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-                bad("非负整数")
+            low, high = _INT_RANGES.get(spec.name, _DEFAULT_INT_RANGE)
+            if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+                bad(f"非负整数（不超过 {high}）" if (low, high) == _DEFAULT_INT_RANGE else f"{low} 到 {high} 之间的整数")
                 return None
             return int(raw)
         if kind == "bool":
@@ -243,8 +292,9 @@ class _FileChecker:
                 return None
             return raw
         if kind == "intlist":
-            if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw):
-                bad("非负整数列表，如 [7, 1]")
+            if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                    and 0 <= v <= MAX_DURATION_DAYS for v in raw):
+                bad(f"非负整数列表（每项不超过 {MAX_DURATION_DAYS}），如 [7, 1]")
                 return None
             return tuple(int(v) for v in raw)
         if kind == "strlist":
@@ -262,6 +312,10 @@ class _FileChecker:
                 bad("时长，如 7d（天）、2w（周）、12h（小时）或 never")
                 return None
             amount, unit = int(m[1]), m[2]
+            days = amount * 7 if unit in ("w", "周") else amount / 24 if unit == "h" else amount
+            if not 0 < days <= MAX_DURATION_DAYS:
+                bad(f"大于 0、不超过 {MAX_DURATION_DAYS} 天的时长，如 7d、2w")
+                return None
             if unit in ("w", "周"):
                 return dt.timedelta(weeks=amount)
             if unit == "h":
@@ -291,16 +345,30 @@ class _FileChecker:
         raise AssertionError(kind)
 
 
+def _clip(value: str) -> str:
+    return value if len(value) <= _SHOW_LIMIT else value[:_SHOW_LIMIT] + "…"
+
+
+def _finite_number(value: int | float) -> bool:
+    """True for a number a rule can use: finite and within ±MAX_NUMBER (a 400-digit int is not)."""
+    if isinstance(value, int):
+        return -MAX_NUMBER <= value <= MAX_NUMBER
+    return math.isfinite(value) and abs(value) <= MAX_NUMBER
+
+
 def _show(value: Any) -> str:
+    """A value quoted back in an error: never expanded (mappings and lists by kind), never long."""
     if isinstance(value, str):
-        return f"'{value}'"
+        return f"'{_clip(value)}'"
     if value is None:
         return "空值"
-    if isinstance(value, CommentedMap):
+    if isinstance(value, dict):
         return "映射"
-    if isinstance(value, CommentedSeq):
+    if isinstance(value, list):
         return "列表"
-    return repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_NUMBER <= value <= MAX_NUMBER:
+        return f"{len(str(abs(value)))} 位的整数"
+    return _clip(repr(value))
 
 
 def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleSet:
@@ -321,7 +389,7 @@ def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleS
         errors.append(RuleError(shown(settings_path), 1, 1, "缺少 programme.yaml（规则集的项目设置：programme、working_group 等）"))
     else:
         checker = _FileChecker(settings_path, shown(settings_path))
-        settings = _settings(checker, checker.load(), directory)
+        settings = _checked(checker, lambda: _settings(checker, checker.load(), directory), None)
         errors += checker.errors
 
     rules: list[Rule] = []
@@ -333,7 +401,7 @@ def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleS
         checker = _FileChecker(path, shown(path))
         document = checker.load()
         if document is not None:
-            file_rules, file_cadences = _rule_file(checker, document, programme)
+            file_rules, file_cadences = _checked(checker, lambda: _rule_file(checker, document, programme), ([], []))
             items: list[Rule | Cadence] = [*file_rules, *file_cadences]
             for item in items:
                 key = item.id
@@ -360,6 +428,16 @@ def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleS
         except CalendarFileError as exc:
             raise RuleSetInvalid([RuleError(shown(settings_path), 1, 1, f"`calendar` 指定的节假日调整文件有误：{exc}")]) from None
     return RuleSet(directory=directory, settings=settings, rules=rules, cadences=cadences, files=files)
+
+
+def _checked(checker: _FileChecker, check: Callable[[], _T], failed: _T) -> _T:
+    """The gate never crashes: a value no check foresaw becomes a Chinese error at the file, not a traceback."""
+    try:
+        return check()
+    except (RecursionError, OverflowError, ValueError, TypeError, MemoryError) as exc:
+        checker.errors.append(RuleError(checker.display, 1, 1,
+                                        f"文件中有无法处理的取值（{type(exc).__name__}），请检查数字大小和嵌套层级"))
+        return failed
 
 
 def _settings(checker: _FileChecker, document: Any, directory: Path) -> Settings | None:

@@ -63,6 +63,8 @@ AREAS: dict[str, str] = {
     "fuzz-import": "import files: bad cells, GBK / UTF-8-BOM, truncated .xlsx",
     "security": "template sandbox escapes, header injection, HTML, secrets",
     "time": "UTC / New York server clock, year ends, leap day, month ends, holidays, 调休",
+    # issue 15 (hardening): failures stay local, bounds are enforced, rounds are serialized
+    "gate": "`duban check` as the gate: .nan/.inf, 400-digit numbers, 1/0, due_day 40, 99999999999d, 10,000-deep nesting, alias bomb",
 }
 
 
