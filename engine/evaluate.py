@@ -118,6 +118,9 @@ class Derived:
     pending: list[_Pending] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped: set[str] = field(default_factory=set)
+    # Items left out because their figures are unusable (not finite) or their rule failed: one line
+    # each, in Chinese, naming the rule, the subject and file:line. The rest of the round goes on.
+    failures: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -125,6 +128,7 @@ class EvaluationResult:
     candidates: list[AlertCandidate]
     warnings: list[str]
     skipped_rules: set[str] = field(default_factory=set)  # rule ids not evaluated (unknown indicators)
+    failures: list[str] = field(default_factory=list)  # items skipped as unusable (see Derived.failures)
     # (derived fact, decisions it matched) pairs; `assessments` describes them when asked, because
     # rounds never need them and building tens of thousands costs as much as deriving them.
     measured: list[tuple[_Pending, list[DecisionKind]]] = field(default_factory=list, repr=False)
@@ -190,7 +194,8 @@ class Evaluator:
             matched[index].append(decision)
             candidates.append(self._candidate(pending[index], decision, snapshot, snapshot.at))
         candidates.sort(key=lambda c: (c.rule, c.subject_type, c.subject, c.period, c.kind))
-        return EvaluationResult(candidates, derived.warnings, derived.skipped, list(zip(pending, matched, strict=True)))
+        return EvaluationResult(candidates, derived.warnings, derived.skipped, derived.failures,
+                                list(zip(pending, matched, strict=True)))
 
     def derive(self, snapshot: Snapshot, *, groups: Iterable[str] | None = None) -> Derived:
         """The facts the rules' conditions decide on, one per (rule, subject); no decision yet.
@@ -211,10 +216,25 @@ class Evaluator:
                 derived.skipped.add(rule.id)
                 continue
             defaults["rule"] = rule.id
-            for item, fact in _DERIVERS[rule.kind](self, rule, snapshot, context):
-                # Every fact carries every schema field: durable needs them typed and present.
-                derived.facts.append({**defaults, **fact, "idx": len(derived.pending)})
-                derived.pending.append(item)
+            start = len(derived.pending)
+            try:
+                for item, fact in _DERIVERS[rule.kind](self, rule, snapshot, context):
+                    unusable = _unusable(item, fact)
+                    if unusable:
+                        # One bad figure (a 400-digit value stored as -inf, two 1e308 rows summed) must
+                        # not stop the round: this subject is left out and the admin told.
+                        derived.failures.append(
+                            f"{rule.position}: 规则 `{rule.short_id}` 的对象 {item.subject}（{item.period_label or item.period}）"
+                            f"数据不是有限数值（{unusable}），本次跳过该对象；请核对导入的数据")
+                        continue
+                    # Every fact carries every schema field: durable needs them typed and present.
+                    derived.facts.append({**defaults, **fact, "idx": len(derived.pending)})
+                    derived.pending.append(item)
+            except Exception as exc:  # a rule that cannot be evaluated is skipped; the others go on
+                del derived.facts[start:], derived.pending[start:]
+                derived.failures.append(
+                    f"{rule.position}: 规则 `{rule.short_id}` 本次无法计算（{type(exc).__name__}: {str(exc)[:200]}），已跳过该规则")
+                derived.skipped.add(rule.id)
         return derived
 
     # --- turning a match into a candidate ---------------------------------------------------
@@ -289,6 +309,18 @@ def working_group_of(rule_set: RuleSet, snapshot: Snapshot) -> str:
         return named
     found = snapshot.working_group_units
     return found[0] if found else ""
+
+
+def _unusable(item: _Pending, fact: dict[str, Any]) -> str:
+    """'' when every number of the item is finite; else which one is not (e.g. 'gap=-inf')."""
+    for name, value in fact.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name}={value}"
+    for name in ("value", "threshold", "expected"):
+        value = getattr(item, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name}={value}"
+    return ""
 
 
 def _assessment(item: _Pending, decisions: list[DecisionKind]) -> Assessment:

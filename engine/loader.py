@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -401,7 +402,8 @@ def load_rule_set(directory: Path, *, display_root: Path | None = None) -> RuleS
         checker = _FileChecker(path, shown(path))
         document = checker.load()
         if document is not None:
-            file_rules, file_cadences = _checked(checker, lambda: _rule_file(checker, document, programme), ([], []))
+            nothing: tuple[list[Rule], list[Cadence]] = ([], [])
+            file_rules, file_cadences = _checked(checker, functools.partial(_rule_file, checker, document, programme), nothing)
             items: list[Rule | Cadence] = [*file_rules, *file_cadences]
             for item in items:
                 key = item.id

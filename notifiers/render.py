@@ -77,6 +77,7 @@ class TemplateProblem:
     path: str
     line: int | None
     message: str
+    runtime: bool = False  # found while rendering a digest (not when the templates were loaded)
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
@@ -376,7 +377,7 @@ class DigestRenderer:
             message = f"模板引用了不存在的字段（{exc}），已使用内置模板"
         else:
             message = f"模板渲染出错（{type(exc).__name__}: {exc}），已使用内置模板"
-        return TemplateProblem(self.display_path(name), line, message)
+        return TemplateProblem(self.display_path(name), line, message, runtime=True)
 
     def render(self, digest: Digest) -> RenderedDigest:
         problems: dict[str, TemplateProblem] = {}

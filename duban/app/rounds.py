@@ -8,27 +8,35 @@ of the same round writes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from duban.engine.evaluate import AlertCandidate, EvaluationResult, Evaluator, working_group_of
 from duban.engine.lifecycle import AlertKey, AlertState, PlannedNotice, SilenceRule, plan, standings
 from duban.engine.rules import Rule, RuleSet
 from duban.notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
-from duban.notifiers.message import DINGTALK, MessageError, build_dingtalk_message, build_email_messages
+from duban.notifiers.message import (
+    DINGTALK,
+    MessageError,
+    build_dingtalk_message,
+    build_email,
+    build_email_messages,
+)
 from duban.notifiers.outbox import enqueue
 from duban.notifiers.render import DigestRenderer, TemplateProblem
 from duban.notifiers.reports.periods import report_links as matching_reports
 from duban.notifiers.transports.settings import configured_channels
 from duban.store.db import transaction
-from duban.store.models import Alert, Delivery, Notice, Round, Silence
+from duban.store.models import Alert, Delivery, Notice, Round, Setting, Silence
 from duban.store.periods import SHANGHAI
 from duban.store.snapshot import Snapshot, StoreRows, build_snapshot, load_snapshot
 
@@ -47,6 +55,8 @@ class RoundReport:
     silenced: int = 0
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # items skipped as unusable; the admin is told
+    admin_notified: bool = False
     round_id: int | None = None
 
     def __str__(self) -> str:
@@ -103,13 +113,27 @@ def record_round(
     started_at: dt.datetime | None = None,
     rows: StoreRows | None = None,
     compose: bool = True,
+    force: bool = False,
 ) -> RoundReport:
-    """Evaluate at `at` (unless `result` is given) and record the round; idempotent per `key`."""
+    """Evaluate at `at` (unless `result` is given) and record the round; idempotent per `key`.
+
+    Rounds of one programme are serialized on every database (`serialize_rounds`): a second round
+    waits for the first to commit and then decides on what it wrote. A round at an instant earlier
+    than the latest recorded one is refused (RoundError) unless `force`: it would re-send warnings
+    already handled, in the wrong order.
+    """
     report = RoundReport(key=key, at=at)
     with transaction(engine) as session:
+        serialize_rounds(session, rule_set.settings.programme)
         if session.scalar(select(Round.id).where(Round.key == key)) is not None:
             report.skipped = True
             return report
+        latest = session.execute(select(Round.at, Round.key).order_by(Round.at.desc()).limit(1)).first()
+        if latest is not None and at < latest.at and not force:
+            raise RoundError(
+                f"本轮时间 {_local(at)} 早于已记录的最近一轮（{_local(latest.at)}，轮次 {latest.key}）："
+                "按较早的时间补记会重发已处理过的预警，并打乱催办、销号的先后次序。本轮未记录、未发送；"
+                "确需补记请加 --force")
         # A replay reads the programme lists once (`rows`); the service reads them every round.
         snapshot = load_snapshot(session, at) if rows is None else build_snapshot(rows, at)
         if result is None:
@@ -122,6 +146,7 @@ def record_round(
                     evaluator.close()
         report.candidates = len(result.candidates)
         report.warnings = list(result.warnings)
+        report.failures = list(result.failures)
         round_row = Round(key=key, job=job, at=at, started_at=started_at or at, summary={})
         session.add(round_row)
         session.flush()
@@ -157,6 +182,7 @@ def record_round(
         for digest in digests:
             rendered = renderer.render(digest)
             report.problems += [str(p) for p in rendered.problems]
+            report.failures += [f"{p}（{digest.recipient.name}的通知）" for p in rendered.problems if p.runtime]
             try:
                 messages += build_email_messages(digest, rendered, mail_from=mail_from(), round_id=round_row.id)
                 # The working group also hears through its robot, when a transport carries DingTalk.
@@ -167,15 +193,68 @@ def record_round(
                 raise RoundError(f"{digest.recipient.name}（{digest.recipient.code}）的通知无法生成：{exc}；本轮未记录，请修正后重试") from exc
         report.messages = enqueue(session, messages, now=at)
         _link_notices(session, notices, round_row.id)
+        report.admin_notified = _tell_admin(session, rule_set, report, name, at)
         _finish(round_row, report, at)
     return report
+
+
+def serialize_rounds(session: Session, programme: str) -> None:
+    """Hold the programme's round lock until this transaction ends.
+
+    SQLite: every write transaction begins IMMEDIATE (store/db.py), which already excludes a second
+    writer. PostgreSQL: a transaction-level advisory lock keyed by the schema and the programme, so a
+    service round, `evaluate --send` and `run --once` never both decide on the same alert: the second
+    waits, then reads what the first committed (READ COMMITTED takes a fresh snapshot per statement).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    schema = session.scalar(text("SELECT current_schema()")) or ""
+    key = zlib.crc32(f"{schema}:{programme}".encode()) - (1 << 31)
+    session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": ROUND_LOCK_CLASS, "b": key})
+
+
+ROUND_LOCK_CLASS = 0x6475_6272  # "dubr": rounds; the service's instance lease uses "duba"
+
+
+def _local(at: dt.datetime) -> str:
+    return at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _tell_admin(session: Session, rule_set: RuleSet, report: RoundReport, name: str, at: dt.datetime) -> bool:
+    """One plain message to programme.yaml's admin_email listing what this round left out.
+
+    Each line is told once (remembered in `settings` as `reported:<hash>`): the same unusable figure
+    seen again at the next round, or by another cadence's round, is not mailed again.
+    """
+    settings = rule_set.settings
+    if not report.failures or not settings.admin_email:
+        return False
+    keys = {line: f"reported:{hashlib.sha256(line.encode()).hexdigest()[:24]}" for line in set(report.failures)}
+    known = set(session.scalars(select(Setting.key).where(Setting.key.in_(list(keys.values())))))
+    lines = sorted(line for line, key in keys.items() if key not in known)
+    if not lines:
+        return False
+    session.add_all(Setting(key=keys[line], value=line[:500], updated_at=at) for line in lines)
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    body = (f"{round_title(at, name)}（轮次 {report.key}）已完成，其余通知照常发送；以下 {len(lines)} 项未能处理，"
+            "已跳过或改用内置模板：\n\n" + "\n".join(f"- {line}" for line in lines[:200])
+            + ("\n- ……" if len(lines) > 200 else "")
+            + "\n\n请核对数据或规则、模板后保存；同样的问题不会重复提醒。\n")
+    try:
+        message = build_email(idempotency_key=f"admin:{settings.programme}:round-problems:{digest}",
+                              mail_from=mail_from(), to_address=settings.admin_email, to_name="规则管理员",
+                              subject=f"{settings.subject_prefix}督办轮次有 {len(lines)} 项未能处理", text=body,
+                              html=None, at=at)
+    except MessageError:
+        return False  # a bad admin address is reported by `duban check --db` and the outbox
+    return enqueue(session, [message], now=at) > 0
 
 
 def _finish(round_row: Round, report: RoundReport, at: dt.datetime) -> None:
     round_row.finished_at = at
     round_row.summary = {"candidates": report.candidates, "notices": report.notices,
                          "messages": report.messages, "warnings": report.warnings[:50],
-                         "problems": report.problems[:50]}
+                         "problems": report.problems[:50], "failures": report.failures[:50]}
 
 
 def _relevant_alerts(session: Session, evaluated: set[str],

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.exc import DBAPIError
 
 from duban.app.rounds import RoundError, RoundReport, mail_from, record_round, send_outbox, template_problems
 from duban.engine.calendar import CalendarFileError, WorkingCalendar
@@ -86,6 +87,9 @@ RETRY_SECONDS = 30.0  # a crashed round is retried, and the outbox drained, at m
 EXIT_LOCK_HELD = 2
 EXIT_RULES_INVALID = 1
 EXIT_ROUND_FAILED = 3  # --once: a round crashed and was rolled back; the next run retries it
+# A round that fails this many times for a reason other than the database (a bug, a value nothing
+# foresaw) is recorded as failed and the admin told: `run --once` under cron must not retry it forever.
+MAX_ROUND_ATTEMPTS = 3
 
 Sender = Callable[[Engine, RuleSet], object]  # returns what to log as the summary (str() of it)
 
@@ -367,7 +371,8 @@ class Service:
             except Exception as exc:  # one broken cadence must not keep the others from running
                 log_event("round_crashed", logging.ERROR, key=round_key(cadence, fire),
                           error=f"{type(exc).__name__}: {exc}")
-                self.retry_due = True
+                if not self.count_failure(cadence, fire, now, exc):
+                    self.retry_due = True
                 continue
             if report is not None:
                 reports.append(report)
@@ -415,6 +420,7 @@ class Service:
                                       groups=cadence.groups, evaluator=evaluator, started_at=now)
             except RoundError as exc:
                 log_event("round_failed", logging.ERROR, key=key, error=str(exc))
+                self.count_failure(cadence, fire, now, exc)
                 return None
             finally:
                 evaluator.close()
@@ -423,9 +429,49 @@ class Service:
                 return report
             log_event("round_recorded", key=key, round_id=report.round_id, candidates=report.candidates,
                       notices=report.notices, messages=report.messages, warnings=len(report.warnings),
-                      problems=len(report.problems))
+                      problems=len(report.problems), skipped_items=len(report.failures))
             self.deliver()
             return report
+
+    def count_failure(self, cadence: Cadence, fire: dt.datetime, now: dt.datetime, exc: BaseException) -> bool:
+        """Count a failed attempt at a round; True when it was given up (recorded as failed, admin told).
+
+        Database errors are not counted: the database being away is not the round's fault, and the
+        round commits whole once it is back. A failure that could not even be counted is retried.
+        """
+        if isinstance(exc, DBAPIError):
+            return False
+        key = round_key(cadence, fire)
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        try:
+            with transaction(self.engine) as session:
+                counter = session.get(Setting, f"round_failures:{key}")
+                attempts = int(counter.value) + 1 if counter is not None else 1
+                if counter is None:
+                    session.add(Setting(key=f"round_failures:{key}", value="1", updated_at=now))
+                else:
+                    counter.value, counter.updated_at = str(attempts), now
+                if attempts < MAX_ROUND_ATTEMPTS:
+                    log_event("round_attempt_failed", logging.WARNING, key=key, attempts=attempts,
+                              limit=MAX_ROUND_ATTEMPTS)
+                    return False
+                if session.scalar(select(Round.id).where(Round.key == key)) is None:
+                    session.add(Round(key=key, job=cadence.id, at=now, started_at=now, finished_at=now,
+                                      summary={"failed": True, "attempts": attempts, "error": error}))
+        except Exception as failure:
+            log_event("round_failure_not_counted", logging.ERROR, key=key, error=f"{type(failure).__name__}: {failure}")
+            return False
+        log_event("round_given_up", logging.ERROR, key=key, attempts=attempts,
+                  message=f"轮次连续 {attempts} 次失败，已记录为失败，不再重试")
+        body = (f"“{cadence.name}”轮次（{key}）连续 {attempts} 次未能完成，已记录为失败，不再自动重试，"
+                f"本轮的通知未发送。\n\n最后一次的错误：{error}\n\n"
+                f"请排查原因（可运行 duban check、duban evaluate --at 检查）；修正后可用 "
+                f"duban evaluate --at … --send 补发。下一次节奏到点时照常运行。\n")
+        try:
+            self.notify_admin(f"round-failed:{key}", f"{cadence.name}轮次连续失败，已停止重试", body, now)
+        except Exception as failure:  # the round is recorded as failed either way
+            log_event("admin_mail_failed", logging.ERROR, reason=f"round-failed:{key}", error=str(failure))
+        return True
 
     def deliver(self) -> None:
         outcome = self.send(self.engine, self.current().rule_set)

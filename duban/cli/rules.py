@@ -121,8 +121,10 @@ def load_programme_rules(app: AppContext) -> RuleSet:
 @click.option("--json", "as_json", is_flag=True, help="每行输出一个 JSON 对象。")
 @click.option("--group", "groups", multiple=True, help="只评估这些节奏分组中的规则（可多次指定）。")
 @click.option("--send", is_flag=True, help="记录预警和通知，并通过发件箱投递。")
+@click.option("--force", is_flag=True,
+              help="与 --send 同用：即使 --at 早于已记录的最近一轮也补记（默认拒绝，以免重发已处理的预警）。")
 @pass_app
-def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ...], send: bool) -> None:
+def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ...], send: bool, force: bool) -> None:
     """列出某一时点应发出的提醒和预警；加 --send 则记录并投递。"""
     from duban.engine.evaluate import evaluate as run_evaluation
     from duban.store.snapshot import load_snapshot
@@ -133,6 +135,8 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
     result = run_evaluation(rule_set, snapshot, groups=groups or None)
     for warning in result.warnings:
         click.echo(f"警告：{warning}", err=True)
+    for failure in result.failures:
+        click.echo(f"已跳过：{failure}", err=True)
     if send:
         from duban.app.rounds import RoundError, record_round, send_outbox
         from duban.notifiers.transports import ConfigError
@@ -144,7 +148,7 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
             raise UserError(f"发送配置错误：{exc}；本轮未记录") from None
         try:
             report = record_round(app.engine, rule_set, at, key=f"manual:{at.isoformat()}", groups=groups or None,
-                                  result=result)
+                                  result=result, force=force)
         except RoundError as exc:
             raise UserError(str(exc)) from None
         click.echo(str(report))

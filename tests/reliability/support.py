@@ -64,6 +64,8 @@ AREAS: dict[str, str] = {
     "security": "template sandbox escapes, header injection, HTML, secrets",
     "time": "UTC / New York server clock, year ends, leap day, month ends, holidays, 调休",
     # issue 15 (hardening): failures stay local, bounds are enforced, rounds are serialized
+    "local": "one unusable figure (-inf, 1e308 + 1e308), a round failing every time: the rest is sent, the admin told once",
+    "serial": "two rounds at once on PostgreSQL (Message-IDs at aiosmtpd); a manual round earlier than the latest",
     "gate": "`duban check` as the gate: .nan/.inf, 400-digit numbers, 1/0, due_day 40, 99999999999d, 10,000-deep nesting, alias bomb",
 }
 
