@@ -28,6 +28,14 @@ internals of ``durable.engine`` and on the C binding ``durable_rules_engine``, i
 * Type confusion. durable compares strings with numbers without complaint (``'10' < 5`` is true), checks
   only the first key of a multi-key object, and treats ``None`` as present. Facts are checked against a
   ``FactSchema`` before anything is asserted, and conditions are checked against the schema when compiled.
+* Size. durable's C core builds one network per ruleset; a node may have at most 512 branches (distinct
+  tests following it): at 513, ``create_ruleset`` spins at 100 % CPU forever inside C, where no signal
+  handler runs. A ruleset also holds at most 4,096 rules (4,097 fails with code 106). Both measured on
+  2.0.28 (bench/durable_limits.py). ``$and`` chains cost nothing (1,000 tests in one rule compile); every
+  ``$or`` alternative is a branch. So the conditions are packed into several C rulesets, each below both
+  limits: when every condition starts with an equality on one field (duban: ``{'rule': id}``), facts are
+  routed by that field to the ruleset holding their conditions; a set that cannot be split and exceeds
+  a limit is refused with a DurableError before durable ever sees it.
 * Ruleset handles. ``Host`` never frees the C ruleset; ``close()`` (also run when the object is garbage
   collected) calls the binding's ``delete_ruleset``. Build a ``CompiledRuleset`` when rules change, not per
   evaluation.
@@ -69,6 +77,14 @@ _SESSION_FACT_ID = "sid-" + _SESSION_ID
 _RESULT_OK = 0
 _RESULT_NOT_HANDLED = 1
 _ERR_SID_NOT_FOUND = 309
+
+# Measured limits of durable-rules 2.0.28 (see "Size" above; bench/durable_limits.py re-measures them).
+DURABLE_MAX_BRANCHES = 512  # distinct tests after one node; 513 hangs create_ruleset forever
+DURABLE_MAX_RULES = 4096  # rules per C ruleset; 4,097 is error 106
+# What one C ruleset is given here: below both, with room to spare.
+_PACK_BRANCHES = 500
+_PACK_RULES = 4000
+_MAX_PATHS_PER_RULE = 512  # alternatives an $or-of-$and condition expands to
 
 _DURABLE_CODES: Mapping[int, str] = {
     100: "a condition is an empty object",
@@ -517,6 +533,92 @@ def _without_identity_collisions(ids: Sequence[int], source: FactIds) -> list[in
     return chosen
 
 
+def _paths(condition: Any) -> list[tuple[str, ...]]:
+    """The chains of tests a condition becomes in durable's network ($and chains, $or branches)."""
+    if isinstance(condition, Mapping) and len(condition) == 1:
+        ((key, argument),) = condition.items()
+        if key == "$and" and isinstance(argument, list):
+            paths: list[tuple[str, ...]] = [()]
+            for part in argument:
+                paths = [head + tail for head in paths for tail in _paths(part)]
+                if len(paths) > _MAX_PATHS_PER_RULE:
+                    break
+            return paths
+        if key == "$or" and isinstance(argument, list):
+            return [path for part in argument for path in _paths(part)]
+    return [(json.dumps(condition, sort_keys=True, default=str),)]
+
+
+def _widest_branching(conditions: Iterable[Any]) -> int:
+    """The most branches after one node when these conditions share one network (tests shared by prefix)."""
+    children: dict[tuple[str, ...], set[str]] = {}
+    for condition in conditions:
+        for path in _paths(condition):
+            for depth in range(len(path)):
+                children.setdefault(path[:depth], set()).add(path[depth])
+    return max((len(branches) for branches in children.values()), default=0)
+
+
+def _root_equality(condition: Any) -> tuple[str, Any] | None:
+    """(field, value) when the condition starts with an equality on a field: the routing key."""
+    first = condition
+    if isinstance(first, Mapping) and len(first) == 1 and "$and" in first and isinstance(first["$and"], list) \
+            and first["$and"]:
+        first = first["$and"][0]
+    if isinstance(first, Mapping) and len(first) == 1:
+        ((key, value),) = first.items()
+        if isinstance(key, str) and not key.startswith("$") and isinstance(value, str | int | bool):
+            return key, value
+    return None
+
+
+def _too_big(rules: int, branches: int, zh_what: str) -> DurableError:
+    return DurableError(
+        f"{zh_what}: {rules} rules with up to {branches} branches after one test exceed durable-rules' limits "
+        f"({DURABLE_MAX_RULES} rules per ruleset, {DURABLE_MAX_BRANCHES} branches per test; beyond the "
+        "second create_ruleset never returns)",
+        zh=f"{zh_what}超出规则引擎 durable-rules 的能力：{rules} 条规则、同一判断后最多 {branches} 个分支"
+           f"（每个规则集最多 {DURABLE_MAX_RULES} 条规则，同一判断后最多 {DURABLE_MAX_BRANCHES} 个分支）；"
+           "请拆分条件或减少 $or 的选项",
+        code=106,
+    )
+
+
+def _pack(rule_names: Sequence[str], conditions: Mapping[str, Any]) -> tuple[str | None, list[list[int]], dict[Any, int]]:
+    """Packs rule positions into groups that each fit one C ruleset.
+
+    Returns (routing field or None, groups of rule positions, routing value -> group index).
+    """
+    roots = [_root_equality(conditions[name]) for name in rule_names]
+    fields = {root[0] for root in roots if root is not None}
+    if len(rule_names) <= _PACK_RULES and _widest_branching(conditions[n] for n in rule_names) <= _PACK_BRANCHES:
+        return None, [list(range(len(rule_names)))], {}
+    if None in roots or len(fields) != 1:
+        raise _too_big(len(rule_names), _widest_branching(conditions[n] for n in rule_names), "规则集")
+    by_value: dict[Any, list[int]] = {}
+    for position, root in enumerate(roots):
+        assert root is not None
+        by_value.setdefault((type(root[1]), root[1]), []).append(position)
+    groups: list[list[int]] = []
+    route: dict[Any, int] = {}
+    current: list[int] = []
+    values = 0
+    for value, positions in by_value.items():
+        if current and (values + 1 > _PACK_BRANCHES or len(current) + len(positions) > _PACK_RULES):
+            groups.append(current)
+            current, values = [], 0
+        route[value] = len(groups)
+        current += positions
+        values += 1
+    if current:
+        groups.append(current)
+    for group in groups:
+        branching = _widest_branching(conditions[rule_names[p]] for p in group)
+        if len(group) > DURABLE_MAX_RULES or branching > DURABLE_MAX_BRANCHES:
+            raise _too_big(len(group), branching, f"以 {next(iter(fields))} 区分的一组规则")
+    return next(iter(fields)), groups, route
+
+
 class CompiledRuleset:
     """One durable ruleset of single-fact conditions, compiled once and evaluated many times.
 
@@ -567,17 +669,31 @@ class CompiledRuleset:
                 ) from None
             definition[f"r{position}"] = {"all": [{"m": copy.deepcopy(condition)}]}
 
+        # Several C rulesets when one would exceed durable's limits (see "Size"); facts are routed.
+        self._route_field, groups, self._route = _pack(self._rule_names, conditions)
+        self._handles: list[int] = []
+        self._releases: list[weakref.finalize[Any, Any]] = []
         try:
-            self._handle: int = _create_handle(name, definition)
-        except durable_rules_engine.error as error:
-            raise self._locate_compile_error(name, definition, error) from None
-        self._release = weakref.finalize(self, _delete_handle, self._handle)
+            for group in groups:
+                part = {f"r{position}": definition[f"r{position}"] for position in group}
+                try:
+                    handle = _create_handle(name, part)
+                except durable_rules_engine.error as error:
+                    raise self._locate_compile_error(name, part, error) from None
+                self._handles.append(handle)
+                self._releases.append(weakref.finalize(self, _delete_handle, handle))
+        except BaseException:
+            for release in self._releases:
+                release()
+            raise
 
     def _locate_compile_error(
         self, name: str, definition: Mapping[str, Mapping[str, Any]], error: BaseException
     ) -> DurableError:
         code = _durable_code(error)
         for position, rule_name in enumerate(self._rule_names):
+            if f"r{position}" not in definition:
+                continue
             try:
                 probe = _create_handle(name, {f"r{position}": definition[f"r{position}"]})
             except durable_rules_engine.error as rule_error:
@@ -613,19 +729,39 @@ class CompiledRuleset:
         with self._lock:
             if self._closed:
                 raise DurableError(f"ruleset {self.name!r} is closed", zh=f"规则集 {self.name} 已关闭")
-            for start in range(0, len(facts), _SESSION_CAPACITY):
-                chunk = facts[start : start + _SESSION_CAPACITY]
-                for fact_position, rule_position in self._evaluate_session(chunk):
-                    found.append((start + fact_position, rule_position))
+            if self._route_field is None:
+                parts: list[tuple[int, Sequence[Mapping[str, Any]], Sequence[int] | None]] = \
+                    [(self._handles[0], facts, None)]
+            else:
+                parts = list(self._routed(facts))
+            for handle, part, positions in parts:
+                for start in range(0, len(part), _SESSION_CAPACITY):
+                    chunk = part[start : start + _SESSION_CAPACITY]
+                    for fact_position, rule_position in self._evaluate_session(handle, chunk):
+                        at = start + fact_position
+                        found.append((at if positions is None else positions[at], rule_position))
         found.sort()
         names = self._rule_names
         return [(index, names[rule_position]) for index, rule_position in found]
 
-    def _evaluate_session(self, facts: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    def _routed(self, facts: Sequence[Mapping[str, Any]]) -> list[tuple[int, list[Mapping[str, Any]], list[int]]]:
+        """The facts per C ruleset, by the routing field; a fact no ruleset tests matches nothing."""
+        assert self._route_field is not None
+        field_name, route = self._route_field, self._route
+        by_group: dict[int, list[int]] = {}
+        for position, fact in enumerate(facts):
+            value = fact[field_name]
+            group = route.get((type(value), value))
+            if group is not None:
+                by_group.setdefault(group, []).append(position)
+        return [(self._handles[group], [facts[p] for p in positions], positions)
+                for group, positions in sorted(by_group.items())]
+
+    def _evaluate_session(self, handle: int, facts: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
         ids = self._session_ids(len(facts))
         payload = self._payload(facts, ids)
         try:
-            code, state = durable_rules_engine.assert_facts(self._handle, payload)
+            code, state = durable_rules_engine.assert_facts(handle, payload)
             # durable reports only the last of "not handled" / "observed" in a batch, so a dropped fact
             # cannot be detected afterwards; _session_ids makes "observed" impossible instead.
             if code not in (_RESULT_OK, _RESULT_NOT_HANDLED):
@@ -633,14 +769,14 @@ class CompiledRuleset:
                     f"durable returned result {code} for a batch", zh="规则引擎处理数据失败", code=code
                 )
             sequential = isinstance(ids, range) and ids.start == 0 and ids.step == 1
-            return self._drain(state, None if sequential else {i: p for p, i in enumerate(ids)})
+            return self._drain(handle, state, None if sequential else {i: p for p, i in enumerate(ids)})
         except durable_rules_engine.error as error:
             code = _durable_code(error)
             raise DurableError(
                 _describe_code(code), zh=f"规则引擎处理数据失败（错误码 {code}）", code=code
             ) from None
         finally:
-            self._delete_session()
+            self._delete_session(handle)
 
     def _payload(self, facts: Sequence[Mapping[str, Any]], ids: Sequence[int]) -> str:
         # Only floats that repr in exponent form can lack the decimal point durable needs.
@@ -677,11 +813,11 @@ class CompiledRuleset:
 
     _MATCH_HEAD = re.compile(r'\{"r(\d+)":\{"m":\{"id":(-?\d+),')
 
-    def _drain(self, state: int, position_of_id: Mapping[int, int] | None) -> list[tuple[int, int]]:
+    def _drain(self, handle: int, state: int, position_of_id: Mapping[int, int] | None) -> list[tuple[int, int]]:
         """Reads every queued action of the session on this thread (no durable dispatch thread exists)."""
         found: list[tuple[int, int]] = []
         head = self._MATCH_HEAD.match
-        started = durable_rules_engine.start_action_for_state(self._handle, state)
+        started = durable_rules_engine.start_action_for_state(handle, state)
         message: str | None = started[1] if started else None
         while message:
             parsed = head(message)
@@ -694,12 +830,12 @@ class CompiledRuleset:
                 raise DurableError(
                     f"unexpected durable action message: {message[:200]}", zh="规则引擎返回了无法识别的结果"
                 )
-            message = durable_rules_engine.complete_and_start_action(self._handle, state)
+            message = durable_rules_engine.complete_and_start_action(handle, state)
         return found
 
-    def _delete_session(self) -> None:
+    def _delete_session(self, handle: int) -> None:
         try:
-            durable_rules_engine.delete_state(self._handle, _SESSION_ID)
+            durable_rules_engine.delete_state(handle, _SESSION_ID)
         except durable_rules_engine.error as error:
             if _durable_code(error) != _ERR_SID_NOT_FOUND:
                 raise
@@ -711,19 +847,27 @@ class CompiledRuleset:
         with self._lock:
             if self._closed:
                 return False
-            try:
-                durable_rules_engine.get_state(self._handle, _SESSION_ID)
-            except durable_rules_engine.error as error:
-                if _durable_code(error) == _ERR_SID_NOT_FOUND:
-                    return False
-                raise
-            return True
+            for handle in self._handles:
+                try:
+                    durable_rules_engine.get_state(handle, _SESSION_ID)
+                except durable_rules_engine.error as error:
+                    if _durable_code(error) == _ERR_SID_NOT_FOUND:
+                        continue
+                    raise
+                return True
+            return False
 
     def close(self) -> None:
         """Frees the C ruleset (durable's Host never does). Idempotent."""
         with self._lock:
             self._closed = True
-            self._release()
+            for release in self._releases:
+                release()
+
+    @property
+    def rulesets(self) -> int:
+        """How many C rulesets hold the conditions (more than one when one would exceed durable's limits)."""
+        return len(self._handles)
 
     def __enter__(self) -> CompiledRuleset:
         return self

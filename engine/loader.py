@@ -204,7 +204,7 @@ class _FileChecker:
                                          f"文件过大（超过 {MAX_RULE_FILE_BYTES // 1024} KB），规则文件不应这么长，请检查是否放错了文件"))
             return None
         try:
-            if not self._plain_structure(yaml, text):
+            if _may_alias_or_nest_deep(text) and not self._plain_structure(yaml, text):
                 return None
             return yaml.load(text)
         except MarkedYAMLError as exc:
@@ -344,6 +344,26 @@ class _FileChecker:
         if kind == "selector":
             return raw  # interpreted by _selector, which knows the rule kind
         raise AssertionError(kind)
+
+
+def _may_alias_or_nest_deep(text: str) -> bool:
+    """A cheap look for what `_plain_structure` refuses, so ordinary files are parsed once, not twice.
+
+    An alias needs an anchor (`&`); deep flow nesting needs brackets; deep block nesting needs deep
+    indentation. False means none of them can be present.
+    """
+    if "&" in text:
+        return True
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    if deepest > MAX_YAML_DEPTH:
+        return True
+    return any(len(line) - len(line.lstrip()) > 2 * MAX_YAML_DEPTH for line in text.splitlines())
 
 
 def _clip(value: str) -> str:

@@ -48,13 +48,14 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError
@@ -90,6 +91,9 @@ EXIT_ROUND_FAILED = 3  # --once: a round crashed and was rolled back; the next r
 # A round that fails this many times for a reason other than the database (a bug, a value nothing
 # foresaw) is recorded as failed and the admin told: `run --once` under cron must not retry it forever.
 MAX_ROUND_ATTEMPTS = 3
+# After SIGTERM a round in progress may finish for this long (DUBAN_STOP_GRACE, seconds); then the process
+# ends without it: the round's transaction is rolled back whole and the next start runs it again.
+STOP_GRACE_SECONDS = 5.0
 
 Sender = Callable[[Engine, RuleSet], object]  # returns what to log as the summary (str() of it)
 
@@ -307,7 +311,7 @@ class Service:
         self.send = send
         self.rules: LoadedRules | None = None
         self._rejected: str | None = None  # fingerprint of the last bad state already reported
-        self._round_lock = threading.RLock()
+        self.round_lock = threading.RLock()
         self.retry_due = False  # a round crashed (e.g. the database restarted): the loop ticks again
         self.delivery_failed = False  # a send in this process had failures (`run --once` exits non-zero)
         self.last_delivery: object = None  # what the latest send did (its str() is the summary)
@@ -396,7 +400,7 @@ class Service:
 
     def run_due(self, cadence_id: str, now: dt.datetime) -> RoundReport | None:
         """The APScheduler job: run this cadence's latest fire ≤ now unless it already has a round."""
-        with self._round_lock:
+        with self.round_lock:
             rules = self.current()
             cadence = next((c for c in rules.cadences if c.id == cadence_id), None)
             if cadence is None:  # removed by a reload while the job was queued
@@ -410,7 +414,7 @@ class Service:
 
     def run_round(self, cadence: Cadence, fire: dt.datetime, now: dt.datetime) -> RoundReport | None:
         """Record the round for ``fire`` (evaluated at ``now``, see the module docstring), then send."""
-        with self._round_lock:
+        with self.round_lock:
             rules = self.current()
             key = round_key(cadence, fire)
             log_event("round_started", key=key, job=cadence.id, fire_time=fire, at=now)
@@ -496,7 +500,7 @@ class Service:
             fresh = load_rules(self.directory)
         except RuleSetInvalid as invalid:
             return self._reject(invalid.errors, seen, now)
-        with self._round_lock:
+        with self.round_lock:
             self.rules = fresh
         self._rejected = None
         log_event("rules_reloaded", cadences=len(fresh.cadences), rules=len(fresh.rule_set.rules),
@@ -631,7 +635,7 @@ def run_service(service: Service, *, clock: Clock, controls: Controls, lock: Ins
     scheduler = BackgroundScheduler(timezone=SHANGHAI, executors={"default": ThreadPoolExecutor(1)})
     scheduler.start(paused=True)  # jobs added now; fires during catch-up run after it (and find their round)
     _sync_jobs(scheduler, service, clock)
-    reports = service.tick(clock(), should_stop=controls.stop.is_set)
+    reports = interruptible(lambda: service.tick(clock(), should_stop=controls.stop.is_set), controls.stop) or []
     log_event("catch_up_done", rounds=sum(1 for r in reports if not r.skipped))
     scheduler.resume()
     exit_code = 0
@@ -665,7 +669,7 @@ def run_service(service: Service, *, clock: Clock, controls: Controls, lock: Ins
                 service.retry_due = False
                 next_retry = next_drain = now_monotonic + RETRY_SECONDS
                 try:
-                    service.tick(clock(), should_stop=controls.stop.is_set)
+                    interruptible(lambda: service.tick(clock(), should_stop=controls.stop.is_set), controls.stop)
                 except Exception as exc:
                     log_event("retry_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
                     service.retry_due = True
@@ -683,9 +687,65 @@ def run_service(service: Service, *, clock: Clock, controls: Controls, lock: Ins
                 _sync_jobs(scheduler, service, clock)
     finally:
         log_event("stopping", message="正在停止：等待当前轮次完成")
-        scheduler.shutdown(wait=True)
+        scheduler.shutdown(wait=False)
+        # A round running in the scheduler's worker gets the grace time, then is abandoned (rolled back).
+        if not service.round_lock.acquire(timeout=stop_grace()):
+            abandon()
+        service.round_lock.release()
     log_event("stopped", exit_code=exit_code)
     return exit_code
+
+
+def stop_grace() -> float:
+    try:
+        return max(0.0, float(os.environ.get("DUBAN_STOP_GRACE", STOP_GRACE_SECONDS)))
+    except ValueError:
+        return STOP_GRACE_SECONDS
+
+
+_T = TypeVar("_T")
+
+
+def interruptible(work: Callable[[], _T], stop: threading.Event) -> _T | None:
+    """Run ``work`` (a round: the rule engine's C code, the database) on a worker thread.
+
+    Python runs signal handlers only on the main thread, between bytecodes: while the main thread is
+    inside a long C call nothing answers SIGTERM. Here the main thread only waits, so a SIGTERM is seen
+    within a fraction of a second; the work then gets ``stop_grace()`` seconds to finish, after which
+    the process ends without it (`abandon`). Returns the work's result (its exception is re-raised).
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="duban-round", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        if stop.wait(0.2):
+            worker.join(stop_grace())
+            if worker.is_alive():
+                abandon()
+            break
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def abandon() -> None:
+    """End the process now, leaving a round unfinished: its transaction is never committed."""
+    log_event("stopped_mid_round", logging.WARNING,
+              message="收到停止信号，当前轮次未在宽限时间内完成：已放弃（整体回滚，未发送），下次启动时重做")
+    for handler in logging.getLogger("duban").handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(EXIT_ROUND_FAILED)
 
 
 def _regain(lock: InstanceLock) -> bool | None:

@@ -21,6 +21,7 @@ from duban.app.service import (
     LockHeld,
     Service,
     held_lock,
+    interruptible,
     log_event,
     run_service,
     shifted_clock,
@@ -108,7 +109,8 @@ def run(app: AppContext, once: bool, at_text: str | None, health_port: int | Non
             click.echo(f"规则集无效（{len(invalid.errors)} 处错误），服务未启动。", err=True)
             sys.exit(EXIT_RULES_INVALID)
         if once:
-            reports = service.tick(clock(), should_stop=controls.stop.is_set)
+            # On a worker thread: SIGTERM is answered within seconds even while the rule engine works.
+            reports = interruptible(lambda: service.tick(clock(), should_stop=controls.stop.is_set), controls.stop) or []
             for report in reports:
                 click.echo(str(report))
             if not reports and not service.retry_due:

@@ -66,6 +66,7 @@ AREAS: dict[str, str] = {
     # issue 15 (hardening): failures stay local, bounds are enforced, rounds are serialized
     "local": "one unusable figure (-inf, 1e308 + 1e308), a round failing every time: the rest is sent, the admin told once",
     "serial": "two rounds at once on PostgreSQL (Message-IDs at aiosmtpd); a manual round earlier than the latest",
+    "engine": "durable-rules at its limits: 2,000 YAML rules, 5,000 routed conditions, an $or of 600",
     "gate": "`duban check` as the gate: .nan/.inf, 400-digit numbers, 1/0, due_day 40, 99999999999d, 10,000-deep nesting, alias bomb",
 }
 
