@@ -11,8 +11,13 @@ broken item template fall back without taking the whole digest down with it.
 
 from __future__ import annotations
 
+import ctypes
+import itertools
+import operator
 import os
 import re
+import threading
+import time
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +73,89 @@ BADGE_STYLES = {
     "green": "background:#2e8b57;color:#ffffff",
     "resolved": "background:#7f8c8d;color:#ffffff",
 }
+
+
+# -- bounds on one render: an admin template may loop for ever or build a 50 MB string ---------------------
+# Beyond a bound the template is treated as broken: the built-in template is used for it from then on
+# in this round, and the admin is told (the problem is `runtime`, so the round reports it).
+RENDER_SECONDS = 2.0  # per template render (DUBAN_TEMPLATE_SECONDS)
+MAX_ITEM_CHARS = 100_000  # one item's text or HTML
+MAX_DIGEST_CHARS = 10_000_000  # a whole digest, subject or markdown
+MAX_POWER = 1_000  # `a ** b` with b beyond this runs in C for minutes: refused
+
+
+def render_seconds() -> float:
+    try:
+        return max(0.01, float(os.environ.get("DUBAN_TEMPLATE_SECONDS", RENDER_SECONDS)))
+    except ValueError:
+        return RENDER_SECONDS
+
+
+class RenderTimeout(Exception):
+    """Raised inside a render thread by the watchdog when its render ran out of time."""
+
+
+class OutputTooLarge(Exception):
+    """A template expression would produce more text than one message may hold."""
+
+
+class _Watchdog:
+    """Interrupts a render that runs past its deadline, on whichever thread it runs.
+
+    A render is Python bytecode (jinja2 compiles templates to Python), so an exception set with
+    ``PyThreadState_SetAsyncExc`` is raised in it at the next bytecode: a `for` over range(100000)
+    nested twice stops within milliseconds of the deadline. One daemon thread serves every render;
+    ``arm``/``disarm`` cost a lock and a dict entry. ``disarm`` clears an exception set but not yet
+    raised, so it can never land in code after the render.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._armed: dict[int, tuple[float, int]] = {}
+        self._fired: set[int] = set()
+        self._tokens = itertools.count(1)
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float) -> int:
+        with self._condition:
+            token = next(self._tokens)
+            self._armed[threading.get_ident()] = (time.monotonic() + seconds, token)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="duban-render-watchdog", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+            return token
+
+    def disarm(self, token: int) -> bool:
+        """True when this render's deadline passed (the caller then raises RenderTimeout itself)."""
+        with self._condition:
+            ident = threading.get_ident()
+            if self._armed.get(ident, (0.0, 0))[1] == token:
+                del self._armed[ident]
+            if token not in self._fired:
+                return False
+            self._fired.discard(token)
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+            return True
+
+    def _watch(self) -> None:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                for ident, (deadline, token) in list(self._armed.items()):
+                    if deadline <= now:
+                        del self._armed[ident]
+                        self._fired.add(token)
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(RenderTimeout))
+                upcoming = min((deadline for deadline, _ in self._armed.values()), default=None)
+                self._condition.wait(None if upcoming is None else max(0.001, upcoming - now))
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _sized(value: Any) -> int | None:
+    return len(value) if isinstance(value, str | bytes | list | tuple) else None
 
 
 @dataclass(frozen=True)
@@ -246,8 +334,25 @@ FALLBACK_TEMPLATES = {
 }
 
 
+class _BoundedEnvironment(SandboxedEnvironment):
+    """jinja2's sandbox, plus bounds on the two operators that build huge values in one C call."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "*":
+            for sequence, times in ((left, right), (right, left)):
+                size = _sized(sequence)
+                if size is not None and isinstance(times, int) and size * times > MAX_DIGEST_CHARS:
+                    raise OutputTooLarge(f"{size} × {times}")
+            return operator.mul(left, right)
+        if isinstance(right, int) and not isinstance(right, bool) and abs(right) > MAX_POWER:
+            raise OutputTooLarge(f"** {right}")
+        return operator.pow(left, right)
+
+
 def _make_environment(loader: BaseLoader) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _BoundedEnvironment(
         loader=loader,
         autoescape=select_autoescape(
             enabled_extensions=("html.j2", "htm.j2", "html"), default_for_string=False
@@ -360,11 +465,41 @@ class DigestRenderer:
         elif template is None:
             problems.setdefault(name, self._broken[name])
         else:
+            limit = MAX_ITEM_CHARS if name.startswith("items/") else MAX_DIGEST_CHARS
             try:
-                return template.render(context)
+                output = self._bounded(template, context)
+                if len(output) <= limit:
+                    return output
+                raise OutputTooLarge(f"{len(output):,}")
+            except (RenderTimeout, OutputTooLarge) as exc:
+                # Beyond a bound: the template is not tried again this round (1,000 items would take
+                # 1,000 time limits), the built-in one stands in, and the admin is told.
+                problem = self._limit_problem(name, exc, limit)
+                self._broken[name] = problem
+                self._templates.pop(name, None)
+                problems.setdefault(name, problem)
             except Exception as exc:  # any failure inside an admin template falls back
                 problems.setdefault(name, self._runtime_problem(name, exc))
         return self._fallback_env.get_template(fallback).render(context)
+
+    @staticmethod
+    def _bounded(template: Template, context: Mapping[str, Any]) -> str:
+        """template.render within render_seconds(); RenderTimeout beyond it."""
+        token = _WATCHDOG.arm(render_seconds())
+        try:
+            output = template.render(context)
+        finally:
+            fired = _WATCHDOG.disarm(token)
+        if fired:
+            raise RenderTimeout()
+        return output
+
+    def _limit_problem(self, name: str, exc: Exception, limit: int) -> TemplateProblem:
+        if isinstance(exc, RenderTimeout):
+            message = f"模板渲染超过 {render_seconds():g} 秒（可能有过大的循环），已停止并改用内置模板"
+        else:
+            message = f"模板生成的内容超过上限（{limit:,} 个字符），已改用内置模板"
+        return TemplateProblem(self.display_path(name), None, message, runtime=True)
 
     def _runtime_problem(self, name: str, exc: Exception) -> TemplateProblem:
         line = None

@@ -184,13 +184,17 @@ def record_round(
             report.problems += [str(p) for p in rendered.problems]
             report.failures += [f"{p}（{digest.recipient.name}的通知）" for p in rendered.problems if p.runtime]
             try:
-                messages += build_email_messages(digest, rendered, mail_from=mail_from(), round_id=round_row.id)
+                built = build_email_messages(digest, rendered, mail_from=mail_from(), round_id=round_row.id)
                 # The working group also hears through its robot, when a transport carries DingTalk.
                 if digest.recipient.code == working_group_of(rule_set, snapshot) and DINGTALK in channels:
-                    messages.append(build_dingtalk_message(digest, rendered, round_id=round_row.id))
+                    built.append(build_dingtalk_message(digest, rendered, round_id=round_row.id))
             except MessageError as exc:
-                # A message that cannot be built would be a lost notice: record nothing, say why.
-                raise RoundError(f"{digest.recipient.name}（{digest.recipient.code}）的通知无法生成：{exc}；本轮未记录，请修正后重试") from exc
+                # One recipient's message that cannot be built stays local: its notices are in the ledger,
+                # the admin is told (naming the unit and why), and every other recipient is sent to.
+                report.failures.append(f"{digest.recipient.name}（{digest.recipient.code}）的通知无法生成：{exc}；"
+                                       "其余单位的通知照常发送，请修正后用 duban evaluate --send 补发")
+                continue
+            messages += built
         report.messages = enqueue(session, messages, now=at)
         _link_notices(session, notices, round_row.id)
         report.admin_notified = _tell_admin(session, rule_set, report, name, at)

@@ -67,6 +67,8 @@ AREAS: dict[str, str] = {
     "local": "one unusable figure (-inf, 1e308 + 1e308), a round failing every time: the rest is sent, the admin told once",
     "serial": "two rounds at once on PostgreSQL (Message-IDs at aiosmtpd); a manual round earlier than the latest",
     "engine": "durable-rules at its limits: 2,000 YAML rules, 5,000 routed conditions, an $or of 600",
+    "templates": "templates beyond bounds: nested range(100000) loops, 'x' * 50000000, 10 ** 100000000, oversize output",
+    "fuzz-bounds": "rule files: random numbers and bounds (NaN, ±inf, 400 digits, 1/0, deep nesting) — accepted ones evaluated",
     "gate": "`duban check` as the gate: .nan/.inf, 400-digit numbers, 1/0, due_day 40, 99999999999d, 10,000-deep nesting, alias bomb",
 }
 
