@@ -93,7 +93,7 @@ EXIT_ROUND_FAILED = 3  # --once: a round crashed and was rolled back; the next r
 MAX_ROUND_ATTEMPTS = 3
 # After SIGTERM a round in progress may finish for this long (DUBAN_STOP_GRACE, seconds); then the process
 # ends without it: the round's transaction is rolled back whole and the next start runs it again.
-STOP_GRACE_SECONDS = 5.0
+STOP_GRACE_SECONDS = 10.0
 
 Sender = Callable[[Engine, RuleSet], object]  # returns what to log as the summary (str() of it)
 
