@@ -48,6 +48,7 @@ class Row:
     inputs: int = 0
     lost: int = 0
     duplicated: int = 0
+    rounds: int | None = None  # rounds (or evaluations) completed, for the rows that count them
     tests: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 
@@ -66,7 +67,7 @@ AREAS: dict[str, str] = {
     # issue 15 (hardening): failures stay local, bounds are enforced, rounds are serialized
     "local": "one unusable figure (-inf, 1e308 + 1e308), a round failing every time: the rest is sent, the admin told once",
     "serial": "two rounds at once on PostgreSQL (Message-IDs at aiosmtpd); a manual round earlier than the latest",
-    "engine": "durable-rules at its limits: 2,000 YAML rules, 5,000 routed conditions, an $or of 600",
+    "engine": "durable-rules at its limits: 700 YAML rules (main hung at ~560), 5,000 routed conditions, an $or of 600; SIGTERM mid-round",
     "templates": "templates beyond bounds: nested range(100000) loops, 'x' * 50000000, 10 ** 100000000, oversize output",
     "fuzz-bounds": "rule files: random numbers and bounds (NaN, ±inf, 400 digits, 1/0, deep nesting) — accepted ones evaluated",
     "gate": "`duban check` as the gate: .nan/.inf, 400-digit numbers, 1/0, due_day 40, 99999999999d, 10,000-deep nesting, alias bomb",
@@ -80,8 +81,10 @@ class Ledger:
         self.skipped: dict[str, str] = {}
 
     def add(self, area: str, nodeid: str, *, faults: int = 0, inputs: int = 0, lost: int = 0,
-            duplicated: int = 0, note: str | None = None) -> None:
+            duplicated: int = 0, note: str | None = None, rounds: int | None = None) -> None:
         row = self.rows[area]
+        if rounds is not None:
+            row.rounds = (row.rounds or 0) + rounds
         row.faults += faults
         row.inputs += inputs
         row.lost += lost
@@ -92,17 +95,18 @@ class Ledger:
 
     def table(self) -> str:
         lines = [
-            "| what was tried | faults injected | inputs tried | notices lost | notices duplicated | held |",
-            "|---|---:|---:|---:|---:|---|",
+            "| what was tried | faults injected | inputs tried | rounds completed | notices lost | notices duplicated | held |",
+            "|---|---:|---:|---:|---:|---:|---|",
         ]
         for area, row in self.rows.items():
             if not row.tests:
                 reason = self.skipped.get(area, "not run")
-                lines.append(f"| {row.title} | – | – | – | – | {reason} |")
+                lines.append(f"| {row.title} | – | – | – | – | – | {reason} |")
                 continue
             held = "no: " + ", ".join(sorted(t.split("::")[-1] for t in row.tests & self.failed)) \
                 if row.tests & self.failed else "yes"
-            lines.append(f"| {row.title} | {row.faults:,} | {row.inputs:,} | {row.lost:,} | "
+            rounds = "–" if row.rounds is None else f"{row.rounds:,}"
+            lines.append(f"| {row.title} | {row.faults:,} | {row.inputs:,} | {rounds} | {row.lost:,} | "
                          f"{row.duplicated:,} | {held} |")
         notes = [f"- {note}" for row in self.rows.values() for note in row.notes]
         return "\n".join(lines + (["", *notes] if notes else []))

@@ -71,7 +71,7 @@ def test_engine_700_yaml_rules_beyond_the_old_hang_load_compile_and_evaluate_eac
     assert result["rules"] == RULES
     assert isinstance(result["rulesets"], int) and result["rulesets"] >= 2
     assert result["same"] is True and result["fired"], result
-    ledger("engine", inputs=RULES, note=f"{RULES:,} YAML rules: {result['rulesets']} durable rulesets, "
+    ledger("engine", inputs=RULES, rounds=1, note=f"{RULES:,} YAML rules: {result['rulesets']} durable rulesets, "
                                        f"{result['fired']} fired as expected, {result['elapsed']:.1f} s in all")
 
 
@@ -156,8 +156,9 @@ def test_engine_sigterm_mid_round_is_answered_within_seconds(big_programme_db: P
     assert again.returncode == 0, again.stderr
     with transaction(engine) as session:
         messages = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.channel == "email"))
+        recorded = session.scalar(select(func.count()).select_from(Round))
     engine.dispose()
     assert messages and messages >= 1000
-    ledger("engine", faults=1, inputs=1, lost=0,
+    ledger("engine", faults=1, inputs=1, lost=0, rounds=recorded,
            note=f"SIGTERM mid-round (1,000 notices): answered in {answered:.1f} s (exit {runner.returncode}); "
                 "the rerun sent every notice")

@@ -104,7 +104,7 @@ def test_fuzz_bounds_what_the_gate_accepts_evaluates(tmp_path: Path, ledger) -> 
 
     case()
     total = outcomes["refused"] + outcomes["evaluated"]
-    ledger("fuzz-bounds", inputs=total, faults=total,
+    ledger("fuzz-bounds", inputs=total, faults=total, rounds=outcomes["rounds"],
            note=f"numbers and bounds: {outcomes['refused']} refused at file:line, {outcomes['evaluated']} accepted "
                 f"and evaluated without an error ({outcomes['rounds']} evaluations)")
     assert total >= CASES and outcomes["refused"] > CASES // 4 and outcomes["evaluated"] > CASES // 20

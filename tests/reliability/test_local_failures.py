@@ -91,7 +91,7 @@ def test_local_a_non_finite_figure_skips_one_subject_and_the_round_sends_the_res
     assert "LC2023-ZC1" in body and "数据不是有限数值" in body, body
     others = [m for m in mails if ADMIN not in str(m["To"])]
     assert others, "the rest of the round was not sent"
-    ledger("local", inputs=2, faults=2, note=f"non-finite figures: {len(others)} messages sent, "
+    ledger("local", inputs=2, faults=2, rounds=len(rounds), note=f"non-finite figures: {len(others)} messages sent, "
                                              f"the 2 unusable subjects reported to the admin once")
 
 
@@ -121,7 +121,7 @@ def test_local_a_round_failing_again_and_again_is_given_up_after_n_attempts(
         counters = list(session.scalars(select(Setting).where(Setting.key.like("round_failures:%"))))
     assert len(failed) == due and all(r.summary["attempts"] == MAX_ROUND_ATTEMPTS for r in failed)
     assert len(told) == due and all(c.value == str(MAX_ROUND_ATTEMPTS) for c in counters)
-    ledger("local", inputs=1, faults=MAX_ROUND_ATTEMPTS * due,
+    ledger("local", inputs=1, faults=MAX_ROUND_ATTEMPTS * due, rounds=0,
            note=f"a round failing every time: given up after {MAX_ROUND_ATTEMPTS} attempts, admin told")
 
 
@@ -144,7 +144,7 @@ def test_serial_a_manual_round_earlier_than_the_latest_is_refused_unless_forced(
         assert session.scalar(select(func.count()).select_from(Round)) == 1
     forced = duban("evaluate", "--at", "2023-07-17T10:00", "--send", "--force", env=env)
     assert forced.returncode == 0, forced.stderr
-    ledger("serial", inputs=3, faults=1, duplicated=0)
+    ledger("serial", inputs=3, faults=1, duplicated=0, rounds=2)
 
 
 @pytest.mark.postgres
@@ -172,10 +172,11 @@ def test_serial_two_rounds_at_once_on_postgresql_decide_each_alert_once(
         repeats = Counter((n.rule, n.subject, n.period, n.kind, n.recipient_unit, n.created_at.date())
                           for n in session.scalars(select(Notice)) if n.created_at.day >= 24)
         deliveries = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.channel == "email"))
+        recorded = session.scalar(select(func.count()).select_from(Round))
     duplicated = sum(count - 1 for count in repeats.values() if count > 1)
     assert repeats, "the concurrent rounds decided nothing: the test proves nothing"
     ids = handler.ids
     assert sum(ids.values()) == deliveries and all(count == 1 for count in ids.values())
     assert duplicated == 0, [key for key, count in repeats.items() if count > 1]
-    ledger("serial", inputs=2 * attempts + 1, faults=attempts, duplicated=duplicated,
+    ledger("serial", inputs=2 * attempts + 1, faults=attempts, duplicated=duplicated, rounds=recorded,
            note=f"PostgreSQL, two `evaluate --send` at once ×{attempts}: {len(ids)} Message-IDs, each once")
