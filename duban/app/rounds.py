@@ -230,8 +230,12 @@ def _tell_admin(session: Session, rule_set: RuleSet, report: RoundReport, name: 
     Each line is told once (remembered in `settings` as `reported:<hash>`): the same unusable figure
     seen again at the next round, or by another cadence's round, is not mailed again.
     """
+    from duban.notifiers.transports.settings import current_env
+
     settings = rule_set.settings
-    if not report.failures or not settings.admin_email:
+    # programme.yaml's admin_email; the configuration's [mail] admin_email only when it has none.
+    admin = settings.admin_email or current_env().get("DUBAN_ADMIN_EMAIL", "")
+    if not report.failures or not admin:
         return False
     keys = {line: f"reported:{hashlib.sha256(line.encode()).hexdigest()[:24]}" for line in set(report.failures)}
     known = set(session.scalars(select(Setting.key).where(Setting.key.in_(list(keys.values())))))
@@ -246,7 +250,7 @@ def _tell_admin(session: Session, rule_set: RuleSet, report: RoundReport, name: 
             + "\n\n请核对数据或规则、模板后保存；同样的问题不会重复提醒。\n")
     try:
         message = build_email(idempotency_key=f"admin:{settings.programme}:round-problems:{digest}",
-                              mail_from=mail_from(), to_address=settings.admin_email, to_name="规则管理员",
+                              mail_from=mail_from(), to_address=admin, to_name="规则管理员",
                               subject=f"{settings.subject_prefix}督办轮次有 {len(lines)} 项未能处理", text=body,
                               html=None, at=at)
     except MessageError:
