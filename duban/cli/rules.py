@@ -135,8 +135,8 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
     result = run_evaluation(rule_set, snapshot, groups=groups or None)
     for warning in result.warnings:
         click.echo(f"警告：{warning}", err=True)
-    for failure in result.failures:
-        click.echo(f"已跳过：{failure}", err=True)
+    for skipped in result.failures:
+        click.echo(f"已跳过：{skipped}", err=True)
     if send:
         from duban.app.rounds import RoundError, record_round, send_outbox
         from duban.notifiers.transports import ConfigError
