@@ -3,8 +3,8 @@
 Tables of issue 13 (store/web_models.py). Sessions and login attempts are rows so that several web
 workers behind a proxy share no process state.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-30 07:35:24.948853
 """
 from collections.abc import Sequence
@@ -15,8 +15,8 @@ from alembic import op
 from duban.store.models import UTCDateTime
 
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
