@@ -21,23 +21,27 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, select, update
 
 from duban.store.deadlines import DeadlineError, parse_deadline
+from duban.store.importing.limits import ImportLimits
 from duban.store.importing.lists import LIST_ORDER, LISTS
-from duban.store.importing.reading import Problem, Source, discover, open_table
+from duban.store.importing.reading import Problem, Source, discover, measure, open_table
 from duban.store.importing.reading import Table as SheetTable
 from duban.store.importing.staging import ObservationStage
 from duban.store.importing.values import (
     Cell,
     CellError,
+    as_date,
     is_blank,
     parse_code,
     parse_date,
     parse_email_list,
     parse_enum,
     parse_month,
+    parse_name,
     parse_number,
     parse_period,
     parse_target_scope,
     parse_text,
+    parse_text_block,
     parse_unit_codes,
     parse_year,
 )
@@ -58,7 +62,7 @@ from duban.store.models import (
     Unit,
 )
 
-__all__ = ["MAX_LISTED_PROBLEMS", "ImportReport", "ListCounts", "Problem", "import_paths"]
+__all__ = ["MAX_LISTED_PROBLEMS", "ImportLimits", "ImportReport", "ListCounts", "Problem", "import_paths"]
 
 MAX_LISTED_PROBLEMS = 200
 STAGE_CHUNK_ROWS = 10_000
@@ -164,6 +168,8 @@ class _ProblemSink:
         for problem in problems:
             self.add(problem)
 
+    append = add
+
 
 class _Row:
     """One data row: parses named cells and reports problems as `file:row:header`."""
@@ -207,6 +213,8 @@ class _Known:
     projects: set[str]
     programme_code: str | None
     programme_end: dt.date | None
+    unit_names: dict[str, str] = field(default_factory=dict)  # code -> name, as stored
+    programme_broken: bool = False  # the programme row of this import has a problem
 
 
 @dataclass
@@ -227,16 +235,31 @@ class _Keyed:
             self.records[key] = record
 
 
+def _name_key(name: str) -> str:
+    """Names compare without spaces and case: "区发改局" and "区发改局 " are the same unit."""
+    return "".join(name.split()).casefold()
+
+
 def _describe_key(key: tuple[Any, ...]) -> str:
     return " / ".join(str(part) if part != "" else "（全区）" for part in key)
 
 
 def import_paths(
-    engine: Engine, paths: Sequence[str | Path], *, now: dt.datetime, imported_by: str
+    engine: Engine,
+    paths: Sequence[str | Path],
+    *,
+    now: dt.datetime,
+    imported_by: str,
+    limits: ImportLimits | None = None,
 ) -> ImportReport:
-    """Import every list found in `paths` (files or folders) in one transaction; nothing is written on any problem."""
+    """Import every list found in `paths` (files or folders) in one transaction; nothing is written on any problem.
+
+    Files beyond `limits` (default: `ImportLimits.from_env()`) are refused before the
+    transaction begins, so they never hold the write lock.
+    """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    limits = limits or ImportLimits.from_env()
     sink = _ProblemSink(MAX_LISTED_PROBLEMS)
     sources, discovery_problems = discover(paths)
     sink.extend(discovery_problems)
@@ -244,13 +267,18 @@ def import_paths(
     report = ImportReport(files=files)
     if not sources and not sink.count:
         sink.add(Problem(", ".join(str(p) for p in paths) or "-", None, None, "没有找到可导入的清单"))
+    oversized = measure(sources, limits)
+    if oversized:
+        sink.extend(oversized)
+        report.problems, report.problem_count = sink.listed, sink.count
+        return report
 
     class _Rollback(Exception):
         pass
 
     try:
         with engine.begin() as conn:
-            run = _ImportRun(conn, sink, now=now, imported_by=imported_by)
+            run = _ImportRun(conn, sink, now=now, imported_by=imported_by, limits=limits)
             for name in LIST_ORDER:
                 list_sources = [source for source in sources if source.spec.name == name]
                 if list_sources:
@@ -305,17 +333,21 @@ def _falling_running_totals(conn: Connection, series: list[tuple[str, str]]) -> 
 
 
 class _ImportRun:
-    def __init__(self, conn: Connection, sink: _ProblemSink, *, now: dt.datetime, imported_by: str) -> None:
-        self.conn, self.sink, self.now, self.imported_by = conn, sink, now, imported_by
+    def __init__(self, conn: Connection, sink: _ProblemSink, *, now: dt.datetime, imported_by: str,
+                 limits: ImportLimits) -> None:
+        self.conn, self.sink, self.now, self.imported_by, self.limits = conn, sink, now, imported_by, limits
         self.counts: dict[str, ListCounts] = {}
         self.warnings: list[str] = []
+        self._headers: dict[tuple[str, str], str] = {}  # (source label, column) -> header as written
         programme = conn.execute(select(Programme.code, Programme.end)).first()
+        unit_names: dict[str, str] = {code: name for code, name in conn.execute(select(Unit.code, Unit.name))}
         self.known = _Known(
-            units=set(conn.scalars(select(Unit.code))),
+            units=set(unit_names),
             indicator_measures={code: measure for code, measure in conn.execute(select(Indicator.code, Indicator.measure))},
             projects=set(conn.scalars(select(Project.code))),
             programme_code=programme.code if programme else None,
             programme_end=programme.end if programme else None,
+            unit_names=unit_names,
         )
 
     @property
@@ -330,11 +362,11 @@ class _ImportRun:
         keyed = _Keyed()
         parse_row = getattr(self, f"_row_{name}")
         for source in sources:
-            problems: list[Problem] = []
-            with open_table(source, problems) as table:
-                self.sink.extend(problems)
+            with open_table(source, self.sink, self.limits) as table:
                 if table is None:
                     continue
+                for column in source.spec.columns:
+                    self._headers[(source.label, column.name)] = table.header(column.name)
                 for number, cells in table.rows:
                     parse_row(_Row(table, number, cells, self.sink), keyed)
         getattr(self, f"_finish_{name}")(keyed)
@@ -343,12 +375,14 @@ class _ImportRun:
 
     def _row_programme(self, row: _Row, keyed: _Keyed) -> None:
         code = row.get("code", parse_code)
-        name = row.get("name", parse_text)
+        name = row.get("name", parse_name)
         start = row.get("start", parse_date)
         end = row.get("end", parse_date)
-        document = row.get("document", parse_text, required=False, default="")
+        document = row.get("document", parse_text_block, required=False, default="")
         if row.ok and end < start:
             row.problem("end", f"结束日期 {end} 早于开始日期 {start}")
+        # Tasks due "五年内" would otherwise all add "尚未导入方案": the programme row says what is wrong.
+        self.known.programme_broken = not row.ok
         if keyed.seen_at:
             row.problem("code", "方案清单只能有一行：一个数据库只监管一个方案")
             return
@@ -366,7 +400,7 @@ class _ImportRun:
 
     def _row_units(self, row: _Row, keyed: _Keyed) -> None:
         code = row.get("code", parse_code)
-        name = row.get("name", parse_text)
+        name = row.get("name", parse_name)
         emails: list[str] = row.get("email", parse_email_list, required=False, default=[])
         kind = row.get("kind", lambda c: parse_enum(c, UNIT_KIND_SPELLINGS, "单位类型"), required=False,
                        default="department")
@@ -376,7 +410,27 @@ class _ImportRun:
                       row, "code")
 
     def _finish_units(self, keyed: _Keyed) -> None:
+        self._refuse_shared_unit_names(keyed)
         self._upsert("units", Unit.__table__, ("code",), keyed.records)  # type: ignore[arg-type]
+
+    def _refuse_shared_unit_names(self, keyed: _Keyed) -> None:
+        """Two units may not share a name (`--unit 区发改局` must mean one unit), after this import's changes."""
+        names = dict(self.known.unit_names)
+        for (code,), record in keyed.records.items():
+            names[code] = record["name"]
+        holders: dict[str, list[str]] = defaultdict(list)
+        for code, name in names.items():
+            holders[_name_key(name)].append(code)
+        for (code,), record in keyed.records.items():
+            others = [other for other in holders[_name_key(record["name"])] if other != code]
+            if others:
+                label, number = keyed.seen_at[(code,)]
+                self.sink.add(Problem(label, number, self._header(label, "name"),
+                                      f"单位名称“{record['name']}”与单位 {'、'.join(sorted(others))} 重复："
+                                      "单位名称不能相同（按名称查找单位时无法区分）"))
+
+    def _header(self, label: str, column: str) -> str:
+        return self._headers.get((label, column), column)
 
     # --- indicators ----------------------------------------------------------------------
 
@@ -391,8 +445,8 @@ class _ImportRun:
 
     def _row_indicators(self, row: _Row, keyed: _Keyed) -> None:
         code = row.get("code", parse_code)
-        name = row.get("name", parse_text)
-        measure = row.get("measure", parse_text)
+        name = row.get("name", parse_name)
+        measure = row.get("measure", parse_name)
         kind = row.get("kind", lambda c: parse_enum(c, INDICATOR_KIND_SPELLINGS, "指标类型"), required=False,
                        default="level")
         direction = row.get("direction", lambda c: parse_enum(c, DIRECTION_SPELLINGS, "方向"), required=False,
@@ -475,9 +529,7 @@ class _ImportRun:
         key_headers: dict[int, str] = {}
         for index, source in enumerate(sources):
             stage.add_source(index, source.label)
-            problems: list[Problem] = []
-            with open_table(source, problems) as table:
-                self.sink.extend(problems)
+            with open_table(source, self.sink, self.limits) as table:
                 if table is None:
                     continue
                 key_headers[index] = table.header("indicator")
@@ -521,7 +573,7 @@ class _ImportRun:
 
     def _row_projects(self, row: _Row, keyed: _Keyed) -> None:
         code = row.get("code", parse_code)
-        name = row.get("name", parse_text)
+        name = row.get("name", parse_name)
         category = row.get("category", lambda c: parse_enum(c, CATEGORY_SPELLINGS, "项目类别"))
         level = row.get("level", lambda c: parse_enum(c, LEVEL_SPELLINGS, "项目级别"))
         total = row.get("total_investment", parse_number)
@@ -582,11 +634,14 @@ class _ImportRun:
 
     def _row_tasks(self, row: _Row, keyed: _Keyed) -> None:
         code = row.get("code", parse_code)
-        title = row.get("title", parse_text)
-        measures = row.get("measures", parse_text, required=False, default="")
-        goal = row.get("goal", parse_text, required=False, default="")
+        title = row.get("title", parse_name)
+        measures = row.get("measures", parse_text_block, required=False, default="")
+        goal = row.get("goal", parse_text_block, required=False, default="")
         deadline_cell = row.cell("deadline")
-        deadline = row.get("deadline", lambda c: parse_deadline(c if isinstance(c, dt.date) else parse_text(c), self.known.programme_end), required=False)
+        deadline_date = as_date(deadline_cell)  # a date cell, a serial in a General cell, "2023/12/29 0:00"
+        if deadline_date is not None:
+            deadline_cell = deadline_date
+        deadline = self._deadline(row, deadline_cell)
         units = self._unit_list(row)
         status = row.get("status", lambda c: parse_enum(c, STATUS_SPELLINGS, "状态"), required=False, default="open")
         done_on = row.get("done_on", parse_date, required=False)
@@ -596,12 +651,22 @@ class _ImportRun:
             row.problem("status", "填写了完成日期，状态应为“已完成”")
         if code is not None:
             deadline_text = deadline_cell.isoformat() if isinstance(deadline_cell, dt.date) else parse_text(deadline_cell)
-            if isinstance(deadline_cell, dt.datetime):
-                deadline_text = deadline_cell.date().isoformat()
             record = {"code": code, "title": title, "measures": measures, "goal": goal, "deadline": deadline,
                       "deadline_text": deadline_text, "status": status, "done_on": done_on, "kind": kind,
                       "units": units}
             keyed.add((code,), record if row.ok else None, row, "code")
+
+    def _deadline(self, row: _Row, cell: Cell) -> dt.date | None:
+        if is_blank(cell):
+            return None
+        try:
+            return parse_deadline(cell if isinstance(cell, dt.date) else parse_text(cell), self.known.programme_end)
+        except DeadlineError as error:
+            if self.known.programme_end is None and self.known.programme_broken:
+                row.ok = False  # the programme row's own problem is the one to fix
+            else:
+                row.problem("deadline", str(error))
+            return None
 
     def _finish_tasks(self, keyed: _Keyed) -> None:
         self._upsert("tasks", Task.__table__, ("code",), keyed.records,  # type: ignore[arg-type]

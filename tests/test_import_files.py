@@ -74,7 +74,7 @@ def test_problems_in_a_workbook_name_the_sheet(sqlite_engine, tmp_path):
     workbook.active.title = "月度数据"
     workbook.active.append(OBSERVATIONS[0])
     workbook.active.append(["fw_share", "2023-06", "很多", ""])
-    workbook.create_sheet("预算")
+    workbook.create_sheet("预算").append(["科目", "金额"])
     path = tmp_path / "data.xlsx"
     workbook.save(path)
 

@@ -1,7 +1,9 @@
-"""Finding the lists in the paths given, and streaming their rows lazily from .csv and .xlsx files.
+"""Finding the lists in the paths given, and streaming their rows lazily from .csv, .xlsx and .xls files.
 
 Nothing here touches the database. Rows are read one at a time so a million-row file costs
-memory for one row, not for the file.
+memory for one row, not for the file. `measure` reads every file once before the import takes
+the write lock and refuses those beyond the limits (rows, columns, cell length): a hostile or
+accidental giant never holds the lock.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from duban.store.importing.limits import ImportLimits
 from duban.store.importing.lists import (
     IGNORED_COLUMNS,
     INSTRUCTIONS_SHEET,
@@ -25,22 +28,40 @@ from duban.store.importing.lists import (
 )
 from duban.store.importing.values import Cell, PercentCell, is_blank, parse_text
 
-__all__ = ["SUPPORTED_SUFFIXES", "Problem", "Source", "Table", "detect_csv_encoding", "discover", "open_table"]
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Problem",
+    "ProblemSink",
+    "Source",
+    "Table",
+    "detect_csv_encoding",
+    "discover",
+    "measure",
+    "open_table",
+]
 
-SUPPORTED_SUFFIXES = (".csv", ".xlsx")
+SUPPORTED_SUFFIXES = (".csv", ".xlsx", ".xls")
 HEADER_ROW = 1
 CSV_ENCODINGS = ("utf-8-sig", "gb18030")
 _CHUNK = 1 << 20
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the compound file every .xls is
+_UNREADABLE_WORKBOOK = "无法读取该 Excel 文件（文件损坏，或不是 .xlsx/.xls 格式）"
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing the user must fix, printed as `file[:sheet]:row:column: message`."""
+    """One thing the user must fix, printed as `file[:sheet]:row:column: message`.
+
+    A warning (`warning=True`) is a figure to confirm rather than an error: the import is
+    refused unless the importer explains it with a note.
+    """
 
     file: str
     row: int | None
     column: str | None
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
         where = self.file
@@ -48,18 +69,39 @@ class Problem:
             where += f":{self.row}"
             if self.column is not None:
                 where += f":{self.column}"
-        return f"{where}: {self.message}"
+        return f"{where}: {'【需核实】' if self.warning else ''}{self.message}"
+
+
+class ProblemSink(Protocol):
+    def append(self, problem: Problem, /) -> None: ...
 
 
 @dataclass(frozen=True)
 class Source:
+    """A sheet or file to read; or, with `rows`, rows given in memory (a web form), header first."""
+
     path: Path
     sheet: str | None
     spec: ListSpec
+    rows: tuple[tuple[Cell, ...], ...] | None = None
+    name: str | None = None  # the label of in-memory rows
+    first_row: int = HEADER_ROW + 1  # the number the first data row is shown with
 
     @property
     def label(self) -> str:
+        if self.name is not None:
+            return self.name
         return f"{self.path}:{self.sheet}" if self.sheet else str(self.path)
+
+    @property
+    def kind(self) -> str:
+        """"memory", "csv", "xlsx" or "xls": the workbook kind is what the bytes say, not the suffix."""
+        if self.rows is not None:
+            return "memory"
+        suffix = self.path.suffix.lower()
+        if suffix == ".csv":
+            return "csv"
+        return _workbook_kind(self.path) or suffix.lstrip(".")
 
 
 @dataclass
@@ -82,7 +124,7 @@ def discover(paths: Sequence[str | Path]) -> tuple[list[Source], list[Problem]]:
             files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
                            and not p.name.startswith(("~$", ".")))
             if not files:
-                problems.append(Problem(str(path), None, None, "文件夹中没有 .csv 或 .xlsx 文件"))
+                problems.append(Problem(str(path), None, None, "文件夹中没有 .csv、.xlsx 或 .xls 文件"))
             for file in files:
                 _add_file(file, sources, problems)
         elif path.is_file():
@@ -97,7 +139,7 @@ def discover(paths: Sequence[str | Path]) -> tuple[list[Source], list[Problem]]:
 def _add_file(path: Path, sources: list[Source], problems: list[Problem]) -> None:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        problems.append(Problem(str(path), None, None, "只能导入 .csv 或 .xlsx 文件"))
+        problems.append(Problem(str(path), None, None, "只能导入 .csv、.xlsx 或 .xls 文件"))
         return
     stem_spec = list_for_name(path.stem)
     if suffix == ".csv":
@@ -107,11 +149,13 @@ def _add_file(path: Path, sources: list[Source], problems: list[Problem]) -> Non
             sources.append(Source(path, None, stem_spec))
         return
     try:
-        sheet_names = _sheet_names(path)
-    except Exception:  # openpyxl raises many types for a damaged or mis-named file
-        problems.append(Problem(str(path), None, None, "无法读取该 Excel 文件（文件损坏或不是 .xlsx 格式）"))
+        sheets = _workbook_sheets(path)
+    except Exception:  # openpyxl and xlrd raise many types for a damaged or mis-named file
+        problems.append(Problem(str(path), None, None, _UNREADABLE_WORKBOOK))
         return
-    data_sheets = [name for name in sheet_names if name.strip() != INSTRUCTIONS_SHEET]
+    # Excel's empty Sheet2/Sheet3 (or any empty sheet whose name is no list) carry nothing.
+    data_sheets = [name for name, empty in sheets
+                   if name.strip() != INSTRUCTIONS_SHEET and not (empty and list_for_name(name) is None)]
     for sheet in data_sheets:
         spec = list_for_name(sheet)
         # A one-sheet workbook called "units.xlsx" with a sheet "Sheet1" is named by its file.
@@ -128,14 +172,56 @@ def _unknown_list_message(what: str, name: str) -> str:
             "方案、单位、指标、目标、月度数据、项目、项目计划、项目投资、任务 开头）")
 
 
-def _sheet_names(path: Path) -> list[str]:
+def _workbook_kind(path: Path) -> str | None:
+    """"xlsx" or "xls" from the file's first bytes (offices rename one to the other), None if neither."""
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(8)
+    except OSError:
+        return None
+    if magic.startswith(_ZIP_MAGIC):
+        return "xlsx"
+    if magic == _OLE_MAGIC:
+        return "xls"
+    return None
+
+
+def _workbook_sheets(path: Path) -> list[tuple[str, bool]]:
+    """(sheet name, whether it holds no value at all) for every sheet, in workbook order.
+
+    Only sheets whose name is no list are scanned for emptiness, and the scan stops at the
+    first value: a full data sheet costs nothing here.
+    """
+    kind = _workbook_kind(path) or path.suffix.lower().lstrip(".")
+    if kind == "xls":
+        book = _open_xls(path)
+        try:
+            return [(sheet.name, list_for_name(sheet.name) is None and not any(
+                not is_blank(sheet.cell_value(r, c)) for r in range(sheet.nrows) for c in range(sheet.row_len(r))))
+                for sheet in book.sheets()]
+        finally:
+            book.release_resources()
     from openpyxl import load_workbook
 
     workbook = load_workbook(path, read_only=True, data_only=True)
     try:
-        return list(workbook.sheetnames)
+        found = []
+        for name in workbook.sheetnames:
+            empty = False
+            if list_for_name(name) is None and name.strip() != INSTRUCTIONS_SHEET:
+                worksheet = workbook[name]
+                worksheet.reset_dimensions()
+                empty = not any(not is_blank(value) for row in worksheet.iter_rows(values_only=True) for value in row)
+            found.append((name, empty))
+        return found
     finally:
         workbook.close()
+
+
+def _open_xls(path: Path) -> Any:
+    import xlrd
+
+    return xlrd.open_workbook(str(path), formatting_info=True, on_demand=True)
 
 
 def detect_csv_encoding(path: Path) -> tuple[str | None, int]:
@@ -166,18 +252,110 @@ def detect_csv_encoding(path: Path) -> tuple[str | None, int]:
 
 
 @contextmanager
-def open_table(source: Source, problems: list[Problem]) -> Iterator[Table | None]:
-    """The table's header checked and its rows ready to stream; None (with problems added) if unusable."""
-    if source.path.suffix.lower() == ".csv":
-        with _open_csv(source, problems) as raw_rows:
-            yield _with_header(source, raw_rows, problems) if raw_rows is not None else None
-    else:
-        with _open_xlsx(source, problems) as raw_rows:
-            yield _with_header(source, raw_rows, problems) if raw_rows is not None else None
+def open_table(source: Source, problems: ProblemSink, limits: ImportLimits | None = None) -> Iterator[Table | None]:
+    """The table's header checked and its rows ready to stream; None (with problems added) if unusable.
+
+    Rows beyond `limits` end the table with a problem (the import then fails): the check in
+    `measure` comes first, this one keeps a file changed since from running unbounded.
+    """
+    limits = limits or ImportLimits()
+    with _raw_rows(source, problems, limits) as raw_rows:
+        if raw_rows is None:
+            yield None
+            return
+        bounded = _bounded(source, raw_rows, problems, limits, [0, 0])
+        yield _with_header(source, bounded, problems)
+
+
+def measure(sources: Sequence[Source], limits: ImportLimits) -> list[Problem]:
+    """Every file read once, before the write lock: problems only for files beyond the limits.
+
+    A file that cannot be read at all is left for the import itself to report (with every
+    other problem); here only size matters, and the first excess stops the reading of a file.
+    The row and cell limits count all files together.
+    """
+    problems: list[Problem] = []
+    total = [0, 0]
+    for source in sources:
+        ignored: list[Problem] = []
+        with _raw_rows(source, ignored, limits) as raw_rows:
+            if raw_rows is None:
+                continue
+            before = len(problems)
+            for _ in _bounded(source, raw_rows, problems, limits, total):
+                pass
+            if len(problems) > before and problems[-1].message.startswith("本次导入的"):
+                break
+    return problems
+
+
+def _bounded(source: Source, rows: Iterator[list[Cell]], problems: ProblemSink, limits: ImportLimits,
+             total: list[int]) -> Iterator[list[Cell]]:
+    """`rows` as they are, until one breaks a limit: then a problem naming the limit, and no more rows.
+
+    `total` is [data rows, cells] read so far, carried from file to file.
+    """
+    header: list[Cell] = []
+    for index, cells in enumerate(rows):
+        number = _row_number(source, index)
+        if len(cells) > limits.max_columns:
+            problems.append(Problem(source.label, number, None,
+                                    f"本行有 {len(cells):,} 列，超过每行最多 {limits.max_columns:,} 列的上限"
+                                    "（可用 DUBAN_IMPORT_MAX_COLUMNS 调整），未读取该文件"))
+            return
+        for position, cell in enumerate(cells):
+            if isinstance(cell, str) and len(cell) > limits.max_cell_chars:
+                problems.append(Problem(source.label, number, _column_name(header, position),
+                                        f"单元格有 {len(cell):,} 个字符，超过 {limits.max_cell_chars:,} 个字符的上限"
+                                        "（可用 DUBAN_IMPORT_MAX_CELL_CHARS 调整），未读取该文件"))
+                return
+        total[1] += len(cells)
+        if total[1] > limits.max_cells:
+            problems.append(Problem(source.label, number, None,
+                                    f"本次导入的单元格超过 {limits.max_cells:,} 个的上限（可用 DUBAN_IMPORT_MAX_CELLS 调整）："
+                                    "请删去多余的列或分批导入"))
+            return
+        if index == 0:
+            header = cells
+            yield cells
+            continue
+        total[0] += 1
+        if total[0] > limits.max_rows:
+            problems.append(Problem(source.label, None, None,
+                                    f"本次导入的数据行超过 {limits.max_rows:,} 行的上限（可用 DUBAN_IMPORT_MAX_ROWS 调整）："
+                                    "请分批导入"))
+            return
+        yield cells
+
+
+def _row_number(source: Source, index: int) -> int:
+    """The number a user sees for the `index`-th raw row (0 = header)."""
+    return index + source.first_row - 1
+
+
+def _column_name(header: Sequence[Cell], position: int) -> str:
+    written = parse_text(header[position]) if position < len(header) else ""
+    return written or f"第{position + 1}列"
 
 
 @contextmanager
-def _open_csv(source: Source, problems: list[Problem]) -> Iterator[Iterator[list[Cell]] | None]:
+def _raw_rows(source: Source, problems: ProblemSink, limits: ImportLimits) -> Iterator[Iterator[list[Cell]] | None]:
+    kind = source.kind
+    if kind == "memory":
+        yield (list(row) for row in source.rows or ())
+    elif kind == "csv":
+        with _open_csv(source, problems, limits) as rows:
+            yield rows
+    elif kind == "xls":
+        with _open_xls_rows(source, problems) as rows:
+            yield rows
+    else:
+        with _open_xlsx(source, problems) as rows:
+            yield rows
+
+
+@contextmanager
+def _open_csv(source: Source, problems: ProblemSink, limits: ImportLimits) -> Iterator[Iterator[list[Cell]] | None]:
     encoding, bad_line = detect_csv_encoding(source.path)
     if encoding is None:
         problems.append(Problem(source.label, bad_line, None,
@@ -185,22 +363,59 @@ def _open_csv(source: Source, problems: list[Problem]) -> Iterator[Iterator[list
         yield None
         return
     with source.path.open(encoding=encoding, newline="") as handle:
-        rows: Iterator[list[Any]] = csv.reader(handle)
-        yield rows
+        yield _csv_rows(source, handle, problems, limits)
+
+
+def _csv_rows(source: Source, handle: Any, problems: ProblemSink, limits: ImportLimits) -> Iterator[list[Cell]]:
+    """csv.reader's rows; its errors (a cell beyond the field limit, a stray quote) become problems."""
+    reader: Iterator[list[Any]] = csv.reader(handle)
+    records = 0
+    # The csv module's own field limit (131,072 by default) raises mid-file. The import's cell
+    # limit is checked per cell by `_bounded` (naming the column); the module's is only the backstop.
+    if csv.field_size_limit() <= limits.max_cell_chars:
+        csv.field_size_limit(limits.max_cell_chars + 1)
+    try:
+        for row in reader:
+            records += 1
+            yield row
+    except csv.Error as error:
+        if "field larger than field limit" in str(error):
+            message = (f"单元格超过 {limits.max_cell_chars:,} 个字符的上限（可用 DUBAN_IMPORT_MAX_CELL_CHARS 调整），"
+                       "未读取该文件")
+        else:
+            message = f"CSV 格式有误（如引号不成对），无法继续读取：{error}"
+        problems.append(Problem(source.label, _row_number(source, records), None, message))
 
 
 @contextmanager
-def _open_xlsx(source: Source, problems: list[Problem]) -> Iterator[Iterator[list[Cell]] | None]:
+def _open_xlsx(source: Source, problems: ProblemSink) -> Iterator[Iterator[list[Cell]] | None]:
     from openpyxl import load_workbook
 
-    workbook = load_workbook(source.path, read_only=True, data_only=True)
+    try:
+        workbook = load_workbook(source.path, read_only=True, data_only=True)
+    except Exception:  # a file changed or damaged since discovery
+        problems.append(Problem(source.label, None, None, _UNREADABLE_WORKBOOK))
+        yield None
+        return
     try:
         worksheet = workbook[source.sheet or workbook.sheetnames[0]]
         # Files written by other tools often carry a wrong <dimension>; read every row there is.
         worksheet.reset_dimensions()
-        yield _xlsx_rows(worksheet)
+        yield _guarded(source, _xlsx_rows(worksheet), problems)
     finally:
         workbook.close()
+
+
+def _guarded(source: Source, rows: Iterator[list[Cell]], problems: ProblemSink) -> Iterator[list[Cell]]:
+    """A workbook damaged past its start (truncated, bad XML) ends the table with a problem, not a traceback."""
+    count = 0
+    try:
+        for row in rows:
+            count += 1
+            yield row
+    except Exception as error:  # zipfile, XML and openpyxl errors: the file is damaged
+        problems.append(Problem(source.label, _row_number(source, count), None,
+                                f"{_UNREADABLE_WORKBOOK}：读到此行时出错（{type(error).__name__}）"))
 
 
 def _xlsx_rows(worksheet: Any) -> Iterator[list[Cell]]:
@@ -223,14 +438,64 @@ def _xlsx_value(cell: Any) -> Cell:
         return PercentCell(value * 100)
     if isinstance(value, dt.time):
         return str(value)
+    if isinstance(value, dt.timedelta):
+        return str(value)
     return value
 
 
-def _with_header(source: Source, raw_rows: Iterator[list[Cell]], problems: list[Problem]) -> Table | None:
+@contextmanager
+def _open_xls_rows(source: Source, problems: ProblemSink) -> Iterator[Iterator[list[Cell]] | None]:
+    """An Excel 97–2003 workbook (xlrd). The format caps a sheet at 65,536 × 256 cells."""
+    try:
+        book = _open_xls(source.path)
+        sheet = book.sheet_by_name(source.sheet) if source.sheet else book.sheet_by_index(0)
+    except Exception:
+        problems.append(Problem(source.label, None, None, _UNREADABLE_WORKBOOK))
+        yield None
+        return
+    try:
+        yield _guarded(source, _xls_rows(book, sheet), problems)
+    finally:
+        book.release_resources()
+
+
+def _xls_rows(book: Any, sheet: Any) -> Iterator[list[Cell]]:
+    for row in range(sheet.nrows):
+        yield [_xls_value(book, cell) for cell in sheet.row(row)]
+
+
+def _xls_value(book: Any, cell: Any) -> Cell:
+    import xlrd
+
+    kind, value = cell.ctype, cell.value
+    if kind in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK):
+        return None
+    if kind == xlrd.XL_CELL_TEXT:
+        return str(value)
+    if kind == xlrd.XL_CELL_BOOLEAN:
+        return str(bool(value))
+    if kind == xlrd.XL_CELL_ERROR:
+        return xlrd.error_text_from_code.get(value, "#ERROR")
+    if kind == xlrd.XL_CELL_DATE:
+        try:
+            moment = xlrd.xldate.xldate_as_datetime(value, book.datemode)
+        except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+            return float(value)
+        return moment if moment.time() != dt.time() else moment.date()
+    number = float(value)
+    xf = book.xf_list[cell.xf_index] if cell.xf_index is not None and cell.xf_index < len(book.xf_list) else None
+    fmt = book.format_map.get(xf.format_key) if xf is not None else None
+    if fmt is not None and "%" in fmt.format_str:
+        return PercentCell(number * 100)
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
+
+
+def _with_header(source: Source, raw_rows: Iterator[list[Cell]], problems: ProblemSink) -> Table | None:
     spec = source.spec
     header_cells = next(raw_rows, None)
     if header_cells is None or all(is_blank(cell) for cell in header_cells):
-        problems.append(Problem(source.label, HEADER_ROW, None, "缺少表头行（第1行应为列名）"))
+        problems.append(Problem(source.label, _row_number(source, 0), None,
+                                "缺少表头行（第1行应为列名）"))
         return None
     by_spelling: dict[str, str] = {}
     for column in spec.columns:
@@ -246,25 +511,25 @@ def _with_header(source: Source, raw_rows: Iterator[list[Cell]], problems: list[
         name = by_spelling.get(normalised)
         if name is None:
             accepted = "、".join(f"{c.name}（{c.label}）" for c in spec.columns)
-            problems.append(Problem(source.label, HEADER_ROW, written, f"无法识别的列名：'{written}'（可用列：{accepted}）"))
+            problems.append(Problem(source.label, _row_number(source, 0), written, f"无法识别的列名：'{written}'（可用列：{accepted}）"))
             usable = False
         elif name in columns:
-            problems.append(Problem(source.label, HEADER_ROW, written,
+            problems.append(Problem(source.label, _row_number(source, 0), written,
                                     f"列重复：'{written}' 与 '{columns[name][1]}' 是同一列"))
             usable = False
         else:
             columns[name] = (position, written)
     for column in spec.columns:
         if column.required and column.name not in columns:
-            problems.append(Problem(source.label, HEADER_ROW, column.name,
+            problems.append(Problem(source.label, _row_number(source, 0), column.name,
                                     f"缺少必填列：{column.name}（{column.label}）"))
             usable = False
     if not usable:
         return None
-    return Table(source, columns, _numbered_rows(raw_rows))
+    return Table(source, columns, _numbered_rows(raw_rows, source.first_row))
 
 
-def _numbered_rows(raw_rows: Iterator[list[Cell]]) -> Iterator[tuple[int, list[Cell]]]:
-    for number, cells in enumerate(raw_rows, start=HEADER_ROW + 1):
+def _numbered_rows(raw_rows: Iterator[list[Cell]], first_row: int) -> Iterator[tuple[int, list[Cell]]]:
+    for number, cells in enumerate(raw_rows, start=first_row):
         if any(not is_blank(cell) for cell in cells):
             yield number, cells
