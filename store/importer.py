@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -21,16 +21,18 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, select, update
 
 from duban.store.deadlines import DeadlineError, parse_deadline
+from duban.store.importing.audit import Finding, IndicatorInfo, check_series, check_value
 from duban.store.importing.limits import ImportLimits
-from duban.store.importing.lists import LIST_ORDER, LISTS
+from duban.store.importing.lists import LIST_ORDER, LISTS, list_for_name
 from duban.store.importing.reading import Problem, Source, discover, measure, open_table
 from duban.store.importing.reading import Table as SheetTable
-from duban.store.importing.staging import ObservationStage
+from duban.store.importing.staging import STAGE, ObservationStage
 from duban.store.importing.values import (
     Cell,
     CellError,
     as_date,
     is_blank,
+    mojibake_hint,
     parse_code,
     parse_date,
     parse_email_list,
@@ -50,7 +52,7 @@ from duban.store.models import (
     ImportBatch,
     Indicator,
     IndicatorUnit,
-    Observation,
+    ObservationNote,
     Programme,
     Project,
     ProjectInvestment,
@@ -62,9 +64,22 @@ from duban.store.models import (
     Unit,
 )
 
-__all__ = ["MAX_LISTED_PROBLEMS", "ImportLimits", "ImportReport", "ListCounts", "Problem", "import_paths"]
+__all__ = [
+    "MAX_LISTED_PROBLEMS",
+    "MAX_NOTE_CHARS",
+    "WEB_FORM_LABEL",
+    "ImportLimits",
+    "ImportReport",
+    "ListCounts",
+    "Problem",
+    "import_paths",
+    "import_rows",
+    "validate_rows",
+]
 
 MAX_LISTED_PROBLEMS = 200
+MAX_NOTE_CHARS = 2000
+WEB_FORM_LABEL = "网页填报"
 STAGE_CHUNK_ROWS = 10_000
 PERCENT = "%"
 
@@ -118,25 +133,48 @@ class ListCounts:
 
 @dataclass
 class ImportReport:
-    """What an import did, or (when `problems` is not empty) why it wrote nothing."""
+    """What an import did, or why it wrote nothing.
+
+    `problems` are errors: any one refuses the import. `warnings` are figures to confirm
+    (plausibility checks, text that looks mis-decoded): they refuse it unless a note explains
+    them (`note`, `duban import --note "说明"`), which is then stored with the figures.
+    Each is `file[:sheet]:row:column: message`; the web form's rows are `网页填报:row:column`.
+    """
 
     files: list[str]
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     counts: dict[str, ListCounts] = field(default_factory=dict)
     batch_id: int | None = None
-    # Plausibility warnings: the import went through, but a figure deserves a second look.
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    warning_count: int = 0
+    note: str = ""
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.problem_count == 0
+        """Nothing stands in the way: no error, and every warning explained by a note."""
+        return self.problem_count == 0 and not self.needs_note
+
+    @property
+    def needs_note(self) -> bool:
+        """Only warnings stand in the way: the same rows with a note would be accepted."""
+        return self.warning_count > 0 and not self.note
 
     def problem_lines(self) -> list[str]:
         lines = [str(problem) for problem in self.problems]
         if self.problem_count > len(self.problems):
             lines.append(f"……另有 {self.problem_count - len(self.problems)} 个问题未列出")
-        lines.append(f"共发现 {self.problem_count} 个问题，本次导入未写入任何数据。请修改后重新导入。")
+        if self.problem_count or self.needs_note:
+            lines += [str(warning) for warning in self.warnings]
+            if self.warning_count > len(self.warnings):
+                lines.append(f"……另有 {self.warning_count - len(self.warnings)} 处需核实的数据未列出")
+        if self.problem_count:
+            also = f"（另有 {self.warning_count} 处数据需核实）" if self.warning_count else ""
+            lines.append(f"共发现 {self.problem_count} 个问题{also}，本次导入未写入任何数据。请修改后重新导入。")
+        elif self.needs_note:
+            lines.append(f"共有 {self.warning_count} 处数据需核实，本次导入未写入任何数据。请核对后修改；"
+                         "如核实无误，请加 --note \"说明\" 重新导入，说明将与数据一同保存，在报告中显示。")
         return lines
 
     def summary_lines(self) -> list[str]:
@@ -145,8 +183,8 @@ class ImportReport:
             if name in self.counts:
                 c = self.counts[name]
                 lines.append(f"  {LIST_LABELS[name]}（{name}）：新增 {c.new}，更新 {c.changed}，未变 {c.unchanged}")
-        if self.warnings:
-            lines.append(f"请核对以下 {len(self.warnings)} 处数据（已导入）：")
+        if self.warning_count:
+            lines.append(f"经核实导入的数据 {self.warning_count} 处，说明已保存：{self.note}")
             lines += [f"  {warning}" for warning in self.warnings]
         return lines
 
@@ -190,6 +228,9 @@ class _Row:
         self.ok = False
         self.sink.add(Problem(self.table.source.label, self.number, self.table.header(column), message))
 
+    def warn(self, sink: _ProblemSink, column: str, message: str) -> None:
+        sink.add(Problem(self.table.source.label, self.number, self.table.header(column), message, warning=True))
+
     def get(self, column: str, parser: Callable[[Cell], T], *, required: bool = True, default: T | None = None) -> T:
         """The parsed value; on a problem the row is marked not ok and the returned value must not be used."""
         cell = self.cell(column)
@@ -211,6 +252,7 @@ class _Known:
     units: set[str]
     indicator_measures: dict[str, str]
     projects: set[str]
+    indicators: dict[str, IndicatorInfo]
     programme_code: str | None
     programme_end: dt.date | None
     unit_names: dict[str, str] = field(default_factory=dict)  # code -> name, as stored
@@ -251,22 +293,91 @@ def import_paths(
     now: dt.datetime,
     imported_by: str,
     limits: ImportLimits | None = None,
+    note: str | None = None,
 ) -> ImportReport:
     """Import every list found in `paths` (files or folders) in one transaction; nothing is written on any problem.
 
     Files beyond `limits` (default: `ImportLimits.from_env()`) are refused before the
-    transaction begins, so they never hold the write lock.
+    transaction begins, so they never hold the write lock. Figures the plausibility checks
+    query refuse the import unless `note` explains them; the note is then stored with them.
     """
+    sources, discovery_problems = discover(paths)
+    files = list(dict.fromkeys(str(source.path) for source in sources))
+    if not sources and not discovery_problems:
+        discovery_problems.append(Problem(", ".join(str(p) for p in paths) or "-", None, None, "没有找到可导入的清单"))
+    return _import(engine, sources, discovery_problems, files, now=now, imported_by=imported_by, limits=limits,
+                   note=note, dry_run=False)
+
+
+def import_rows(
+    engine: Engine,
+    list_name: str,
+    rows: Sequence[Mapping[str, Cell]],
+    *,
+    now: dt.datetime,
+    imported_by: str,
+    note: str | None = None,
+    label: str = WEB_FORM_LABEL,
+    first_row: int = 1,
+    dry_run: bool = False,
+    limits: ImportLimits | None = None,
+) -> ImportReport:
+    """Import rows from any source but a file (the web form) with the same checks and messages as a file.
+
+    `list_name` is a list's name or alias (`observations`, `月度数据`); each row maps column names
+    (canonical `value`, Chinese `数值`, or any accepted alias) to cells: text as typed, numbers,
+    dates. Problems and warnings name `label:row:column`, the first row being `first_row`. With
+    `dry_run` nothing is kept: the report says what an import would say (use `validate_rows`).
+    """
+    spec = list_for_name(list_name)
+    if spec is None:
+        raise ValueError(f"unknown list {list_name!r}")
+    header: list[str] = list(dict.fromkeys(column for row in rows for column in row))
+    table = (tuple(header), *(tuple(row.get(column) for column in header) for row in rows))
+    source = Source(Path(label), None, spec, rows=table, name=label, first_row=first_row)
+    return _import(engine, [source], [], [label], now=now, imported_by=imported_by, limits=limits, note=note,
+                   dry_run=dry_run)
+
+
+def validate_rows(
+    engine: Engine,
+    list_name: str,
+    rows: Sequence[Mapping[str, Cell]],
+    *,
+    note: str | None = None,
+    label: str = WEB_FORM_LABEL,
+    first_row: int = 1,
+    limits: ImportLimits | None = None,
+) -> ImportReport:
+    """Every error and warning `import_rows` would give for these rows, writing nothing.
+
+    `report.problems` (errors) and `report.warnings` (figures to confirm; `report.needs_note`)
+    carry `row` and `column` for the form to mark the fields; `str(problem)` is the full line.
+    """
+    return import_rows(engine, list_name, rows, now=dt.datetime.now(dt.UTC), imported_by="", note=note, label=label,
+                       first_row=first_row, dry_run=True, limits=limits)
+
+
+def _import(
+    engine: Engine,
+    sources: list[Source],
+    found: list[Problem],
+    files: list[str],
+    *,
+    now: dt.datetime,
+    imported_by: str,
+    limits: ImportLimits | None,
+    note: str | None,
+    dry_run: bool,
+) -> ImportReport:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     limits = limits or ImportLimits.from_env()
     sink = _ProblemSink(MAX_LISTED_PROBLEMS)
-    sources, discovery_problems = discover(paths)
-    sink.extend(discovery_problems)
-    files = list(dict.fromkeys(str(source.path) for source in sources))
-    report = ImportReport(files=files)
-    if not sources and not sink.count:
-        sink.add(Problem(", ".join(str(p) for p in paths) or "-", None, None, "没有找到可导入的清单"))
+    warnings = _ProblemSink(MAX_LISTED_PROBLEMS)
+    sink.extend(found)
+    report = ImportReport(files=files, dry_run=dry_run)
+    report.note = _checked_note(note, sink)
     oversized = measure(sources, limits)
     if oversized:
         sink.extend(oversized)
@@ -278,15 +389,15 @@ def import_paths(
 
     try:
         with engine.begin() as conn:
-            run = _ImportRun(conn, sink, now=now, imported_by=imported_by, limits=limits)
+            run = _ImportRun(conn, sink, warnings, now=now, imported_by=imported_by, limits=limits)
             for name in LIST_ORDER:
                 list_sources = [source for source in sources if source.spec.name == name]
                 if list_sources:
                     run.import_list(name, list_sources)
-            if sink.count:
+            report.warnings, report.warning_count = warnings.listed, warnings.count
+            if sink.count or report.needs_note:
                 raise _Rollback
             report.counts = run.counts
-            report.warnings = run.warnings
             report.batch_id = conn.execute(
                 insert(ImportBatch).returning(ImportBatch.id),
                 {
@@ -295,60 +406,70 @@ def import_paths(
                     "inserted": sum(c.new for c in run.counts.values()),
                     "updated": sum(c.changed for c in run.counts.values()),
                     "imported_by": imported_by,
+                    "note": report.note,
                 },
             ).scalar_one()
+            run.store_notes(report.batch_id, report.note)
+            if dry_run:
+                raise _Rollback
     except _Rollback:
         pass
     report.problems, report.problem_count = sink.listed, sink.count
     return report
 
 
-def _falling_running_totals(conn: Connection, series: list[tuple[str, str]]) -> list[str]:
-    """A running total (本年累计 within a year, 累计至今 at all) that falls from one month to the next."""
-    if not series:
-        return []
-    kinds = {code: reported_as or "ytd" for code, reported_as in conn.execute(
-        select(Indicator.code, Indicator.reported_as).where(Indicator.kind == "cumulative")
-        .where(Indicator.reported_as != "month"))}
-    wanted = {(indicator, unit) for indicator, unit in series if indicator in kinds}
-    if not wanted:
-        return []
-    rows = conn.execute(
-        select(Observation.indicator_code, Observation.unit_code, Observation.period, Observation.value)
-        .where(Observation.indicator_code.in_(sorted({i for i, _ in wanted})))
-        .order_by(Observation.indicator_code, Observation.unit_code, Observation.period)).all()
-    warnings: list[str] = []
-    previous: tuple[str, str, str, float] | None = None
-    for indicator, unit, period, value in rows:
-        if (indicator, unit) not in wanted or len(period) != 7 or period[5] == "Q":
-            continue
-        if previous is not None and previous[:2] == (indicator, unit) and value < previous[3] - 1e-9 and (
-                kinds[indicator] == "to_date" or previous[2][:4] == period[:4]):
-            where = f"（{unit}）" if unit else ""
-            basis = "累计至今" if kinds[indicator] == "to_date" else "本年累计"
-            warnings.append(f"指标 {indicator}{where} {period} 的{basis}数 {value:g} 小于 {previous[2]} 的 {previous[3]:g}："
-                            "累计数不应下降，请核实是否误填了当月值（如为当月值，请将指标的报送口径改为“当月值”）")
-        previous = (indicator, unit, period, value)
-    return warnings
+def _checked_note(note: str | None, sink: _ProblemSink) -> str:
+    """The note as stored: trimmed text of a bounded length, without invisible characters."""
+    if note is None or not note.strip():
+        return ""
+    try:
+        text = parse_text_block(note)
+    except CellError as error:
+        sink.add(Problem("--note", None, None, f"说明{error}"))
+        return ""
+    if len(text) > MAX_NOTE_CHARS:
+        sink.add(Problem("--note", None, None, f"说明过长：{len(text)} 个字符，最多 {MAX_NOTE_CHARS} 个"))
+        return ""
+    return text
 
 
 class _ImportRun:
-    def __init__(self, conn: Connection, sink: _ProblemSink, *, now: dt.datetime, imported_by: str,
-                 limits: ImportLimits) -> None:
-        self.conn, self.sink, self.now, self.imported_by, self.limits = conn, sink, now, imported_by, limits
+    def __init__(self, conn: Connection, sink: _ProblemSink, warnings: _ProblemSink, *, now: dt.datetime,
+                 imported_by: str, limits: ImportLimits) -> None:
+        self.conn, self.sink, self.warnings, self.now, self.imported_by = conn, sink, warnings, now, imported_by
+        self.limits = limits
         self.counts: dict[str, ListCounts] = {}
-        self.warnings: list[str] = []
+        # Imported figures the checks queried: (stage source, row) -> finding, kept with the note.
+        self.queried: dict[tuple[int, int], Finding] = {}
+        self._queried_ids: dict[tuple[int, int], int] = {}
         self._headers: dict[tuple[str, str], str] = {}  # (source label, column) -> header as written
         programme = conn.execute(select(Programme.code, Programme.end)).first()
         unit_names: dict[str, str] = {code: name for code, name in conn.execute(select(Unit.code, Unit.name))}
+        reported_as = getattr(Indicator, "reported_as", None)  # added by the target-semantics migration
+        indicator_columns = [Indicator.code, Indicator.name, Indicator.measure, Indicator.kind]
+        indicators = {
+            row[0]: IndicatorInfo(name=row[1], measure=row[2], kind=row[3], reported_as=row[4] if len(row) > 4 else "")
+            for row in conn.execute(select(*indicator_columns, *([reported_as] if reported_as is not None else [])))
+        }
         self.known = _Known(
             units=set(unit_names),
-            indicator_measures={code: measure for code, measure in conn.execute(select(Indicator.code, Indicator.measure))},
+            indicator_measures={code: info.measure for code, info in indicators.items()},
             projects=set(conn.scalars(select(Project.code))),
+            indicators=indicators,
             programme_code=programme.code if programme else None,
             programme_end=programme.end if programme else None,
             unit_names=unit_names,
         )
+
+    def _text(self, row: _Row, column: str, parser: Callable[[Cell], str], *, required: bool = True) -> str:
+        """A text cell; a warning when it looks like Chinese read with the wrong encoding (乱码)."""
+        text = row.get(column, parser, required=required, default="")
+        written = parse_text(row.cell(column))  # before normalising: NFKC rewrites some tell-tale characters
+        if text and (hint := mojibake_hint(written)) is not None:
+            likely = "含有无法识别的字符（\ufffd）" if hint == "\ufffd" else f"疑似乱码（原文可能是“{hint[:40]}”）"
+            row.warn(self.warnings, column, f"文字{likely}：'{written[:40]}'。文件编码可能有误，"
+                                            "请在 Excel/WPS 中另存为“CSV UTF-8”后重新导入")
+        return text
 
     @property
     def writing(self) -> bool:
@@ -375,10 +496,10 @@ class _ImportRun:
 
     def _row_programme(self, row: _Row, keyed: _Keyed) -> None:
         code = row.get("code", parse_code)
-        name = row.get("name", parse_name)
+        name = self._text(row, "name", parse_name)
         start = row.get("start", parse_date)
         end = row.get("end", parse_date)
-        document = row.get("document", parse_text_block, required=False, default="")
+        document = self._text(row, "document", parse_text_block, required=False)
         if row.ok and end < start:
             row.problem("end", f"结束日期 {end} 早于开始日期 {start}")
         # Tasks due "五年内" would otherwise all add "尚未导入方案": the programme row says what is wrong.
@@ -400,7 +521,7 @@ class _ImportRun:
 
     def _row_units(self, row: _Row, keyed: _Keyed) -> None:
         code = row.get("code", parse_code)
-        name = row.get("name", parse_name)
+        name = self._text(row, "name", parse_name)
         emails: list[str] = row.get("email", parse_email_list, required=False, default=[])
         kind = row.get("kind", lambda c: parse_enum(c, UNIT_KIND_SPELLINGS, "单位类型"), required=False,
                        default="department")
@@ -445,8 +566,8 @@ class _ImportRun:
 
     def _row_indicators(self, row: _Row, keyed: _Keyed) -> None:
         code = row.get("code", parse_code)
-        name = row.get("name", parse_name)
-        measure = row.get("measure", parse_name)
+        name = self._text(row, "name", parse_name)
+        measure = self._text(row, "measure", parse_name)
         kind = row.get("kind", lambda c: parse_enum(c, INDICATOR_KIND_SPELLINGS, "指标类型"), required=False,
                        default="level")
         direction = row.get("direction", lambda c: parse_enum(c, DIRECTION_SPELLINGS, "方向"), required=False,
@@ -458,6 +579,8 @@ class _ImportRun:
         units = self._unit_list(row)
         if code is not None:
             self.known.indicator_measures[code] = measure or ""
+            self.known.indicators[code] = IndicatorInfo(name=name or "", measure=measure or "", kind=kind or "level",
+                                                        reported_as="")
             record = {"code": code, "name": name, "measure": measure, "kind": kind, "direction": direction,
                       "reported_as": reported_as, "units": units}
             keyed.add((code,), record if row.ok else None, row, "code")
@@ -527,6 +650,7 @@ class _ImportRun:
         period_cache: dict[str, str] = {}
         chunk: list[tuple[int, int, str, str, str, float, dt.date | None]] = []
         key_headers: dict[int, str] = {}
+        value_header: dict[int, str] = {}
         for index, source in enumerate(sources):
             stage.add_source(index, source.label)
             with open_table(source, self.sink, self.limits) as table:
@@ -534,6 +658,7 @@ class _ImportRun:
                     continue
                 key_headers[index] = table.header("indicator")
                 has_reported_on = "reported_on" in table.columns
+                value_header[index] = table.header("value")
                 for number, cells in table.rows:
                     row = _Row(table, number, cells, self.sink)
                     indicator = self._known_indicator(row)
@@ -546,6 +671,13 @@ class _ImportRun:
                     value = self._indicator_value(row, indicator, "value")
                     unit = self._optional_unit(row)
                     reported_on = row.get("reported_on", parse_date, required=False) if has_reported_on else None
+                    if row.ok and (info := self.known.indicators.get(indicator)) is not None:
+                        finding = check_value(info, value, self.limits)
+                        if finding is not None and finding.error:
+                            row.problem("value", finding.message)
+                        elif finding is not None:
+                            row.warn(self.warnings, "value", finding.message)
+                            self.queried[(index, number)] = finding
                     if row.ok:
                         chunk.append((index, number, indicator, period, unit, value, reported_on))
                         if len(chunk) >= STAGE_CHUNK_ROWS:
@@ -562,18 +694,45 @@ class _ImportRun:
                                       f"与{where}重复（同一指标、期间、单位只能有一个数值）"))
             for _ in range(repeated - len(duplicates)):
                 self.sink.count += 1
+        if not repeated:
+            for series_row, finding in check_series(stage.series(), self.known.indicators, self.limits):
+                if (series_row.source, series_row.row) in self.queried:
+                    continue
+                self.queried[(series_row.source, series_row.row)] = finding
+                self.warnings.add(Problem(sources[series_row.source].label, series_row.row,
+                                          value_header.get(series_row.source, "value"), finding.message, warning=True))
         counts = self.counts.setdefault("observations", ListCounts())
         if self.writing:
             merged = stage.merge(now=self.now, changed_by=self.imported_by)
             counts.new, counts.changed, counts.unchanged = merged.new, merged.changed, merged.unchanged
-            self.warnings += _falling_running_totals(self.conn, stage.series_touched())
+            self._queried_ids = self._observation_ids(stage) if self.queried else {}
         stage.drop()
+
+    def _observation_ids(self, stage: ObservationStage) -> dict[tuple[int, int], int]:
+        """The stored observation each queried staged row became."""
+        found: dict[tuple[int, int], int] = {}
+        for source, row, observation_id in self.conn.exec_driver_sql(
+            f"SELECT s.source, s.src_row, o.id FROM {STAGE} s JOIN observations o ON o.indicator_code = s.indicator_code"
+            " AND o.period = s.period AND o.unit_code = s.unit_code"
+        ):
+            if (source, row) in self.queried:
+                found[(source, row)] = observation_id
+        return found
+
+    def store_notes(self, batch_id: int, note: str) -> None:
+        """Each queried figure linked to the warning and the importer's note (ObservationNote)."""
+        ids = self._queried_ids
+        rows = [{"observation_id": ids[key], "import_batch_id": batch_id, "audit": finding.audit,
+                 "message": finding.message, "note": note, "noted_at": self.now}
+                for key, finding in self.queried.items() if key in ids]
+        if rows and note:
+            self.conn.execute(insert(ObservationNote), rows)
 
     # --- projects ------------------------------------------------------------------------
 
     def _row_projects(self, row: _Row, keyed: _Keyed) -> None:
         code = row.get("code", parse_code)
-        name = row.get("name", parse_name)
+        name = self._text(row, "name", parse_name)
         category = row.get("category", lambda c: parse_enum(c, CATEGORY_SPELLINGS, "项目类别"))
         level = row.get("level", lambda c: parse_enum(c, LEVEL_SPELLINGS, "项目级别"))
         total = row.get("total_investment", parse_number)
@@ -634,9 +793,9 @@ class _ImportRun:
 
     def _row_tasks(self, row: _Row, keyed: _Keyed) -> None:
         code = row.get("code", parse_code)
-        title = row.get("title", parse_name)
-        measures = row.get("measures", parse_text_block, required=False, default="")
-        goal = row.get("goal", parse_text_block, required=False, default="")
+        title = self._text(row, "title", parse_name)
+        measures = self._text(row, "measures", parse_text_block, required=False)
+        goal = self._text(row, "goal", parse_text_block, required=False)
         deadline_cell = row.cell("deadline")
         deadline_date = as_date(deadline_cell)  # a date cell, a serial in a General cell, "2023/12/29 0:00"
         if deadline_date is not None:

@@ -247,6 +247,26 @@ class ImportBatch(Base):
     inserted: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[int] = mapped_column(Integer, default=0)
     imported_by: Mapped[str] = mapped_column(Text, default="")
+    # `duban import --note`: why figures the plausibility checks queried are right (审核说明).
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class ObservationNote(Base):
+    """A figure an import queried (审核: a share over 100, a running total that fell, a jump, a
+    growth rate out of range) and the importer's note that explains it.
+
+    One row per queried figure per import; the newest for an observation is the one to show
+    beside it in reports.
+    """
+
+    __tablename__ = "observation_notes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    observation_id: Mapped[int] = mapped_column(ForeignKey("observations.id"), index=True)
+    import_batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id"))
+    audit: Mapped[str] = mapped_column(String(20))  # which check: share, growth, shrink, jump
+    message: Mapped[str] = mapped_column(Text)  # the warning as the importer saw it
+    note: Mapped[str] = mapped_column(Text)
+    noted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 # --- engine: alert lifecycle -------------------------------------------------------------

@@ -149,9 +149,12 @@ def db_upgrade(app: AppContext) -> None:
 @main.command("import")
 @click.argument("paths", nargs=-1, required=True, metavar="文件或文件夹...", type=click.Path(path_type=Path))
 @click.option("--by", "imported_by", default=None, help="记录的导入人（默认：当前系统用户名）。")
+@click.option("--note", default=None, metavar="说明",
+              help="审核说明：数据经核实无误时填写（如“6月起按新口径统计”）。有需核实的数据（比重超出0—100、累计数下降、"
+                   "增速超出合理范围、较上月变动超过限定倍数）时，须填写说明才能导入；说明与数据一同保存，在报告中显示。")
 @pass_app
-def import_lists(app: AppContext, paths: tuple[Path, ...], imported_by: str | None) -> None:
-    """导入 .csv/.xlsx 清单（文件或文件夹），一次事务完成：有任何问题则一条也不写入。"""
+def import_lists(app: AppContext, paths: tuple[Path, ...], imported_by: str | None, note: str | None) -> None:
+    """导入 .csv/.xlsx/.xls 清单（文件或文件夹），一次事务完成：有任何问题则一条也不写入。"""
     import datetime as dt
 
     from sqlalchemy import inspect
@@ -160,7 +163,8 @@ def import_lists(app: AppContext, paths: tuple[Path, ...], imported_by: str | No
 
     if not inspect(app.engine).has_table("import_batches"):
         raise UserError(f"数据库尚未初始化：请先运行 duban db upgrade（{app.db_url}）")
-    report = import_paths(app.engine, paths, now=dt.datetime.now(dt.UTC), imported_by=imported_by or _os_user())
+    report = import_paths(app.engine, paths, now=dt.datetime.now(dt.UTC), imported_by=imported_by or _os_user(),
+                          note=note)
     if not report.ok:
         for line in report.problem_lines():
             click.echo(line, err=True)

@@ -8,14 +8,15 @@ unchanged on SQLite and PostgreSQL. Everything happens inside the caller's trans
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import Connection, bindparam, text
 
 from duban.store.models import UTCDateTime
 
-__all__ = ["Duplicate", "MergeCounts", "ObservationStage"]
+__all__ = ["Duplicate", "MergeCounts", "ObservationStage", "SeriesRow"]
 
 STAGE = "duban_stage_observations"
 STAGE_SOURCES = "duban_stage_sources"
@@ -28,6 +29,15 @@ class Duplicate:
     row: int
     first_source: int
     first_row: int
+
+
+class SeriesRow(NamedTuple):
+    indicator: str
+    unit: str
+    period: str
+    value: float
+    source: int  # -1: stored, not in this import
+    row: int
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,26 @@ class ObservationStage:
             {"limit": limit},
         ).all()
         return int(repeated), [Duplicate(*row) for row in found]
+
+    def series(self) -> Iterator[SeriesRow]:
+        """Every figure of the series this import touches, staged and stored, in (indicator, unit, period) order.
+
+        A stored figure the import replaces is left out (the staged one stands for it); stored
+        figures come with source -1. Months sort before quarters of the same year ("2023-12" <
+        "2023-Q1"), and the caller keeps the two apart. Streamed: memory does not grow with it.
+        """
+        same_series = "t.indicator_code = o.indicator_code AND t.unit_code = o.unit_code"
+        result = self.conn.exec_driver_sql(
+            f"SELECT indicator_code, unit_code, period, value, source, src_row FROM {STAGE}"
+            " UNION ALL"
+            " SELECT o.indicator_code, o.unit_code, o.period, o.value, -1, 0 FROM observations o"
+            f" WHERE EXISTS (SELECT 1 FROM {STAGE} t WHERE {same_series})"
+            f" AND NOT EXISTS (SELECT 1 FROM {STAGE} t WHERE {same_series} AND t.period = o.period)"
+            " ORDER BY 1, 2, 3, 5",
+            execution_options={"yield_per": 10_000},
+        )
+        for row in result:
+            yield SeriesRow(*row)
 
     def merge(self, *, now: dt.datetime, changed_by: str) -> MergeCounts:
         """Insert new figures; for corrected ones record a revision and update. Unchanged rows are not touched."""

@@ -123,6 +123,9 @@ def _nfkc(text: str) -> str:
 def _refuse_hidden(text: str, allowed: str = "") -> None:
     for ch in text:
         if ch not in allowed and _is_hidden(ch):
+            if (hint := mojibake_hint(text)) is not None and hint != "\ufffd":
+                raise CellError(f"文字疑似乱码（原文可能是“{hint[:40]}”）：文件编码可能有误，"
+                                "请在 Excel/WPS 中另存为“CSV UTF-8”后重新导入")
             what = _INVISIBLE_NAMES.get(ch, "控制字符" if unicodedata.category(ch) == "Cc" else "不可见字符")
             raise CellError(f"含有{what} U+{ord(ch):04X}，请删除后重新填写：'{_visible(text)[:80]}'")
 

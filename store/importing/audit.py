@@ -1,0 +1,134 @@
+"""Plausibility checks on figures (审核公式, as statistics offices use them).
+
+Hard errors (强制性审核) refuse the import: a share (比重, 占比) outside 0–100. Warnings (核实性审核)
+refuse it unless the importer explains them with a note: a percentage outside 0–100 for other
+indicators (a completion rate may pass 100), a growth rate outside the configured range, a
+running total that falls within its year, and a figure more than N times (or less than 1/N of)
+the previous month's or quarter's. Each check compares a figure of this import with the figure
+before it in its series, whether that one is in the import or already stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from duban.store.importing.limits import ImportLimits
+from duban.store.importing.staging import SeriesRow
+
+__all__ = ["Finding", "IndicatorInfo", "check_series", "check_value", "period_label"]
+
+PERCENT = "%"
+# Names that say the figure is a part of a whole: it cannot be below 0 or above 100.
+_SHARE_NAME = re.compile(r"比重|占比|份额|比例|占.{0,12}比")
+RUNNING_TOTALS = ("", "ytd", "to_date")  # '' is the default reading of a cumulative indicator: 本年累计
+
+
+@dataclass(frozen=True)
+class IndicatorInfo:
+    name: str
+    measure: str
+    kind: str  # level, growth, cumulative
+    reported_as: str = ""  # ytd (本年累计, the default ''), month (当月值), to_date (累计至今)
+
+    @property
+    def running_total(self) -> bool:
+        return self.kind == "cumulative" and self.reported_as in RUNNING_TOTALS
+
+    @property
+    def share(self) -> bool:
+        return self.measure == PERCENT and self.kind != "growth" and bool(_SHARE_NAME.search(self.name))
+
+
+@dataclass(frozen=True)
+class Finding:
+    audit: str  # share, percent, growth, shrink, jump
+    message: str
+    error: bool = False  # a hard error; otherwise a warning the importer may explain with a note
+
+
+def period_label(period: str) -> str:
+    """'2023-06' → 2023年6月, '2023-Q2' → 2023年第2季度, '2023' → 2023年."""
+    if len(period) == 7 and period[5] == "Q":
+        return f"{period[:4]}年第{period[6]}季度"
+    if len(period) == 7:
+        return f"{period[:4]}年{int(period[5:])}月"
+    return f"{period}年"
+
+
+def _number(value: float) -> str:
+    return f"{value:,.4f}".rstrip("0").rstrip(".")
+
+
+def check_value(info: IndicatorInfo, value: float, limits: ImportLimits) -> Finding | None:
+    """What one figure alone can tell: shares and percentages outside 0–100, growth rates out of range."""
+    if info.kind == "growth":
+        if not limits.growth_min <= value <= limits.growth_max:
+            return Finding("growth", f"增速 {_number(value)}% 超出 {_number(limits.growth_min)}% 至 "
+                                     f"{_number(limits.growth_max)}% 的合理范围，请核实（范围可用 DUBAN_IMPORT_GROWTH_MIN、"
+                                     "DUBAN_IMPORT_GROWTH_MAX 调整）")
+        return None
+    if info.measure == PERCENT and not 0 <= value <= 100:
+        if info.share:
+            return Finding("share", f"“{info.name}”是比重，应在 0 到 100 之间，实际为 {_number(value)}%", error=True)
+        return Finding("percent", f"百分比 {_number(value)}% 超出 0 至 100，请核实")
+    return None
+
+
+def _position(period: str) -> tuple[str, int] | None:
+    """('month', y*12+m) or ('quarter', y*4+q); None for a year."""
+    if len(period) != 7:
+        return None
+    year = int(period[:4])
+    if period[5] == "Q":
+        return "quarter", year * 4 + int(period[6])
+    return "month", year * 12 + int(period[5:])
+
+
+def check_series(
+    rows: Iterable[SeriesRow], indicators: dict[str, IndicatorInfo], limits: ImportLimits
+) -> Iterator[tuple[SeriesRow, Finding]]:
+    """Findings for imported figures against the figure before them (month to month, quarter to quarter)."""
+    series: tuple[str, str] | None = None
+    previous: dict[str, tuple[int, SeriesRow]] = {}
+    for row in rows:
+        if (row.indicator, row.unit) != series:
+            series, previous = (row.indicator, row.unit), {}
+        position = _position(row.period)
+        info = indicators.get(row.indicator)
+        if position is None or info is None:
+            continue
+        cadence, index = position
+        before = previous.get(cadence)
+        if before is not None and before[1].period == row.period:
+            continue  # a repeated key: reported as an error elsewhere
+        previous[cadence] = (index, row)
+        if before is None or row.source < 0:
+            continue
+        finding = _compare(info, before[1], before[0], row, index, cadence, limits)
+        if finding is not None:
+            yield row, finding
+
+
+def _compare(info: IndicatorInfo, before: SeriesRow, before_index: int, row: SeriesRow, index: int, cadence: str,
+             limits: ImportLimits) -> Finding | None:
+    same_year = before.period[:4] == row.period[:4]
+    stored = "（已入库）" if before.source < 0 else ""
+    what = f"{period_label(before.period)}{stored}的 {_number(before.value)}"
+    if info.running_total and (same_year or info.reported_as == "to_date") and row.value < before.value - 1e-9:
+        basis = "累计至今数" if info.reported_as == "to_date" else "本年累计数"
+        return Finding("shrink", f"{basis} {_number(row.value)} 小于{what}：累计数不应下降，请核实是否误填了当月值")
+    if info.kind == "growth" or index - before_index != 1 or (info.running_total and not same_year):
+        return None
+    if before.value <= 0 or row.value <= 0:
+        return None
+    ratio = row.value / before.value
+    previous = "上月" if cadence == "month" else "上季度"
+    if ratio > limits.jump_factor:
+        return Finding("jump", f"{_number(row.value)} 是{previous}（{what}）的 {ratio:,.1f} 倍，超过 "
+                               f"{_number(limits.jump_factor)} 倍：请核实计量单位（如万元与亿元）或是否多填了数位")
+    if ratio < 1 / limits.jump_factor:
+        return Finding("jump", f"{_number(row.value)} 不足{previous}（{what}）的 1/{_number(limits.jump_factor)}："
+                               "请核实计量单位（如万元与亿元）或是否少填了数位")
+    return None
