@@ -57,7 +57,9 @@ def write_inputs(directory: Path, rows: int) -> Path:
                 for unit in range(UNITS):
                     if written == rows:
                         return observations
-                    value = f"{(indicator * 7 + unit * 3 + written % 97) / 10:.1f}"
+                    # Plausible figures (10–91, a share stays under 100, no tenfold month-to-month jump):
+                    # the import's checks (审核) pass them without a note.
+                    value = f"{10 + (indicator * 7 + unit * 3) % 80 + (written % 97) / 100:.2f}"
                     writer.writerow([f"i{indicator:03d}", period, value, f"u{unit:03d}"])
                     written += 1
     return observations
@@ -71,7 +73,7 @@ def write_corrections(directory: Path) -> Path:
         writer.writerow(["indicator", "period", "value", "unit"])
         for row in range(CORRECTED_ROWS):
             indicator, unit = divmod(row, UNITS)
-            writer.writerow([f"i{indicator:03d}", "2023-01", "9999.5", f"u{unit:03d}"])
+            writer.writerow([f"i{indicator:03d}", "2023-01", "95.5", f"u{unit:03d}"])
     return corrected
 
 

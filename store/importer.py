@@ -122,6 +122,9 @@ TASK_KIND_SPELLINGS = _accepting({
 })
 
 LIST_LABELS = {spec.name: spec.label for spec in LISTS}
+# How a cumulative indicator is reported (本年累计, 当月值, 累计至今): the shrink check needs it, and
+# without the column (before the target-semantics migration) no indicator counts as a running total.
+_REPORTED_AS = getattr(Indicator, "reported_as", None)
 
 
 @dataclass
@@ -445,11 +448,10 @@ class _ImportRun:
         self._headers: dict[tuple[str, str], str] = {}  # (source label, column) -> header as written
         programme = conn.execute(select(Programme.code, Programme.end)).first()
         unit_names: dict[str, str] = {code: name for code, name in conn.execute(select(Unit.code, Unit.name))}
-        reported_as = getattr(Indicator, "reported_as", None)  # added by the target-semantics migration
         indicator_columns = [Indicator.code, Indicator.name, Indicator.measure, Indicator.kind]
         indicators = {
-            row[0]: IndicatorInfo(name=row[1], measure=row[2], kind=row[3], reported_as=row[4] if len(row) > 4 else "")
-            for row in conn.execute(select(*indicator_columns, *([reported_as] if reported_as is not None else [])))
+            row[0]: IndicatorInfo(name=row[1], measure=row[2], kind=row[3], reported_as=row[4] if len(row) > 4 else None)
+            for row in conn.execute(select(*indicator_columns, *([_REPORTED_AS] if _REPORTED_AS is not None else [])))
         }
         self.known = _Known(
             units=set(unit_names),
@@ -580,7 +582,7 @@ class _ImportRun:
         if code is not None:
             self.known.indicator_measures[code] = measure or ""
             self.known.indicators[code] = IndicatorInfo(name=name or "", measure=measure or "", kind=kind or "level",
-                                                        reported_as="")
+                                                        reported_as="" if _REPORTED_AS is not None else None)
             record = {"code": code, "name": name, "measure": measure, "kind": kind, "direction": direction,
                       "reported_as": reported_as, "units": units}
             keyed.add((code,), record if row.ok else None, row, "code")

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from sqlalchemy import select
-from test_import import AUGUST, JULY, basics, row_counts, run, write_csv
+from test_import import JULY, basics, row_counts, run, write_csv
 
 from duban.cli import main
 from duban.store.db import transaction
 from duban.store.importer import ImportLimits, import_paths, import_rows, validate_rows
+from duban.store.importing.audit import IndicatorInfo, check_series
+from duban.store.importing.staging import SeriesRow
 from duban.store.models import ImportBatch, Observation, ObservationNote
 
 INDICATORS = [["code", "name", "measure", "kind", "direction", "units"],
@@ -74,18 +76,33 @@ def test_a_completion_rate_above_100_is_queried_and_imported_with_a_note_kept_be
         assert note.note == batch.note == "超额完成：年内新开工项目提前"
 
 
-def test_a_running_total_that_falls_within_the_year_is_queried_against_the_stored_month(sqlite_engine, tmp_path):
-    folder = lists(tmp_path / "lists")
-    figures(folder / "observations.csv", ["fw_invest", "2023-05", "12.5", ""], ["fw_invest", "2023-12", "40", ""])
-    assert run(sqlite_engine, folder).ok
-    june = figures(tmp_path / "june" / "observations.csv", ["fw_invest", "2023-06", "10", ""],
-                   ["fw_invest", "2024-01", "3.2", ""])  # January starts a new year's total: not queried
+def _series(*rows: tuple[str, float, int]) -> list[SeriesRow]:
+    """(period, value, source) rows of one series; source -1 is a stored figure."""
+    return [SeriesRow("fw_invest", "", period, value, source, number) for number, (period, value, source)
+            in enumerate(rows, start=2)]
 
-    report = run(sqlite_engine, june, now=AUGUST)
 
-    assert report.problem_lines()[:1] == [
-        f"{june}:2:value: 【需核实】本年累计数 10 小于2023年5月（已入库）的 12.5：累计数不应下降，请核实是否误填了当月值"]
-    assert report.warning_count == 1
+def _queried(reported_as: str | None, rows: list[SeriesRow]) -> list[str]:
+    info = IndicatorInfo(name="服务业投资", measure="亿元", kind="cumulative", reported_as=reported_as)
+    return [finding.message for _, finding in check_series(rows, {"fw_invest": info}, ImportLimits())]
+
+
+def test_a_running_total_that_falls_within_the_year_is_queried_against_the_stored_month():
+    rows = _series(("2023-05", 12.5, -1), ("2023-06", 10, 0), ("2023-12", 40, -1), ("2024-01", 3.2, 0))
+    # January starts a new year's total: only June is queried.
+    assert _queried("ytd", rows) == _queried("", rows) == [
+        "本年累计数 10 小于2023年5月（已入库）的 12.5：累计数不应下降，请核实是否误填了当月值"]
+
+
+def test_a_total_to_date_may_not_fall_across_years_and_a_monthly_figure_may_fall():
+    rows = _series(("2023-12", 40, -1), ("2024-01", 38, 0))
+    assert _queried("to_date", rows) == [
+        "累计至今数 38 小于2023年12月（已入库）的 40：累计数不应下降，请核实是否误填了当月值"]
+    assert _queried("month", _series(("2023-05", 12.5, 0), ("2023-06", 10, 0))) == []
+
+
+def test_without_a_reporting_basis_in_the_store_no_cumulative_figure_is_taken_for_a_running_total():
+    assert _queried(None, _series(("2023-05", 12.5, 0), ("2023-06", 10, 0))) == []
 
 
 def test_a_growth_rate_outside_the_configured_range_is_queried(sqlite_engine, tmp_path):

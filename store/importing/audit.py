@@ -11,8 +11,9 @@ before it in its series, whether that one is in the import or already stored.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from duban.store.importing.limits import ImportLimits
 from duban.store.importing.staging import SeriesRow
@@ -30,11 +31,14 @@ class IndicatorInfo:
     name: str
     measure: str
     kind: str  # level, growth, cumulative
-    reported_as: str = ""  # ytd (本年累计, the default ''), month (当月值), to_date (累计至今)
+    # ytd (本年累计, also ''), month (当月值), to_date (累计至今); None where the store has no such column.
+    reported_as: str | None = ""
 
     @property
     def running_total(self) -> bool:
-        return self.kind == "cumulative" and self.reported_as in RUNNING_TOTALS
+        """A 本年累计 or 累计至今 figure, which cannot fall (within its year). `reported_as` None: the
+        store does not say how a cumulative indicator is reported, so nothing is taken as a running total."""
+        return self.kind == "cumulative" and self.reported_as is not None and self.reported_as in RUNNING_TOTALS
 
     @property
     def share(self) -> bool:
@@ -87,28 +91,48 @@ def _position(period: str) -> tuple[str, int] | None:
 
 
 def check_series(
-    rows: Iterable[SeriesRow], indicators: dict[str, IndicatorInfo], limits: ImportLimits
+    rows: Iterable[Sequence[Any]], indicators: dict[str, IndicatorInfo], limits: ImportLimits
 ) -> Iterator[tuple[SeriesRow, Finding]]:
-    """Findings for imported figures against the figure before them (month to month, quarter to quarter)."""
+    """Findings for imported figures against the figure before them (month to month, quarter to quarter).
+
+    `rows` are `SeriesRow`s or plain tuples of the same fields, ordered by indicator, unit and period.
+    The loop runs once per figure of a million-row import: it stays lean on purpose.
+    """
     series: tuple[str, str] | None = None
-    previous: dict[str, tuple[int, SeriesRow]] = {}
+    previous: dict[str, tuple[int, Sequence[Any]]] = {}
+    positions: dict[str, tuple[str, int] | None] = {}
+    info: IndicatorInfo | None = None
+    running = False
+    factor = limits.jump_factor
     for row in rows:
-        if (row.indicator, row.unit) != series:
-            series, previous = (row.indicator, row.unit), {}
-        position = _position(row.period)
-        info = indicators.get(row.indicator)
-        if position is None or info is None:
+        indicator, unit, period = row[0], row[1], row[2]
+        if (indicator, unit) != series:
+            series, previous = (indicator, unit), {}
+            info = indicators.get(indicator)
+            running = info is not None and info.running_total
+        if info is None or info.kind == "growth":
+            continue  # growth rates are checked one by one (check_value), not against each other
+        if period in positions:
+            position = positions[period]
+        else:
+            position = positions[period] = _position(period)
+        if position is None:
             continue
         cadence, index = position
         before = previous.get(cadence)
-        if before is not None and before[1].period == row.period:
+        if before is not None and before[1][2] == period:
             continue  # a repeated key: reported as an error elsewhere
         previous[cadence] = (index, row)
-        if before is None or row.source < 0:
+        if before is None or row[4] < 0:
             continue
-        finding = _compare(info, before[1], before[0], row, index, cadence, limits)
+        value, before_value = row[3], before[1][3]
+        if not (running and value < before_value - 1e-9) and not (
+                index - before[0] == 1 and value > 0 and before_value > 0
+                and (value > before_value * factor or value * factor < before_value)):
+            continue  # the common case, decided without building anything
+        finding = _compare(info, SeriesRow(*before[1]), before[0], SeriesRow(*row), index, cadence, limits)
         if finding is not None:
-            yield row, finding
+            yield SeriesRow(*row), finding
 
 
 def _compare(info: IndicatorInfo, before: SeriesRow, before_index: int, row: SeriesRow, index: int, cadence: str,

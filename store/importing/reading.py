@@ -14,8 +14,9 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import methodcaller
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from duban.store.importing.limits import ImportLimits
 from duban.store.importing.lists import (
@@ -277,6 +278,8 @@ def measure(sources: Sequence[Source], limits: ImportLimits) -> list[Problem]:
     problems: list[Problem] = []
     total = [0, 0]
     for source in sources:
+        if source.kind == "csv" and _csv_surely_within(source.path, limits, total):
+            continue
         ignored: list[Problem] = []
         with _raw_rows(source, ignored, limits) as raw_rows:
             if raw_rows is None:
@@ -289,43 +292,98 @@ def measure(sources: Sequence[Source], limits: ImportLimits) -> list[Problem]:
     return problems
 
 
+def _csv_surely_within(path: Path, limits: ImportLimits, total: list[int]) -> bool:
+    """Whether the bytes alone prove a csv file within the limits, so it need not be parsed twice.
+
+    Every bound is counted generously: lines for records, a line's bytes for its longest cell
+    (a character takes at least one byte), commas plus one for its cells. When the generous
+    counts fit, so do the real ones, and `total` grows by them; otherwise the file is parsed.
+    """
+    lines = commas = widest = longest = 0
+    count_commas = methodcaller("count", b",")
+    carry = b""
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                parts = (carry + chunk).split(b"\n")
+                carry = parts.pop()
+                lines += len(parts)
+                commas += sum(map(count_commas, parts))
+                widest = max(widest, max(map(count_commas, parts), default=0))
+                longest = max(longest, max(map(len, parts), default=0), len(carry))
+                if longest > limits.max_cell_chars:
+                    return False
+    except OSError:
+        return False
+    if carry:
+        lines += 1
+        commas += carry.count(b",")
+        widest = max(widest, carry.count(b","))
+    widest += 1
+    cells = commas + lines
+    rows = max(lines - 1, 0)
+    if (widest > limits.max_columns or longest > limits.max_cell_chars or total[0] + rows > limits.max_rows
+            or total[1] + cells > limits.max_cells):
+        return False
+    total[0] += rows
+    total[1] += cells
+    return True
+
+
 def _bounded(source: Source, rows: Iterator[list[Cell]], problems: ProblemSink, limits: ImportLimits,
              total: list[int]) -> Iterator[list[Cell]]:
     """`rows` as they are, until one breaks a limit: then a problem naming the limit, and no more rows.
 
-    `total` is [data rows, cells] read so far, carried from file to file.
+    `total` is [data rows, cells] read so far, carried from file to file. This runs for every
+    row of a million-row file twice (before the lock and under it): the loop is kept tight.
     """
-    header: list[Cell] = []
+    max_columns, max_chars = limits.max_columns, limits.max_cell_chars
+    rows_read, cells_read = total
+    rows_allowed, cells_allowed = limits.max_rows, limits.max_cells
+    header: list[Cell] | None = None
+    failure: tuple[int, int] | None = None  # (raw row index, position of a long cell or -1)
+    index = -1
+    cells: list[Cell] = []
     for index, cells in enumerate(rows):
-        number = _row_number(source, index)
-        if len(cells) > limits.max_columns:
-            problems.append(Problem(source.label, number, None,
-                                    f"本行有 {len(cells):,} 列，超过每行最多 {limits.max_columns:,} 列的上限"
-                                    "（可用 DUBAN_IMPORT_MAX_COLUMNS 调整），未读取该文件"))
-            return
-        for position, cell in enumerate(cells):
-            if isinstance(cell, str) and len(cell) > limits.max_cell_chars:
-                problems.append(Problem(source.label, number, _column_name(header, position),
-                                        f"单元格有 {len(cell):,} 个字符，超过 {limits.max_cell_chars:,} 个字符的上限"
-                                        "（可用 DUBAN_IMPORT_MAX_CELL_CHARS 调整），未读取该文件"))
-                return
-        total[1] += len(cells)
-        if total[1] > limits.max_cells:
-            problems.append(Problem(source.label, number, None,
-                                    f"本次导入的单元格超过 {limits.max_cells:,} 个的上限（可用 DUBAN_IMPORT_MAX_CELLS 调整）："
-                                    "请删去多余的列或分批导入"))
-            return
-        if index == 0:
+        width = len(cells)
+        cells_read += width
+        if width > max_columns or cells_read > cells_allowed:
+            failure = (index, -1)
+            break
+        try:  # csv rows are all text: one C-level pass; workbook rows mix types and take the slow path
+            longest = max(map(len, cells), default=0)  # type: ignore[arg-type]
+        except TypeError:
+            longest = max((len(cell) for cell in cells if isinstance(cell, str)), default=0)
+        if longest > max_chars:
+            failure = (index, next(i for i, cell in enumerate(cells) if isinstance(cell, str) and len(cell) == longest))
+            break
+        if header is None:
             header = cells
-            yield cells
-            continue
-        total[0] += 1
-        if total[0] > limits.max_rows:
-            problems.append(Problem(source.label, None, None,
-                                    f"本次导入的数据行超过 {limits.max_rows:,} 行的上限（可用 DUBAN_IMPORT_MAX_ROWS 调整）："
-                                    "请分批导入"))
-            return
+        else:
+            rows_read += 1
+            if rows_read > rows_allowed:
+                break
         yield cells
+    total[0], total[1] = rows_read, cells_read
+    number = _row_number(source, index)
+    if failure is not None:  # `cells` is the row that broke a limit
+        if failure[1] >= 0:
+            longest = len(cast(str, cells[failure[1]]))
+            problems.append(Problem(source.label, number, _column_name(header or [], failure[1]),
+                                    f"单元格有 {longest:,} 个字符，超过 {max_chars:,} 个字符的上限"
+                                    "（可用 DUBAN_IMPORT_MAX_CELL_CHARS 调整），未读取该文件"))
+        elif len(cells) > max_columns:
+            problems.append(Problem(source.label, number, None,
+                                    f"本行有 {len(cells):,} 列，超过每行最多 {max_columns:,} 列的上限"
+                                    "（可用 DUBAN_IMPORT_MAX_COLUMNS 调整），未读取该文件"))
+        else:
+            problems.append(Problem(source.label, number, None,
+                                    f"本次导入的单元格超过 {cells_allowed:,} 个的上限（可用 DUBAN_IMPORT_MAX_CELLS 调整）："
+                                    "请删去多余的列或分批导入"))
+    elif rows_read > rows_allowed:
+        problems.append(Problem(source.label, None, None,
+                                f"本次导入的数据行超过 {rows_allowed:,} 行的上限（可用 DUBAN_IMPORT_MAX_ROWS 调整）："
+                                "请分批导入"))
 
 
 def _row_number(source: Source, index: int) -> int:
