@@ -62,6 +62,8 @@ AREAS: dict[str, str] = {
     "postgresql": "PostgreSQL restarted during a round (service running)",
     "fuzz-rules": "rule files: random mutations of rules/lucheng/*.yaml",
     "fuzz-import": "import files: bad cells, GBK / UTF-8-BOM, truncated .xlsx",
+    "hostile-import": "import files: 3,000 × 16,381 workbook, 200,000-character cells, 400-digit and infinite "
+                      "figures, deceptive codes and names, mutated figures",
     "security": "template sandbox escapes, header injection, HTML, secrets",
     "time": "UTC / New York server clock, year ends, leap day, month ends, holidays, 调休",
     # issue 15 (hardening): failures stay local, bounds are enforced, rounds are serialized
