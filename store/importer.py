@@ -122,9 +122,7 @@ TASK_KIND_SPELLINGS = _accepting({
 })
 
 LIST_LABELS = {spec.name: spec.label for spec in LISTS}
-# How a cumulative indicator is reported (本年累计, 当月值, 累计至今): the shrink check needs it, and
-# without the column (before the target-semantics migration) no indicator counts as a running total.
-_REPORTED_AS = getattr(Indicator, "reported_as", None)
+
 
 
 @dataclass
@@ -448,10 +446,11 @@ class _ImportRun:
         self._headers: dict[tuple[str, str], str] = {}  # (source label, column) -> header as written
         programme = conn.execute(select(Programme.code, Programme.end)).first()
         unit_names: dict[str, str] = {code: name for code, name in conn.execute(select(Unit.code, Unit.name))}
-        indicator_columns = [Indicator.code, Indicator.name, Indicator.measure, Indicator.kind]
+        # How a cumulative indicator is reported (本年累计, 当月值, 累计至今) says whether it may fall.
         indicators = {
-            row[0]: IndicatorInfo(name=row[1], measure=row[2], kind=row[3], reported_as=row[4] if len(row) > 4 else None)
-            for row in conn.execute(select(*indicator_columns, *([_REPORTED_AS] if _REPORTED_AS is not None else [])))
+            code: IndicatorInfo(name=name, measure=measure, kind=kind, reported_as=reported_as)
+            for code, name, measure, kind, reported_as in conn.execute(
+                select(Indicator.code, Indicator.name, Indicator.measure, Indicator.kind, Indicator.reported_as))
         }
         self.known = _Known(
             units=set(unit_names),
@@ -582,7 +581,7 @@ class _ImportRun:
         if code is not None:
             self.known.indicator_measures[code] = measure or ""
             self.known.indicators[code] = IndicatorInfo(name=name or "", measure=measure or "", kind=kind or "level",
-                                                        reported_as="" if _REPORTED_AS is not None else None)
+                                                        reported_as=reported_as or "")
             record = {"code": code, "name": name, "measure": measure, "kind": kind, "direction": direction,
                       "reported_as": reported_as, "units": units}
             keyed.add((code,), record if row.ok else None, row, "code")

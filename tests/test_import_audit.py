@@ -91,13 +91,15 @@ def test_a_running_total_that_falls_within_the_year_is_queried_against_the_store
     rows = _series(("2023-05", 12.5, -1), ("2023-06", 10, 0), ("2023-12", 40, -1), ("2024-01", 3.2, 0))
     # January starts a new year's total: only June is queried.
     assert _queried("ytd", rows) == _queried("", rows) == [
-        "本年累计数 10 小于2023年5月（已入库）的 12.5：累计数不应下降，请核实是否误填了当月值"]
+        "本年累计数 10 小于2023年5月（已入库）的 12.5：累计数不应下降，请核实是否误填了当月值"
+        "（如为当月值，请将指标的报送口径改为“当月值”）"]
 
 
 def test_a_total_to_date_may_not_fall_across_years_and_a_monthly_figure_may_fall():
     rows = _series(("2023-12", 40, -1), ("2024-01", 38, 0))
     assert _queried("to_date", rows) == [
-        "累计至今数 38 小于2023年12月（已入库）的 40：累计数不应下降，请核实是否误填了当月值"]
+        "累计至今数 38 小于2023年12月（已入库）的 40：累计数不应下降，请核实是否误填了当月值"
+        "（如为当月值，请将指标的报送口径改为“当月值”）"]
     assert _queried("month", _series(("2023-05", 12.5, 0), ("2023-06", 10, 0))) == []
 
 

@@ -142,7 +142,8 @@ def _compare(info: IndicatorInfo, before: SeriesRow, before_index: int, row: Ser
     what = f"{period_label(before.period)}{stored}的 {_number(before.value)}"
     if info.running_total and (same_year or info.reported_as == "to_date") and row.value < before.value - 1e-9:
         basis = "累计至今数" if info.reported_as == "to_date" else "本年累计数"
-        return Finding("shrink", f"{basis} {_number(row.value)} 小于{what}：累计数不应下降，请核实是否误填了当月值")
+        return Finding("shrink", f"{basis} {_number(row.value)} 小于{what}：累计数不应下降，请核实是否误填了当月值"
+                                 "（如为当月值，请将指标的报送口径改为“当月值”）")
     if info.kind == "growth" or index - before_index != 1 or (info.running_total and not same_year):
         return None
     if before.value <= 0 or row.value <= 0:
