@@ -4,8 +4,8 @@
 plausibility checks (audit: share, growth, shrink, jump) queried to the warning and the note, so reports
 can show them beside the figure.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 from collections.abc import Sequence
 
@@ -14,8 +14,8 @@ from alembic import op
 
 import duban.store.models
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
