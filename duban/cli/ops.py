@@ -183,7 +183,7 @@ def _each_programme(app: AppContext) -> list[tuple[str | None, Engine]]:
 @click.option("--replace", is_flag=True, help="目标数据库已有数据时，确认用备份覆盖（默认拒绝）。")
 @pass_app
 def db_restore(app: AppContext, path: Path, replace: bool) -> None:
-    """从 duban db backup 生成的文件恢复：全部成功或全部不变；恢复后自动升级到最新数据库版本。"""
+    """从备份文件恢复（文件由 backup 命令生成）：全部成功或全部不变；恢复后自动升级到最新数据库版本。"""
     from duban.store.backup import BackupError, restore
 
     try:
