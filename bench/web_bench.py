@@ -77,7 +77,8 @@ def main() -> None:
         engine.dispose()
 
         port = _free_port()
-        env = {**os.environ, "DUBAN_DB": str(db), "DUBAN_RULES": str(RULES_DIR)}
+        # The server's clock stands where the lights were evaluated (and the sessions were started).
+        env = {**os.environ, "DUBAN_DB": str(db), "DUBAN_RULES": str(RULES_DIR), "DUBAN_WEB_AT": EVALUATE_AT.isoformat()}
         server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "duban.web.server:app_from_env",
                                    "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--log-level", "warning"],
                                   env=env)

@@ -112,6 +112,12 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
         click.echo(f"  报告（月度专报、季度通报、年度评估，.html 与 .xlsx）：{workspace / programme / 'reports'}{os.sep}")
     click.echo(f"  数据库：{workspace}/<programme>/duban.db，例如 "
                f"{_command_name()} --db {workspace}/lucheng/duban.db --rules rules/lucheng evaluate --at 2023-07-15")
+    from duban.cli.web import demo_lines
+
+    click.echo("  网页（挂图作战、在线报送；时钟固定在回放结束前一天，登录链接一次有效）：")
+    for line in demo_lines(str(workspace / "lucheng" / "duban.db"), _command_name(), "rules",
+                           end - dt.timedelta(days=1)):
+        click.echo(line)
 
 
 def _command_name() -> str:
