@@ -8,7 +8,6 @@ they are, after a check that they hold only 月度数据 rows the unit is respon
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import json
@@ -40,7 +39,6 @@ from duban.store.models import (
 from duban.store.periods import SHANGHAI, last_ended_month, local_date, month_code
 from duban.store.web_models import Submission
 
-FORM_SHEET = "月度数据.csv"
 UPLOAD_SUFFIXES = (".csv", ".xlsx")
 UPLOAD_MAX_BYTES = 5 * 1024 * 1024
 
@@ -205,29 +203,78 @@ def _relabel(problems: list[Problem], label: str) -> list[Problem]:
 
 def submit_form(engine: Engine, who: Principal, unit_code: str, entries: list[tuple[str, str, str, str]],
                 *, now: dt.datetime, address: str = "", explanations: dict[str, str] | None = None) -> SubmissionOutcome:
-    """Entries are (indicator, period, unit, value as typed); blanks are skipped. All or nothing."""
+    """Entries are (indicator, period, unit, value as typed); blanks are skipped. All or nothing.
+
+    The rows go through `store.importer.import_rows`: the parsers, the plausibility checks and the
+    messages of `duban import`. A figure the checks query (a warning) is accepted only with a 说明
+    on its own row; the 说明 are kept with the figures (the import's note) and on the receipt.
+    """
+    from duban.store.importer import WEB_FORM_LABEL, import_rows, validate_rows
+
     if not who.is_unit or who.unit_code != unit_code:
         raise Forbidden("只有本单位的填报人员可以报送本单位数据")
+    explanations = {k: v.strip() for k, v in (explanations or {}).items() if v.strip()}
     filled = [(i, p, u, v.strip()) for i, p, u, v in entries if v.strip()]
     if not filled:
-        return SubmissionOutcome(False, [Problem("网页报送", None, None, "没有填写任何数值")])
-    with tempfile.TemporaryDirectory(prefix="duban-web-") as folder:
-        path = Path(folder) / FORM_SHEET
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["指标", "期间", "单位", "数值"])
-            writer.writerows(filled)
-        outcome = _import(engine, who, unit_code, path, "网页报送", "form", now=now, address=address,
-                          explanations=explanations or {})
-    for problem in outcome.problems:
-        if problem.row is not None and 2 <= problem.row < len(filled) + 2:
-            indicator, period, unit, _ = filled[problem.row - 2]
-            outcome.field_problems.setdefault(f"{indicator}|{period}|{unit}", problem.message)
+        return SubmissionOutcome(False, [Problem(WEB_FORM_LABEL, None, None, "没有填写任何数值")])
+    lead, member = _allowed_session(engine, unit_code)
+    refused = [Problem(WEB_FORM_LABEL, n, "指标", f"本单位不能报送指标“{i}”{'（本单位）' if u else '的全区数据'}")
+               for n, (i, _p, u, _v) in enumerate(filled, start=1)
+               if (u and (u != unit_code or i not in member)) or (not u and i not in lead)]
+    if refused:
+        return SubmissionOutcome(False, refused)
+    rows = [{"指标": i, "期间": p, "单位": u, "数值": v} for i, p, u, v in filled]
+    keys = [f"{i}|{p}|{u}" for i, p, u, _ in filled]
+    note = "；".join(f"{i} {p}{'（' + u + '）' if u else ''}：{explanations[k]}"
+                     for k, (i, p, u, _v) in zip(keys, filled, strict=True) if k in explanations)
+    # Checked first, writing nothing: one row's 说明 must not let another row's queried figure in.
+    checked = _outcome(validate_rows(engine, "observations", rows, note=note or None), keys, explanations)
+    if not checked.ok:
+        return checked
+    report = import_rows(engine, "observations", rows, now=now, imported_by=_by(who), note=note or None)
+    outcome = _outcome(report, keys, explanations)
+    if not outcome.ok:
+        return outcome
+    values = [[i, p, u, _stored(engine, i, p, u)] for i, p, u, _v in filled]
+    return _receipt(engine, who, unit_code, report, values, "form", WEB_FORM_LABEL, now=now, address=address,
+                    explanations={k: explanations[k] for k in keys if k in explanations})
+
+
+def _outcome(report: Any, keys: list[str], explanations: dict[str, str]) -> SubmissionOutcome:
+    """Form problems by field; a queried figure (warning) without its own 说明 blocks the submission."""
+    unexplained = [w for w in report.warnings
+                   if w.row is None or not 1 <= w.row <= len(keys) or keys[w.row - 1] not in explanations]
+    outcome = SubmissionOutcome(report.problem_count == 0 and not unexplained and not report.needs_note)
+    for problem in [*report.problems, *unexplained]:
+        if problem.row is not None and 1 <= problem.row <= len(keys):
+            text = f"【需核实】{problem.message}（如核实无误，请在“说明”栏写明原因）" if problem.warning else problem.message
+            outcome.field_problems.setdefault(keys[problem.row - 1], text)
+    if not outcome.ok:
+        outcome.problems = [*report.problems, *unexplained]
+        if report.problem_count > len(report.problems):
+            outcome.problems.append(Problem(report.files[0] if report.files else "", None, None,
+                                            f"……另有 {report.problem_count - len(report.problems)} 个问题未列出"))
     return outcome
 
 
+def _by(who: Principal) -> str:
+    return f"{who.login}（{who.name}）" if who.name and who.name != who.login else who.login
+
+
+def _allowed_session(engine: Engine, unit_code: str) -> tuple[set[str], set[str]]:
+    with transaction(engine) as session:
+        return _allowed(session, unit_code)
+
+
+def _stored(engine: Engine, indicator: str, period: str, unit: str) -> float | None:
+    with transaction(engine) as session:
+        return session.scalar(select(Observation.value).where(
+            Observation.indicator_code == indicator, Observation.period == period, Observation.unit_code == unit))
+
+
 def submit_upload(engine: Engine, who: Principal, unit_code: str, filename: str, data: bytes, *, now: dt.datetime,
-                  address: str = "", explanations: dict[str, str] | None = None) -> SubmissionOutcome:
+                  address: str = "", note: str = "") -> SubmissionOutcome:
+    """An uploaded 月度数据 sheet, imported as `duban import` would (`note` is its --note)."""
     if not who.is_unit or who.unit_code != unit_code:
         raise Forbidden("只有本单位的填报人员可以报送本单位数据")
     name = Path(filename or "").name
@@ -240,8 +287,7 @@ def submit_upload(engine: Engine, who: Principal, unit_code: str, filename: str,
         # Whatever the unit called its file, it is a 月度数据 sheet (problems carry the unit's own file name).
         path = Path(folder) / f"月度数据{Path(name).suffix.lower()}"
         path.write_bytes(data)
-        return _import(engine, who, unit_code, path, name, "upload", now=now, address=address,
-                       explanations=explanations or {})
+        return _import(engine, who, unit_code, path, name, now=now, address=address, note=note)
 
 
 def _check_rights(engine: Engine, path: Path, label: str, unit_code: str) -> tuple[list[Problem], list[list[Any]]]:
@@ -289,25 +335,29 @@ def _check_rights(engine: Engine, path: Path, label: str, unit_code: str) -> tup
     return problems, values
 
 
-def _import(engine: Engine, who: Principal, unit_code: str, path: Path, label: str, method: str, *,
-            now: dt.datetime, address: str, explanations: dict[str, str]) -> SubmissionOutcome:
+def _import(engine: Engine, who: Principal, unit_code: str, path: Path, label: str, *, now: dt.datetime,
+            address: str, note: str) -> SubmissionOutcome:
     problems, wanted = _check_rights(engine, path, label, unit_code)
     if problems:
         return SubmissionOutcome(False, problems)
-    by = f"{who.login}（{who.name}）" if who.name and who.name != who.login else who.login
-    report = import_paths(engine, [path], now=now, imported_by=by)
+    report = import_paths(engine, [path], now=now, imported_by=_by(who), note=note.strip() or None)
     if not report.ok:
-        problems = _relabel(report.problems, label)
-        if report.problem_count > len(problems):
-            problems.append(Problem(label, None, None, f"……另有 {report.problem_count - len(problems)} 个问题未列出"))
+        problems = _relabel([*report.problems, *report.warnings], label)
+        if report.problem_count > len(report.problems):
+            problems.append(Problem(label, None, None, f"……另有 {report.problem_count - len(report.problems)} 个问题未列出"))
+        if report.needs_note and not report.problem_count:
+            problems.append(Problem(label, None, None, f"共有 {report.warning_count} 处数据需核实，本次未写入任何数据。"
+                                                       "请核对后修改；如核实无误，请在“说明”中写明原因后重新上传。"))
         return SubmissionOutcome(False, problems)
+    values = [[i, p, u, _stored(engine, i, p, u)] for i, p, u, _text in wanted]
+    return _receipt(engine, who, unit_code, report, values, "upload", label, now=now, address=address,
+                    explanations={"": report.note} if report.note else {})
+
+
+def _receipt(engine: Engine, who: Principal, unit_code: str, report: Any, values: list[list[Any]], method: str,
+             label: str, *, now: dt.datetime, address: str, explanations: dict[str, str]) -> SubmissionOutcome:
+    """The receipt (回执): the values as stored, their hash, who and when; audited and mailed."""
     with transaction(engine) as session:
-        # What the import wrote, read back from the store: the receipt's values are the stored ones.
-        values: list[list[Any]] = []
-        for indicator, period, unit, _text in wanted:
-            stored = session.scalar(select(Observation.value).where(
-                Observation.indicator_code == indicator, Observation.period == period, Observation.unit_code == unit))
-            values.append([indicator, period, unit, stored])
         submission = Submission(
             number="", unit_code=unit_code, user_id=who.user_id, submitted_by=who.login, submitted_at=now,
             method=method, source_name=label, values=values, explanations=dict(explanations),
@@ -319,7 +369,8 @@ def _import(engine: Engine, who: Principal, unit_code: str, path: Path, label: s
         submission.number = f"HZ{local:%Y%m%d}-{submission.id:06d}"
         audit.record(session, who, "submit" if method == "form" else "upload", at=now, address=address,
                      object_type="submission", object_id=submission.number, unit_code=unit_code,
-                     figures=len(values), hash=submission.values_hash, batch=report.batch_id)
+                     figures=len(values), hash=submission.values_hash, batch=report.batch_id,
+                     warnings=report.warning_count)
         _mail_receipt(session, submission, now)
     return SubmissionOutcome(True, submission=submission, touched={v[0] for v in values})
 

@@ -524,7 +524,7 @@ async def report_form(request: Request) -> Response:
         name = unit_name(session, code)
         owed = portal.owed_figures(session, cfg.rule_set, cfg.calendar, code, now(request))
         history = portal.revisions(session, code, limit=20)
-    return render(request, "report.html.j2", code=code, name=name, owed=owed, errors={}, problems=[], values={},
+    return render(request, "report.html.j2", code=code, name=name, owed=owed, errors={}, problems=[], values={}, notes={},
                   history=history, today=local_date(now(request)), can_submit=me.is_unit)
 
 
@@ -546,7 +546,7 @@ async def report_submit(request: Request) -> Response:
         with db(request) as session:
             history = portal.revisions(session, code, limit=20)
         return render(request, "report.html.j2", status_code=422, code=code, name=name, owed=owed,
-                      errors=outcome.field_problems, problems=outcome.problem_lines, values=values, history=history,
+                      errors=outcome.field_problems, problems=outcome.problem_lines, values=values, notes=explanations, history=history,
                       today=local_date(at), can_submit=True)
     _refresh(request, outcome.touched)
     return RedirectResponse(f"/unit/{code}/receipt/{outcome.submission.number}", status_code=303)
@@ -571,7 +571,7 @@ async def report_upload(request: Request) -> Response:
     else:
         data = await sheet.read(portal.UPLOAD_MAX_BYTES + 1)
         outcome = portal.submit_upload(cfg.engine, me, code, sheet.filename, data, now=at,
-                                       address=client_address(request))
+                                       address=client_address(request), note=text_of(form, "note", 500))
         problems = outcome.problem_lines
     if outcome is None or not outcome.ok or outcome.submission is None:
         with db(request) as session:
@@ -579,7 +579,7 @@ async def report_upload(request: Request) -> Response:
             owed = portal.owed_figures(session, cfg.rule_set, cfg.calendar, code, at)
             history = portal.revisions(session, code, limit=20)
         return render(request, "report.html.j2", status_code=422, code=code, name=name, owed=owed, errors={},
-                      problems=problems, values={}, history=history, today=local_date(at), can_submit=True)
+                      problems=problems, values={}, notes={}, history=history, today=local_date(at), can_submit=True)
     _refresh(request, outcome.touched)
     return RedirectResponse(f"/unit/{code}/receipt/{outcome.submission.number}", status_code=303)
 

@@ -174,3 +174,23 @@ def _owed_fields(page: str) -> list[str]:
     import re
 
     return re.findall(r'name="(v:[^"]+\|2023-06\|[^"]*)"', page)
+
+
+def test_a_queried_figure_needs_its_own_explanation_then_goes_in_with_it(site):
+    client = site.sign_in(UNIT)
+    page = _form(client)
+    note_june = f"note:{LEAD_INDICATOR}|2023-06|"
+    other = "v:major_projects|2023-06|"
+    queried = client.post(f"/unit/{UNIT}/report", data={"csrf": csrf_of(page.text), JUNE: "250", other: "2",
+                                                         "note:major_projects|2023-06|": "另一项的说明"})
+    assert queried.status_code == 422
+    text = html.unescape(queried.text)
+    assert ":数值: 【需核实】增速 250% 超出 -50% 至 100% 的合理范围" in text and "网页填报:" in text
+    assert "请在“说明”栏写明原因" in text  # on the field itself
+    assert stored(site.engine, LEAD_INDICATOR, "2023-06") is None  # another row's 说明 does not excuse it
+    page = _form(client)
+    explained = client.post(f"/unit/{UNIT}/report", data={"csrf": csrf_of(page.text), JUNE: "250",
+                                                           note_june: "新开工项目集中入统，已与统计局核实"})
+    assert explained.status_code == 303
+    assert stored(site.engine, LEAD_INDICATOR, "2023-06") == 250
+    assert "新开工项目集中入统" in client.get(explained.headers["location"]).text
