@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from duban.app.links import attach_personal_links
 from duban.engine.evaluate import AlertCandidate, EvaluationResult, Evaluator, working_group_of
 from duban.engine.lifecycle import AlertKey, AlertState, PlannedNotice, SilenceRule, plan, standings
 from duban.engine.rules import Rule, RuleSet
@@ -177,6 +178,7 @@ def record_round(
         # The monthly dispatch and the quarterly/annual meetings point to the report they read.
         links = report_links or matching_reports(rule_set, job, at, os.environ.get("DUBAN_REPORTS_URL", ""))
         digests = build_digests(rule_set, snapshot, decided.notices, key, round_title(at, name), at, links)
+        digests = attach_personal_links(session, digests, at)  # "在线报送本月数据", "查看事项并反馈"
         channels = configured_channels()
         messages = []
         for digest in digests:

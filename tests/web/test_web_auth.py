@@ -137,3 +137,28 @@ def test_a_digest_link_lands_on_its_page_and_never_elsewhere(site):
     assert 'name="next" value=""' in page.text  # an address elsewhere is dropped
     assert other.post(tasks.split("?")[0], data={"csrf": csrf_of(page.text), "next": "//evil.example.com/"}
                       ).headers["location"] == "/"
+
+
+def test_a_rounds_digests_get_their_units_links_when_the_web_has_an_address(site, monkeypatch):
+    import dataclasses
+
+    from duban.app.links import REPORT_LABEL, attach_personal_links
+
+    @dataclasses.dataclass(frozen=True)
+    class Recipient:
+        code: str
+
+    @dataclasses.dataclass(frozen=True)
+    class Digest:  # the shape of notifiers.digest.Digest that matters here
+        recipient: Recipient
+        links: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    digests = [Digest(Recipient(UNIT)), Digest(Recipient("zhuanban"))]
+    with transaction(site.engine) as session:
+        monkeypatch.delenv("DUBAN_WEB_URL", raising=False)
+        assert attach_personal_links(session, digests, site.clock()) == digests  # no address: no links
+        monkeypatch.setenv("DUBAN_WEB_URL", "https://duban.example.org")
+        linked = attach_personal_links(session, digests, site.clock())
+    assert linked[0].links[REPORT_LABEL].startswith("https://duban.example.org/signin/")
+    assert linked[0].links[REPORT_LABEL].endswith("?next=/unit/fgj/report")
+    assert linked[1].links == {}  # the working group has no unit account
