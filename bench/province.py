@@ -102,7 +102,9 @@ def build_store(path: Path, scale: float = 1.0, seed: int = 7) -> Engine:
         code = f"ind{i:06d}"
         kind = "cumulative" if i % 3 != 2 else ("growth" if i % 6 == 2 else "level")
         measure = "%" if kind != "cumulative" else "亿元"
-        indicators.append({"code": code, "name": f"指标{i + 1}", "measure": measure, "kind": kind, "direction": "at_least"})
+        # Cumulative figures here are monthly amounts (当月值), as the generator below draws them.
+        indicators.append({"code": code, "name": f"指标{i + 1}", "measure": measure, "kind": kind, "direction": "at_least",
+                           "reported_as": "month" if kind == "cumulative" else ""})
         lead = unit_codes[i % size.units]
         helper = unit_codes[(i * 7 + 1) % size.units]
         links.append({"indicator_code": code, "unit_code": lead, "position": 0})

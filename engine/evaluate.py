@@ -614,54 +614,88 @@ class _Totals:
 
     by_year: dict[int, tuple[float, int]]
     final: float
-    # running total of each month of each year (ytd reading), for forecasts: year -> month -> value
-    profile: dict[int, dict[int, float]]
+    monthly: dict[int, dict[int, float]]  # the figures of each month as reported: year -> month -> value
+    reported_as: str
+    _series: dict[str, float] | None = None  # monthly amounts: the raw series, read by month on demand
+
+    @classmethod
+    def _of_amounts(cls, series: dict[str, float]) -> _Totals:
+        """Monthly amounts (当月值): summed per year, months only (the hot path at province scale)."""
+        sums: dict[str, float] = {}
+        last: dict[str, str] = {}
+        for code, value in series.items():
+            if len(code) != 7 or code[4] != "-" or code[5] == "Q":
+                continue  # quarterly and yearly rows would double count
+            year = code[:4]
+            sums[year] = sums.get(year, 0.0) + value
+            if code > last.get(year, ""):
+                last[year] = code
+        by_year = {int(year): (total, int(last[year][5:])) for year, total in sums.items()}
+        monthly: dict[int, dict[int, float]] = {}
+        totals = cls(by_year, sum(sums.values()), monthly, "month")
+        totals._series = series
+        return totals
+
+    def _months(self, year: int) -> dict[int, float]:
+        if year not in self.monthly and self._series is not None:
+            prefix = f"{year}-"
+            self.monthly[year] = {int(code[5:]): value for code, value in self._series.items()
+                                  if code.startswith(prefix) and code[5] != "Q"}
+        return self.monthly.get(year, {})
+
+    def profile(self, year: int) -> dict[int, float]:
+        """The year's running total at the end of each reported month (for forecasts)."""
+        months = self._months(year)
+        if self.reported_as == "month":
+            running, total = {}, 0.0
+            for month in sorted(months):
+                total += months[month]
+                running[month] = total
+            return running
+        if self.reported_as == "to_date":
+            before = [value for y, (value, _) in self.by_year.items() if y < year]
+            base = sum(before)
+            return {m: v - base for m, v in months.items()}
+        return dict(months)
 
     @classmethod
     def of(cls, series: dict[str, float], reported_as: str) -> _Totals:
-        latest: dict[int, tuple[tuple[dt.date, dt.date], float, int]] = {}
+        if reported_as == "month":
+            return cls._of_amounts(series)
+        # latest[year] = ((end month index, start month index), value, last month): a month beats
+        # its quarter and its year when they end together (the finest figure).
+        latest: dict[int, tuple[tuple[int, int], float, int]] = {}
         monthly: dict[int, dict[int, float]] = {}
         for code, value in series.items():
-            try:
-                period = parse_period(code)
-            except ValueError:
-                continue
-            if reported_as == "month":
-                if period.kind == "month":
-                    monthly.setdefault(period.year, {})[period.start.month] = value
-                continue
-            key = (period.end, period.start)
-            last_month = period.last_day.month
-            if period.kind == "month":
-                monthly.setdefault(period.year, {})[last_month] = value
-            if period.year not in latest or key > latest[period.year][0]:
-                latest[period.year] = (key, value, last_month)
+            if len(code) == 7 and code[4] == "-" and code[5] != "Q":  # 2023-06, the common case, parsed cheaply
+                year, month = int(code[:4]), int(code[5:])
+                monthly.setdefault(year, {})[month] = value
+                key = (month, month)
+            elif reported_as == "month":
+                continue  # monthly amounts: quarterly and yearly rows would double count
+            else:
+                try:
+                    period = parse_period(code)
+                except ValueError:
+                    continue
+                year, month = period.year, period.last_day.month
+                key = (month, period.start.month)
+            if reported_as != "month" and (year not in latest or key > latest[year][0]):
+                latest[year] = (key, value, month)
         by_year: dict[int, tuple[float, int]] = {}
-        profile: dict[int, dict[int, float]] = {}
-        if reported_as == "month":
-            for year, months in monthly.items():
-                by_year[year] = (sum(months.values()), max(months))
-                running, total = {}, 0.0
-                for month in range(1, max(months) + 1):
-                    total += months.get(month, 0.0)
-                    running[month] = total
-                profile[year] = running
-            return cls(by_year, sum(v for v, _ in by_year.values()), profile)
         previous = 0.0
         for year in sorted(latest):
             _key, value, last_month = latest[year]
             if reported_as == "to_date":
                 by_year[year] = (value - previous, last_month)
-                profile[year] = {m: v - previous for m, v in monthly.get(year, {}).items()}
                 previous = value
             else:
                 by_year[year] = (value, last_month)
-                profile[year] = dict(monthly.get(year, {}))
         if reported_as == "to_date":
             final = latest[max(latest)][1] if latest else 0.0
         else:
             final = sum(v for v, _ in by_year.values())
-        return cls(by_year, final, profile)
+        return cls(by_year, final, monthly, reported_as)
 
 
 def _series(snapshot: Snapshot, indicator: str, unit: str, reported_as: str = "month") -> dict[str, float]:
@@ -871,7 +905,7 @@ def _derive_forecast(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Co
             done, month = totals.by_year.get(year, (0.0, 0))
             if month < rule.from_month or month >= 12:
                 continue
-            last = totals.profile.get(year - 1, {})
+            last = totals.profile(year - 1)
             if last.get(month, 0.0) > 0 and 12 in last:
                 projected, method = done * last[12] / last[month], "last_year_profile"
             else:
