@@ -107,7 +107,11 @@ def main() -> None:
             _load(base, f"/unit/{unit}", unit_cookie, "unit page")
         finally:
             server.terminate()
-            server.wait(10)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
         # A submission: through the importer, then only the touched indicator's rules re-evaluated.
         from duban.store.db import make_engine
