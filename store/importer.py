@@ -175,7 +175,7 @@ class ImportReport:
             lines.append(f"共发现 {self.problem_count} 个问题{also}，本次导入未写入任何数据。请修改后重新导入。")
         elif self.needs_note:
             lines.append(f"共有 {self.warning_count} 处数据需核实，本次导入未写入任何数据。请核对后修改；"
-                         "如核实无误，请加 --note \"说明\" 重新导入，说明将与数据一同保存，在报告中显示。")
+                         "如核实无误，请附上说明重新导入（命令行加 --note \"说明\"），说明将与数据一同保存，在报告中显示。")
         return lines
 
     def summary_lines(self) -> list[str]:

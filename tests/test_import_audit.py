@@ -58,8 +58,8 @@ def test_a_completion_rate_above_100_is_queried_and_imported_with_a_note_kept_be
     assert not queried.ok and queried.needs_note and queried.problem_count == 0
     assert queried.problem_lines() == [
         f"{path}:2:value: 【需核实】百分比 112.5% 超出 0 至 100，请核实",
-        "共有 1 处数据需核实，本次导入未写入任何数据。请核对后修改；如核实无误，请加 --note \"说明\" 重新导入，"
-        "说明将与数据一同保存，在报告中显示。",
+        "共有 1 处数据需核实，本次导入未写入任何数据。请核对后修改；如核实无误，请附上说明重新导入"
+        "（命令行加 --note \"说明\"），说明将与数据一同保存，在报告中显示。",
     ]
     with transaction(sqlite_engine) as s:
         assert s.scalars(select(Observation)).all() == []
@@ -146,7 +146,7 @@ def test_the_command_refuses_queried_figures_without_a_note_and_keeps_the_note_w
     refused = cli.invoke(main, ["--db", str(db), "import", str(folder)])
     accepted = cli.invoke(main, ["--db", str(db), "import", str(folder), "--note", "含跨年结转项目"])
 
-    assert refused.exit_code == 1 and "请加 --note" in refused.stderr
+    assert refused.exit_code == 1 and "--note" in refused.stderr
     assert accepted.exit_code == 0, accepted.output
     assert "经核实导入的数据 1 处，说明已保存：含跨年结转项目" in accepted.output
 

@@ -118,3 +118,12 @@ def test_indicators_sheet_in_a_workbook_is_still_checked_when_sheet2_is_empty(sq
     assert not report.ok
     assert all("Sheet2" not in line for line in report.problem_lines())
     assert any("未知的单位代码" in line for line in report.problem_lines())
+
+
+def test_excels_unicode_text_export_utf16_with_tabs_is_read(sqlite_engine, tmp_path):
+    path = tmp_path / "units.csv"
+    path.write_bytes("\r\n".join("\t".join(row) for row in UNITS).encode("utf-16"))  # BOM + UTF-16LE
+    report = run(sqlite_engine, path)
+    assert report.ok, report.problem_lines()
+    with transaction(sqlite_engine) as s:
+        assert s.get(Unit, "wjd").name == "五马街道"

@@ -226,12 +226,20 @@ def _open_xls(path: Path) -> Any:
 
 
 def detect_csv_encoding(path: Path) -> tuple[str | None, int]:
-    """The first of UTF-8 (with or without BOM) and GB18030 (a superset of GBK) that decodes the whole file.
+    """UTF-16 when the file starts with its byte-order mark; otherwise the first of UTF-8 (with or without
+    BOM) and GB18030 (a superset of GBK) that decodes the whole file.
 
     Returns (None, line) when neither does, with the line where UTF-8 decoding first failed.
     WPS and older Excel save CSV as GBK; a UTF-8 prefix followed by GBK bytes must not pass.
     """
     first_bad_line = 1
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(4)
+    except OSError:
+        return None, 1
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", 0  # Excel's "Unicode text" and some WPS exports; the BOM says which byte order
     for encoding in CSV_ENCODINGS:
         decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
         lines_before = 0
@@ -426,7 +434,12 @@ def _open_csv(source: Source, problems: ProblemSink, limits: ImportLimits) -> It
 
 def _csv_rows(source: Source, handle: Any, problems: ProblemSink, limits: ImportLimits) -> Iterator[list[Cell]]:
     """csv.reader's rows; its errors (a cell beyond the field limit, a stray quote) become problems."""
-    reader: Iterator[list[Any]] = csv.reader(handle)
+    # Excel's "Unicode text" (UTF-16) separates cells with tabs: a header line with tabs and no
+    # commas names that delimiter.
+    first_line = handle.readline()
+    handle.seek(0)
+    delimiter = "\t" if "\t" in first_line and "," not in first_line else ","
+    reader: Iterator[list[Any]] = csv.reader(handle, delimiter=delimiter)
     records = 0
     # The csv module's own field limit (131,072 by default) raises mid-file. The import's cell
     # limit is checked per cell by `_bounded` (naming the column); the module's is only the backstop.
