@@ -125,7 +125,8 @@ class ObservationStage:
             " ORDER BY 1, 2, 3, 5",
             execution_options={"yield_per": 10_000},
         )
-        yield from result  # rows of SeriesRow's fields: cheaper than building a SeriesRow for each
+        for rows in result.partitions(10_000):  # fetched in blocks, not row by row
+            yield from rows  # rows of SeriesRow's fields: cheaper than building a SeriesRow for each
 
     def merge(self, *, now: dt.datetime, changed_by: str) -> MergeCounts:
         """Insert new figures; for corrected ones record a revision and update. Unchanged rows are not touched."""

@@ -223,11 +223,17 @@ def parse_number(cell: Cell) -> tuple[float, bool]:
         except OverflowError:
             value = math.inf
         return _finite(value, cell), False
-    text = parse_text(cell).replace(" ", "").replace("\u00a0", "").replace("\u2212", "-")
+    text = parse_text(cell).replace(" ", "").replace("\u00a0", "")
+    if _PLAIN_NUMBER.fullmatch(text) and len(text) <= _MAX_DIGITS:  # the common case: "12.5"
+        value = float(text)
+        if -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+            return value, False
+        return _finite(value, text), False
+    text = text.replace("\u2212", "-")
     if not text:
         raise CellError("数值不能为空")
     sign = 1.0
-    if bracketed := _ACCOUNTING_NEGATIVE.fullmatch(text):
+    if text[0] in "(（" and (bracketed := _ACCOUNTING_NEGATIVE.fullmatch(text)):
         sign, inner = -1.0, bracketed[1]
         if inner.startswith(("+", "-")):
             raise CellError(f"不是数值：'{text}'")
