@@ -35,9 +35,11 @@ from jinja2 import (
     TemplateSyntaxError,
     UndefinedError,
     nodes,
+    pass_context,
     select_autoescape,
 )
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
@@ -351,9 +353,35 @@ class _BoundedEnvironment(SandboxedEnvironment):
         return operator.pow(left, right)
 
 
+# DingTalk markdown: data must stay text. Characters that start markdown or HTML (a unit named
+# `<img src=…>`, a title `[点击](http://…)`) become their full-width forms, which read the same to a
+# Chinese reader and do nothing; line breaks in data become spaces (no new heading or list).
+_MARKDOWN_INERT = str.maketrans({
+    "<": "＜", ">": "＞", "[": "［", "]": "］", "(": "（", ")": "）", "*": "＊", "_": "＿", "`": "｀",
+    "#": "＃", "!": "！", "|": "｜", "~": "～", "\\": "＼", "\r": " ", "\n": " ",
+})
+_PLAIN_URL = re.compile(r"https?://[^\s<>()\[\]`*!|\\]+")
+
+
+def markdown_text(value: str) -> str:
+    """A data value made inert for DingTalk markdown (a plain http(s) URL is left usable)."""
+    if _PLAIN_URL.fullmatch(value):
+        return value
+    return value.translate(_MARKDOWN_INERT)
+
+
+@pass_context
+def _finalize(context: Context, value: Any) -> Any:
+    """Every `{{ … }}` of a markdown template (*.md.j2) prints data as inert text."""
+    if isinstance(value, str) and not isinstance(value, Markup) and (context.name or "").endswith(".md.j2"):
+        return markdown_text(value)
+    return value
+
+
 def _make_environment(loader: BaseLoader) -> SandboxedEnvironment:
     env = _BoundedEnvironment(
         loader=loader,
+        finalize=_finalize,
         autoescape=select_autoescape(
             enabled_extensions=("html.j2", "htm.j2", "html"), default_for_string=False
         ),

@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -238,11 +238,18 @@ def test_a_malformed_webhook_never_puts_its_token_in_the_outbox_or_on_screen(
 
 
 def test_markdown_from_data_is_inert(robot: DingTalkRobot, clock: Clock) -> None:
+    from duban.notifiers.samples import sample_item
+
     digest = sample_digest()
-    rendered = DigestRenderer(TEMPLATES).render(digest)
-    body = json.loads(build_dingtalk_message(digest, rendered).payload)
-    assert "<img" not in body["markdown"]["text"]
-
-
-def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    hostile = dataclasses.replace(
+        digest,
+        recipient=dataclasses.replace(digest.recipient, name="<img src=x onerror=alert(1)>专班"),
+        items=(sample_item(title="[点击领取](http://evil.example/?t=1) **加急**",
+                           subject_name="![x](http://evil.example/p.png)", action="# 标题\n- 列表"),),
+    )
+    text = DigestRenderer(TEMPLATES).render(hostile).markdown
+    for live in ("<img", "](http", "![", "**加急", "\n# 标题"):
+        assert live not in text, live
+    assert "＜img src=x onerror=alert（1）＞专班" in text  # still legible, as text
+    body = json.loads(build_dingtalk_message(digest, DigestRenderer(TEMPLATES).render(digest)).payload)
+    assert "服务业投资占全区固定资产投资比重低于2/3" in body["markdown"]["text"]  # ordinary data unchanged
