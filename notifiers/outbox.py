@@ -154,6 +154,7 @@ class DrainReport:
     deferred: int = 0  # put back by pacing or a throttled peer, no attempt spent
     throttled: int = 0  # of which the peer answered "too fast" (DingTalk 130101)
     lost_claims: int = 0  # rows whose lease expired and another sender took over
+    admin_reports_sent: int = 0  # reports to the admin (not counted above) that went out
     failures: list[DeliveryFailure] = field(default_factory=list)
     problems: dict[str, Problem] = field(default_factory=dict)  # cause -> first occurrence
     resume_at: datetime | None = None  # deferred rows are due again from then
@@ -172,6 +173,8 @@ class DrainReport:
             text += f"，按发送频率限制延后{self.deferred}封"
             if self.resume_at is not None:
                 text += f"（{format_datetime_cn(self.resume_at)}起续发）"
+        if self.admin_reports_sent and self.admin_report == ADMIN_NONE:
+            text += f"；另发出此前排队的管理员报告{self.admin_reports_sent}封"
         return text + admin_report_text(self.admin_report, self.admin_address)
 
 
@@ -355,6 +358,11 @@ class _Drainer:
         if self.marks.update(*_owned_update(claimed, values)) != 1:
             self.report.lost_claims += 1
             return
+        if claimed.message.idempotency_key.startswith(ADMIN_REPORT_PREFIX):
+            # The admin's report is not one of the notices this drain counts.
+            self.report.claimed -= 1
+            self.report.admin_reports_sent += int(result.outcome is Outcome.OK)
+            return
         if result.outcome is Outcome.OK:
             self.report.sent += 1
         elif failure is None:
@@ -376,28 +384,32 @@ class _Drainer:
 
     # pacing
 
-    def pacer_for(self, message: OutgoingMessage) -> _Pacer | None:
+    def pacer_for(self, message: OutgoingMessage) -> _Pacer:
+        """The pacing state of the message's key: its window (if the transport has a rate) and any
+        pause a throttled answer left, also one another process recorded."""
         rate: Rate | None = getattr(self.transport, "rate", None)
-        if rate is None or rate.count <= 0:
-            return None
+        if rate is not None and rate.count <= 0:
+            rate = None
         key = self.transport.pace_key(message)
         pacer = self.pacers.get(key)
         if pacer is None:
             pacer = self.pacers[key] = self.load_pacer(key, rate)
         return pacer
 
-    def load_pacer(self, key: str, rate: Rate) -> _Pacer:
+    def load_pacer(self, key: str, rate: Rate | None) -> _Pacer:
         """Seed the window with what was sent lately (by any process) and any pause still on."""
         now = self.now()
         table = DELIVERIES
+        history: list[datetime] = []
         with self.connection.begin():
-            history = list(self.connection.scalars(
-                select(table.c.sent_at)
-                .where(table.c.status == SENT, table.c.channel.in_(self.channels),
-                       table.c.sent_at > now - timedelta(seconds=rate.seconds))
-                .order_by(table.c.sent_at.desc())
-                .limit(rate.count)
-            ))
+            if rate is not None:
+                history = list(self.connection.scalars(
+                    select(table.c.sent_at)
+                    .where(table.c.status == SENT, table.c.channel.in_(self.channels),
+                           table.c.sent_at > now - timedelta(seconds=rate.seconds))
+                    .order_by(table.c.sent_at.desc())
+                    .limit(rate.count)
+                ))
             paused = self.connection.scalar(select(Setting.value).where(Setting.key == f"{PAUSE_PREFIX}{key}"))
         until = None
         if paused:
@@ -410,8 +422,7 @@ class _Drainer:
     def pause(self, message: OutgoingMessage, until: datetime) -> None:
         pacer = self.pacer_for(message)
         key = self.transport.pace_key(message)
-        if pacer is not None:
-            pacer.paused_until = max(until, pacer.paused_until or until)
+        pacer.paused_until = max(until, pacer.paused_until or until)
         with self.connection.begin():
             self.connection.execute(delete(Setting).where(Setting.key == f"{PAUSE_PREFIX}{key}"))
             self.connection.execute(insert(Setting).values(key=f"{PAUSE_PREFIX}{key}", value=until.isoformat(),
@@ -436,8 +447,6 @@ class _Drainer:
     async def paced(self, claimed: _Claimed) -> bool:
         """Wait for the pacing window (up to max_wait); False when the row was deferred instead."""
         pacer = self.pacer_for(claimed.message)
-        if pacer is None:
-            return True
         while True:
             now = self.now()
             delay = pacer.delay(now)
@@ -473,10 +482,10 @@ class _Drainer:
 class _Pacer:
     """A sliding window of send times for one pacing key, plus a pause (after "too fast")."""
 
-    def __init__(self, rate: Rate, history: list[datetime], paused_until: datetime | None) -> None:
+    def __init__(self, rate: Rate | None, history: list[datetime], paused_until: datetime | None) -> None:
         self.rate = rate
-        self.window = timedelta(seconds=rate.seconds)
-        self.sent: deque[datetime] = deque(history[-rate.count:])
+        self.window = timedelta(seconds=rate.seconds if rate else 0)
+        self.sent: deque[datetime] = deque(history[-rate.count:] if rate else ())
         self.paused_until = paused_until
 
     def paused(self, now: datetime) -> bool:
@@ -486,6 +495,8 @@ class _Pacer:
         """Seconds until a send is allowed (0: now)."""
         if self.paused_until is not None and now < self.paused_until:
             return (self.paused_until - now).total_seconds()
+        if self.rate is None:
+            return 0.0
         while self.sent and self.sent[0] <= now - self.window:
             self.sent.popleft()
         if len(self.sent) < self.rate.count:
@@ -493,7 +504,8 @@ class _Pacer:
         return max(0.001, (self.sent[0] + self.window - now).total_seconds())
 
     def take(self, now: datetime) -> None:
-        self.sent.append(now)
+        if self.rate is not None:
+            self.sent.append(now)
 
 
 _OWNED_UPDATES: dict[tuple[str, ...], Any] = {}
@@ -615,13 +627,14 @@ async def drain(
                 report.admin_report = ADMIN_QUEUED
                 if EMAIL in transport.channels:
                     # Try the report at once; if it fails it stays in the outbox like any message.
-                    before = report.sent
+                    # Its own send is not counted among the notices of this drain.
+                    before = report.admin_reports_sent
                     drainer.exhausted = False
                     drainer.limit = None
                     drainer.queue.extend(drainer.claim(only_ids=[delivery_id]))
                     drainer.exhausted = True
                     await drainer.run_worker()
-                    if report.sent > before:
+                    if report.admin_reports_sent > before:
                         report.admin_report = ADMIN_SENT
     finally:
         drainer.connection.close()

@@ -101,7 +101,7 @@ class DeliveryOutcome:
                          f"（如钉钉需包含 dingtalk 并设置 DUBAN_DINGTALK_WEBHOOK）")
         waiting = {p.cause: p for _n, r in self.reports for p in r.problems.values()}
         for problem in waiting.values():
-            lines.append(f"发送受阻（邮件已保留，稍后自动重试）：{scrub(problem.message)}")
+            lines.append(f"发送受阻（邮件已保留，稍后重试）：{scrub(problem.message)}")
         for problem, seen in self.unresolved:
             if problem.cause in waiting:
                 continue
@@ -174,7 +174,7 @@ async def deliver(
         fresh = build_transport(settings, mailer.name)
         report = await drain(engine, fresh, now=now, worker=worker, only_ids=[delivery_id], sleep=sleep,
                              max_wait=max_wait, mail_from=settings.mail_from)
-        if report.sent:
+        if report.admin_reports_sent:
             outcome.admin_report = ADMIN_SENT
     return outcome
 

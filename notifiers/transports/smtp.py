@@ -183,18 +183,18 @@ class SmtpTransport:
             if isinstance(item, socket.gaierror):
                 return SendResult.temporary(
                     f"无法解析邮件服务器地址“{self.config.host}”（DNS解析失败：{item.strerror or item}）。"
-                    "请检查 DUBAN_SMTP_HOST 和本机的DNS设置；邮件已保留，稍后自动重试",
+                    "请检查 DUBAN_SMTP_HOST 和本机的DNS设置；邮件已保留，稍后重试",
                     cause="dns",
                 )
         if any(isinstance(item, (TimeoutError, asyncio.TimeoutError, aiosmtplib.SMTPTimeoutError)) for item in chain):
             return SendResult.temporary(
-                f"连接邮件服务器{where}超时（超过{self.config.timeout:g}秒无响应）。邮件已保留，稍后自动重试；"
+                f"连接邮件服务器{where}超时（超过{self.config.timeout:g}秒无响应）。邮件已保留，稍后重试；"
                 "如持续发生，请检查网络、防火墙和 DUBAN_SMTP_PORT",
                 cause="timeout",
             )
         if any(isinstance(item, (OSError, aiosmtplib.SMTPException)) for item in chain):
             return SendResult.temporary(
-                f"无法连接邮件服务器{where}：{type(exc).__name__}: {scrub(str(exc))}。邮件已保留，稍后自动重试",
+                f"无法连接邮件服务器{where}：{type(exc).__name__}: {scrub(str(exc))}。邮件已保留，稍后重试",
                 cause="connect",
             )
         return None

@@ -229,7 +229,8 @@ def test_security_secrets_never_reach_logs_the_database_or_errors(
     password_file.write_text(FILE_PASSWORD + "\n", encoding="utf-8")
     webhook = f"http://127.0.0.1:{robot}/robot/send?access_token={ACCESS_TOKEN}"
     with smtp_server(handler, authenticator=authenticator, auth_required=True, auth_require_tls=False) as port:
-        settings = {"DUBAN_TRANSPORT": "smtp", "DUBAN_SMTP_PORT": str(port), "DUBAN_SMTP_USER": "zhuanban",
+        # Both channels from the first round: DingTalk rows exist only when a transport carries them.
+        settings = {"DUBAN_TRANSPORT": "smtp,dingtalk", "DUBAN_SMTP_PORT": str(port), "DUBAN_SMTP_USER": "zhuanban",
                     "DUBAN_DINGTALK_WEBHOOK": webhook, "DUBAN_DINGTALK_SECRET": DINGTALK_SECRET,
                     "DUBAN_RULES": str(ROOT / "rules"), "DUBAN_ADMIN_EMAIL": "admin@lucheng.example.org"}
         if source == "env":
