@@ -18,6 +18,7 @@ from typing import Any
 from duban.engine.calendar import CalendarFileError, WorkingCalendar
 from duban.engine.compile import FACT_SCHEMA, DecisionKind, compile_rule_set, decision_of
 from duban.engine.durable_adapter import CompiledRuleset
+from duban.engine.expr import BoundUndefined
 from duban.engine.rules import DEFAULT_TOLERANCE, Rule, RuleSet
 from duban.store.gcpause import gc_paused
 from duban.store.periods import Period, figures_due, local_date, month_code, parse_period
@@ -205,6 +206,7 @@ class Evaluator:
         wanted = set(groups) if groups is not None else None
         derived = Derived(warnings=list(self.load_warnings))
         context = _Context(snapshot, derived.warnings)
+        context.failures = derived.failures
         defaults = {name: kind() for name, kind in FACT_SCHEMA.fields.items()}
         for rule in self.rule_set.rules:
             if wanted is not None and not wanted & set(rule.groups):
@@ -418,7 +420,13 @@ def _derive_threshold(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _C
         if latest is None:
             continue
         period, value = latest
-        limit = bound.resolve(info.measure, lambda code, p=period: _value_in(snapshot, code, p))  # type: ignore[misc]
+        try:
+            limit = bound.resolve(info.measure, lambda code, p=period: _value_in(snapshot, code, p))  # type: ignore[misc]
+        except BoundUndefined as exc:
+            # Not "figures missing": the rule would silently never fire. Skipped and reported instead.
+            context.failures.append(f"{rule.position}: 规则 `{rule.short_id}` 的标准 {bound.text} 在 {period.label} 无法计算"
+                                    f"（{exc}），本次跳过 {info.code}；请核对数据或修改标准")
+            continue
         if limit is None:
             context.warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 缺少 {period.label} 的比较指标数据（{bound.text}），本次跳过 {info.code}")
             continue
@@ -578,6 +586,7 @@ class _Context:
     def __init__(self, snapshot: Snapshot, warnings: list[str]) -> None:
         self.snapshot = snapshot
         self.warnings = warnings
+        self.failures: list[str] = []  # items skipped as unusable (Derived.failures)
         self._totals: dict[tuple[str, str], _Totals] = {}
         self._sums: dict[str, dict[str, float]] = {}
 

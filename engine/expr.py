@@ -36,6 +36,10 @@ class ExpressionError(ValueError):
         self.offset = offset
 
 
+class BoundUndefined(ValueError):
+    """The bound has no value for these figures (a divisor of indicators came out zero)."""
+
+
 @dataclass(frozen=True)
 class Num:
     value: float
@@ -87,7 +91,10 @@ class Bound:
         )
 
     def resolve(self, measure: str, lookup: Callable[[str], float | None]) -> float | None:
-        """The bound's value in the indicator's measure; None when a referenced figure is missing."""
+        """The bound's value in the indicator's measure; None when a referenced figure is missing.
+
+        Raises BoundUndefined when the figures make it undefined (a divisor of indicators is zero).
+        """
         value = _value(self.node, lookup)
         if value is None:
             return None
@@ -123,7 +130,10 @@ def _value(node: Node, lookup: Callable[[str], float | None]) -> float | None:
         return left - right
     if node.op == "*":
         return left * right
-    return None if right == 0 else left / right
+    if right == 0:
+        # Constant zero divisors are refused when the rule is loaded; this one came from the figures.
+        raise BoundUndefined("除数为零")
+    return left / right
 
 
 class _Parser:

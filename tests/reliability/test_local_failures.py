@@ -180,3 +180,35 @@ def test_serial_two_rounds_at_once_on_postgresql_decide_each_alert_once(
     assert duplicated == 0, [key for key, count in repeats.items() if count > 1]
     ledger("serial", inputs=2 * attempts + 1, faults=attempts, duplicated=duplicated, rounds=recorded,
            note=f"PostgreSQL, two `evaluate --send` at once ×{attempts}: {len(ids)} Message-IDs, each once")
+
+
+def test_local_a_bound_whose_divisor_of_indicators_is_zero_is_reported_not_silently_skipped(
+    sqlite_engine: Engine, tmp_path: Path, ledger
+) -> None:
+    # On main `at_least: 1/0` was skipped every round as "缺少比较指标数据": the rule silently never fired.
+    # A constant zero divisor is now refused by `duban check`; one made of figures is reported when met.
+    import shutil
+
+    from duban.engine.evaluate import Evaluator
+    from duban.engine.loader import load_rule_set
+    from duban.store.snapshot import load_snapshot
+
+    engine = _imported(sqlite_engine)
+    rules = tmp_path / "lucheng"
+    shutil.copytree(ROOT / "rules" / "lucheng", rules, ignore=shutil.ignore_patterns("tests"))
+    shutil.copy(ROOT / "rules" / "calendar-overrides.yaml", tmp_path / "calendar-overrides.yaml")
+    text = (rules / "investment.yaml").read_text(encoding="utf-8")
+    (rules / "investment.yaml").write_text(text.replace(
+        "at_least: 2/3", "at_least: 'service_investment_growth / (service_investment_growth - service_investment_growth)'",
+        1), encoding="utf-8")
+    rule_set = load_rule_set(rules, display_root=tmp_path)
+    evaluator = Evaluator(rule_set)
+    try:
+        result = evaluator.evaluate(load_snapshot(engine, dt.datetime(2023, 7, 15, 2, tzinfo=dt.UTC)))
+    finally:
+        evaluator.close()
+    [failure] = [f for f in result.failures if "service_investment_share" in f]
+    assert failure.startswith("lucheng/investment.yaml:") and "除数为零" in failure, failure
+    assert not [w for w in result.warnings if "service_investment_share" in w and "缺少" in w]
+    assert result.candidates  # the other rules still decide
+    ledger("local", inputs=1, faults=1, rounds=1)
