@@ -298,9 +298,14 @@ def parse_overrides(text: str, path: str) -> CalendarOverrides:
     def problem(line_column: tuple[int, int], message: str) -> None:
         problems.append(FileProblem(path, line_column[0], line_column[1], message))
 
+    from duban.engine.loader import yaml_structure_problem
+
     yaml = YAML(typ="rt")
     yaml.Constructor = _DatesAsText
     try:
+        refused = yaml_structure_problem(text)  # aliases and deep nesting, before anything is built
+        if refused is not None:
+            raise CalendarFileError([FileProblem(path, *refused)])
         document = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

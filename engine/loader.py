@@ -204,7 +204,7 @@ class _FileChecker:
                                          f"文件过大（超过 {MAX_RULE_FILE_BYTES // 1024} KB），规则文件不应这么长，请检查是否放错了文件"))
             return None
         try:
-            if _may_alias_or_nest_deep(text) and not self._plain_structure(yaml, text):
+            if not self._plain_structure(yaml, text):
                 return None
             return yaml.load(text)
         except MarkedYAMLError as exc:
@@ -216,28 +216,11 @@ class _FileChecker:
             return None
 
     def _plain_structure(self, yaml: YAML, text: str) -> bool:
-        """Refuses YAML aliases (`*name`) and nesting beyond MAX_YAML_DEPTH before anything is built.
-
-        An alias repeats a value without copying it; nine-way aliases eight deep are 43 million values
-        once printed, which a 2.6 KB file can hold. Rule files never need them: each value is written out.
-        """
-        depth = 0
-        for event in yaml.parse(text):
-            name = type(event).__name__
-            if name == "AliasEvent":
-                mark = event.start_mark
-                self.errors.append(RuleError(self.display, mark.line + 1, mark.column + 1,
-                                             "规则文件中不允许使用 YAML 别名（*名称）：请直接写出取值"))
-                return False
-            if name in ("MappingStartEvent", "SequenceStartEvent"):
-                depth += 1
-                if depth > MAX_YAML_DEPTH:
-                    mark = event.start_mark
-                    self.errors.append(RuleError(self.display, mark.line + 1, mark.column + 1,
-                                                 f"嵌套层级过深（超过 {MAX_YAML_DEPTH} 层），规则文件不需要这么深的结构"))
-                    return False
-            elif name in ("MappingEndEvent", "SequenceEndEvent"):
-                depth -= 1
+        """Refuses YAML aliases and nesting beyond MAX_YAML_DEPTH before anything is built."""
+        problem = yaml_structure_problem(text, yaml)
+        if problem is not None:
+            self.errors.append(RuleError(self.display, *problem))
+            return False
         return True
 
     def check_keys(self, mapping: CommentedMap, allowed: Iterable[str], what: str) -> None:
@@ -344,6 +327,33 @@ class _FileChecker:
         if kind == "selector":
             return raw  # interpreted by _selector, which knows the rule kind
         raise AssertionError(kind)
+
+
+def yaml_structure_problem(text: str, yaml: YAML | None = None) -> tuple[int, int, str] | None:
+    """(line, column, Chinese message) of the first YAML alias (`*name`) or nesting beyond MAX_YAML_DEPTH.
+
+    An alias repeats a value without copying it; nine-way aliases eight deep are 43 million values once
+    printed or walked, which a 2.6 KB file can hold. Duban's YAML files never need them: each value is
+    written out. Cheap for ordinary files (`_may_alias_or_nest_deep` decides whether to parse at all).
+    Raises MarkedYAMLError for a file that is not YAML, as loading would.
+    """
+    if not _may_alias_or_nest_deep(text):
+        return None
+    depth = 0
+    for event in (yaml or YAML(typ="rt")).parse(text):
+        name = type(event).__name__
+        if name == "AliasEvent":
+            mark = event.start_mark
+            return mark.line + 1, mark.column + 1, "不允许使用 YAML 别名（*名称）：请直接写出取值"
+        if name in ("MappingStartEvent", "SequenceStartEvent"):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                mark = event.start_mark
+                return (mark.line + 1, mark.column + 1,
+                        f"嵌套层级过深（超过 {MAX_YAML_DEPTH} 层），不需要这么深的结构")
+        elif name in ("MappingEndEvent", "SequenceEndEvent"):
+            depth -= 1
+    return None
 
 
 def _may_alias_or_nest_deep(text: str) -> bool:

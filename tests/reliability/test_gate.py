@@ -131,3 +131,18 @@ def test_gate_duban_check_prints_chinese_errors_and_no_traceback(tmp_path: Path,
     assert len(errors) >= 3, done.stderr
     assert "规则检查未通过" in done.stderr
     ledger("gate", inputs=1, faults=3)
+
+
+def test_gate_an_alias_bomb_in_the_calendar_file_is_refused_too(tmp_path: Path, ledger) -> None:
+    directory = _copy(tmp_path)
+    bomb = _alias_bomb()
+    (tmp_path / "calendar-overrides.yaml").write_text(
+        "x-bomb:\n" + "\n".join("  " + line for line in bomb.splitlines()) + "\n2027:\n  holidays: *a8\n",
+        encoding="utf-8")
+    started = time.monotonic()
+    with pytest.raises(RuleSetInvalid) as caught:
+        load_rule_set(directory, display_root=tmp_path)
+    elapsed = time.monotonic() - started
+    text = "\n".join(str(e) for e in caught.value.errors)
+    assert elapsed < 5 and "别名" in text and len(text) < 1000, (elapsed, text[:500])
+    ledger("gate", inputs=1, faults=1)
