@@ -114,14 +114,16 @@ def record_round(
     started_at: dt.datetime | None = None,
     rows: StoreRows | None = None,
     compose: bool = True,
-    force: bool = False,
+    refuse_earlier: bool = False,
 ) -> RoundReport:
     """Evaluate at `at` (unless `result` is given) and record the round; idempotent per `key`.
 
     Rounds of one programme are serialized on every database (`serialize_rounds`): a second round
-    waits for the first to commit and then decides on what it wrote. A round at an instant earlier
-    than the latest recorded one is refused (RoundError) unless `force`: it would re-send warnings
-    already handled, in the wrong order.
+    waits for the first to commit and then decides on what it wrote. With `refuse_earlier` (a manual
+    round: `duban evaluate --send` without --force) a round at an instant earlier than the latest
+    recorded one is refused (RoundError): it would re-send warnings already handled, in the wrong
+    order. The service needs no such check: its round keys are its watermark, and with `--at` its
+    clock restarts at every start.
     """
     report = RoundReport(key=key, at=at)
     with transaction(engine) as session:
@@ -130,7 +132,7 @@ def record_round(
             report.skipped = True
             return report
         latest = session.execute(select(Round.at, Round.key).order_by(Round.at.desc()).limit(1)).first()
-        if latest is not None and at < latest.at and not force:
+        if latest is not None and at < latest.at and refuse_earlier:
             raise RoundError(
                 f"本轮时间 {_local(at)} 早于已记录的最近一轮（{_local(latest.at)}，轮次 {latest.key}）："
                 "按较早的时间补记会重发已处理过的预警，并打乱催办、销号的先后次序。本轮未记录、未发送；"

@@ -148,7 +148,7 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
             raise UserError(f"发送配置错误：{exc}；本轮未记录") from None
         try:
             report = record_round(app.engine, rule_set, at, key=f"manual:{at.isoformat()}", groups=groups or None,
-                                  result=result, force=force)
+                                  result=result, refuse_earlier=not force)
         except RoundError as exc:
             raise UserError(str(exc)) from None
         click.echo(str(report))
