@@ -199,6 +199,11 @@ def test_postgresql_restarted_during_a_round_the_round_commits_whole_and_the_ser
         if service.poll() is None:
             service.kill()
         log.close()
+        # Never leave the machine's PostgreSQL down (a restart that timed out on a loaded machine did):
+        # every later test, and other sessions' CI, depend on it.
+        if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], capture_output=True).returncode != 0:
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster[0], cluster[1], "start"],
+                           capture_output=True, timeout=120)
     output = (tmp_path / "service.log").read_text()
     ledger("postgresql", faults=1, inputs=5, lost=0, duplicated=0)
     assert_no_traceback(output)
