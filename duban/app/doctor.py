@@ -97,7 +97,8 @@ def _head_revision() -> str | None:
 
 
 def _programme_and_rules(engine: Engine, rules_root: Path) -> tuple[list[Check], Path | None]:
-    from duban.engine.loader import RuleSetInvalid, check_against_store, load_rule_set, resolve_rule_set
+    from duban.app.rulecheck import rules_against_store
+    from duban.engine.loader import RuleSetInvalid, load_rule_set, resolve_rule_set
     from duban.store.models import Indicator, Programme, Unit
 
     with engine.connect() as connection:
@@ -115,8 +116,7 @@ def _programme_and_rules(engine: Engine, rules_root: Path) -> tuple[list[Check],
         more = f"等 {len(invalid.errors)} 处" if len(invalid.errors) > 3 else ""
         return [*checks, Check("规则", FAIL, f"规则集无效：{first}{more}",
                                "按提示修改规则文件，再用 duban check 复查；服务会继续使用上一版有效规则。")], None
-    templates = rule_set.templates_dir / "items"
-    errors = check_against_store(rule_set, indicators, units, lambda name: (templates / f"{name}.txt.j2").is_file())
+    errors = rules_against_store(engine, rule_set)
     if errors:
         first = "；".join(str(error) for error in errors[:3])
         return [*checks, Check("规则", FAIL, f"规则与数据不符：{first}",

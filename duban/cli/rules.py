@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from duban.cli import AppContext, UserError, database_problem, main, pass_app
-from duban.engine.loader import RuleError, RuleSetInvalid, check_against_store, find_rule_sets, load_rule_set
+from duban.engine.loader import RuleError, RuleSetInvalid, find_rule_sets, load_rule_set
 from duban.engine.rules import RuleSet
-from duban.store.models import Indicator, Programme, Unit
+from duban.store.models import Programme
 
 
 def parse_at(text: str, option: str = "--at") -> dt.datetime:
@@ -77,19 +77,14 @@ NOT_CHECKED_WITHOUT_DB = ("注意：未指定 --db，未核对规则引用的指
 
 
 def _store_errors(app: AppContext, rule_set: object) -> list[RuleError]:
+    from duban.app.rulecheck import rules_against_store
     from duban.engine.rules import RuleSet
 
     assert isinstance(rule_set, RuleSet)
     try:
-        with app.engine.connect() as conn:
-            indicators = set(conn.scalars(select(Indicator.code)))
-            units = set(conn.scalars(select(Unit.code)))
-            groups = set(conn.scalars(select(Unit.code).where(Unit.kind == "working_group")))
+        return rules_against_store(app.engine, rule_set)
     except SQLAlchemyError as exc:
         raise UserError(database_problem(app.db_url, exc)) from None
-    templates = rule_set.templates_dir / "items"
-    return check_against_store(rule_set, indicators, units, lambda name: (templates / f"{name}.txt.j2").is_file(),
-                               working_group_codes=groups)
 
 
 def rule_set_directory(app: AppContext) -> Path:
