@@ -7,6 +7,10 @@ Run: `make bench` (all benchmarks) or `.venv/bin/python -m bench report [scales.
 - **of which**: in one process, the cut-off evaluation and the report model (`prepare_report`:
   snapshot + evaluation + ledger + build), the HTML (`render_html`) and the workbook (`write_xlsx`).
 - **size**: rows in the five lists, and the two files' sizes; peak RSS of the in-process run.
+- **.xlsx before/after**: the same report written by the openpyxl writer duban used before
+  (`bench/xlsx_openpyxl.py`) and by today's XlsxWriter one, timed in the same process one after
+  the other, their ratio, and a cell-by-cell comparison of the two workbooks (value, number format,
+  bold, fill) so the speed-up is known not to have changed what the office reads.
 """
 
 from __future__ import annotations
@@ -44,16 +48,70 @@ def _measure(db: Path, out: Path) -> dict[str, Any]:
     html = render_html(report, rule_set.templates_dir)
     rendered = time.perf_counter() - started
     (out / "inprocess.html").write_text(html, encoding="utf-8")
+    from bench.xlsx_openpyxl import write_xlsx as write_xlsx_openpyxl
+
+    started = time.perf_counter()
+    write_xlsx_openpyxl(report, out / "openpyxl.xlsx")
+    written_before = time.perf_counter() - started
     started = time.perf_counter()
     write_xlsx(report, out / "inprocess.xlsx")
     written = time.perf_counter() - started
     engine.dispose()
+    differences = compare_workbooks(out / "openpyxl.xlsx", out / "inprocess.xlsx")
     return {
-        "prepare": prepared, "html": rendered, "xlsx": written,
+        "prepare": prepared, "html": rendered, "xlsx": written, "xlsx_before": written_before,
+        "differences": differences[:5], "cells": _cell_count(out / "inprocess.xlsx"),
         "indicators": len(report.indicators), "projects": len(report.projects), "tasks": len(report.tasks),
         "ranking": len(report.ranking), "urging": len(report.urging), "praise": len(report.praise),
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def _cell_signature(cell: Any) -> tuple[Any, ...]:
+    fill = cell.fill.fgColor.rgb if cell.fill is not None and cell.fill.fill_type else None
+    value = cell.value
+    if isinstance(value, float):
+        value = round(value, 9)
+    return (value if value != "" else None, cell.number_format, bool(cell.font and cell.font.b),
+            fill if isinstance(fill, str) else None, cell.data_type if cell.value not in (None, "") else None)
+
+
+def compare_workbooks(before: Path, after: Path) -> list[str]:
+    """Where two workbooks differ: sheets, and each cell's value, number format, bold and fill."""
+    from openpyxl import load_workbook
+
+    old, new = load_workbook(before, read_only=True), load_workbook(after, read_only=True)
+    found: list[str] = []
+    if old.sheetnames != new.sheetnames:
+        found.append(f"sheets {old.sheetnames} != {new.sheetnames}")
+    for name in old.sheetnames:
+        if name not in new.sheetnames:
+            continue
+        rows_old, rows_new = old[name].iter_rows(), new[name].iter_rows()
+        for number, (a, b) in enumerate(zip(rows_old, rows_new, strict=False), start=1):
+            cells_a = [_cell_signature(c) for c in a]
+            cells_b = [_cell_signature(c) for c in b]
+            while cells_a and cells_a[-1][0] is None and not cells_a[-1][3]:
+                cells_a.pop()
+            while cells_b and cells_b[-1][0] is None and not cells_b[-1][3]:
+                cells_b.pop()
+            if cells_a != cells_b:
+                found.append(f"{name} row {number}: {cells_a} != {cells_b}")
+        if sum(1 for _ in old[name].iter_rows()) != sum(1 for _ in new[name].iter_rows()):
+            found.append(f"{name}: row counts differ")
+    old.close()
+    new.close()
+    return found
+
+
+def _cell_count(path: Path) -> int:
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True)
+    try:
+        return sum(len(row) for sheet in book.worksheets for row in sheet.iter_rows())
+    finally:
+        book.close()
 
 
 def _command(db: Path, out: Path) -> float:
@@ -104,6 +162,14 @@ def main(scales: tuple[float, ...] = SCALES) -> None:
         print(f"| {scale:g}× | {command:.1f} s | {p['prepare']:.1f} / {p['html']:.1f} / {p['xlsx']:.1f} s | "
               f"{p['indicators']:,}, {p['projects']:,}, {p['tasks']:,}, {p['ranking']:,} | "
               f"{html_size / 2**20:.1f} MiB / {xlsx_size / 2**20:.1f} MiB | {p['peak_mib']:.0f} MiB |")
+    print()
+    print("| data | cells | .xlsx before (openpyxl write-only) | .xlsx now (XlsxWriter constant-memory) | ratio | "
+          "content |")
+    print("|---|---:|---:|---:|---:|---|")
+    for scale, _, p, _, _ in rows:
+        same = "same" if not p["differences"] else "DIFFERS: " + "; ".join(p["differences"])
+        print(f"| {scale:g}× | {p['cells']:,} | {p['xlsx_before']:.1f} s | {p['xlsx']:.1f} s | "
+              f"{p['xlsx_before'] / p['xlsx']:.1f}× | {same} |")
     first = rows[0][1]
     print()
     print(f"{rows[0][0]:g}× `duban report quarterly` {first:.1f} s (target ≤ {TARGET_SECONDS:g} s): "

@@ -14,6 +14,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from duban.store.importing.lists import INSTRUCTIONS_SHEET, LISTS, ListSpec
+from duban.store.xlsx_text import set_value
 
 __all__ = ["write_templates"]
 
@@ -47,7 +48,7 @@ def _workbook_for(spec: ListSpec) -> Workbook:
     assert sheet is not None  # a new Workbook always has one sheet
     sheet.title = spec.label
     for position, column in enumerate(spec.columns, start=1):
-        cell = sheet.cell(row=1, column=position, value=column.label)
+        cell = set_value(sheet.cell(row=1, column=position), column.label)
         cell.font = Font(bold=True)
         cell.fill = _HEADER_FILL
         letter = cell.column_letter
@@ -78,5 +79,6 @@ def _workbook_for(spec: ListSpec) -> Workbook:
         notes.column_dimensions[letter].width = width
     for row in notes.iter_rows():
         for cell in row:
+            set_value(cell, cell.value)  # text stays text (a hint starting with "=" or "-" is no formula)
             cell.alignment = Alignment(wrap_text=True, vertical="top")
     return workbook

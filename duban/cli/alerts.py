@@ -465,8 +465,9 @@ def _ledger_cells(row: LedgerRow) -> list[Any]:
 
 def write_ledger_xlsx(rows: Sequence[LedgerRow], path: Path) -> None:
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill
+
+    from duban.store.xlsx_text import inert_row, text_cell
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("通知台账")
@@ -477,12 +478,12 @@ def write_ledger_xlsx(rows: Sequence[LedgerRow], path: Path) -> None:
     bold, fill = Font(bold=True), PatternFill("solid", fgColor="F2F2F2")
     header = []
     for text in LEDGER_HEADERS:
-        cell = WriteOnlyCell(sheet, value=text)
+        cell = text_cell(sheet, text)
         cell.font, cell.fill, cell.alignment = bold, fill, Alignment(horizontal="center")
         header.append(cell)
     sheet.append(header)
     for row in rows:
-        sheet.append(_ledger_cells(row))
+        sheet.append(inert_row(sheet, _ledger_cells(row)))  # names come from imported lists: never formulas
     path.parent.mkdir(parents=True, exist_ok=True)
     workbook.save(path)
 

@@ -1,53 +1,39 @@
 """`write_xlsx(report, path)`: the five lists as the office keeps them in Excel, one sheet each.
 
-Written in openpyxl's write-only mode (streamed rows, constant memory) so a province-size report
-stays quick. Each list sheet: a title row, a 截至 row, the header (frozen, repeated on every
-printed page), the 亮灯 cell filled red/yellow/green with its name written in it.
+Written with XlsxWriter in constant-memory mode (rows streamed to disk as they are written) so a
+province-size report stays quick: its C-free but lean XML writer and one format object per style
+combination write 300,000 cells in about a third of the time openpyxl's write-only mode took (see
+docs/reports.md, Speed; `bench/xlsx_openpyxl.py` keeps that writer for the comparison). Each list
+sheet: a title row, a 截至 row, the header (frozen, repeated on every printed page), the 亮灯 cell
+filled red/yellow/green with its name written in it. Text is always written as text
+(`duban.store.xlsx_text`): a name starting with "=" is never a formula.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import weakref
+import math
 from collections.abc import Callable, Iterable, Sequence
-from copy import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+import xlsxwriter
+from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
 
 from duban.notifiers.reports.model import LEVEL_NAMES, IndicatorRow, LedgerRow, ListItem, Report
 from duban.store.periods import SHANGHAI
+from duban.store.xlsx_text import XLSXWRITER_OPTIONS, write_text
 
 # Excel's own 差/适中/好 cell styles: familiar to the office, legible in greyscale print.
-FILLS = {
-    "red": PatternFill("solid", start_color="FFFFC7CE", end_color="FFFFC7CE"),
-    "yellow": PatternFill("solid", start_color="FFFFEB9C", end_color="FFFFEB9C"),
-    "green": PatternFill("solid", start_color="FFC6EFCE", end_color="FFC6EFCE"),
-}
-LIGHT_FONTS = {
-    "red": Font(name="宋体", size=10, bold=True, color="FF9C0006"),
-    "yellow": Font(name="宋体", size=10, bold=True, color="FF9C5700"),
-    "green": Font(name="宋体", size=10, bold=True, color="FF006100"),
-}
-HEADER_FILL = PatternFill("solid", start_color="FFD9D9D9", end_color="FFD9D9D9")
-GROUP_FILL = PatternFill("solid", start_color="FFF2F2F2", end_color="FFF2F2F2")
-_SIDE = Side(style="thin", color="FF808080")
-BORDER = Border(left=_SIDE, right=_SIDE, top=_SIDE, bottom=_SIDE)
-BODY_FONT = Font(name="宋体", size=10)
-BOLD_FONT = Font(name="宋体", size=10, bold=True)
-TITLE_FONT = Font(name="黑体", size=16, bold=True)
-SUBTITLE_FONT = Font(name="宋体", size=10, color="FF404040")
-WRAP = Alignment(wrap_text=True, vertical="center")
-CENTRE = Alignment(horizontal="center", vertical="center", wrap_text=True)
-RIGHT = Alignment(horizontal="right", vertical="center")
+FILLS = {"red": "#FFC7CE", "yellow": "#FFEB9C", "green": "#C6EFCE"}
+LIGHT_FONT_COLOURS = {"red": "#9C0006", "yellow": "#9C5700", "green": "#006100"}
+HEADER_FILL = "#D9D9D9"
+GROUP_FILL = "#F2F2F2"
+BORDER_COLOUR = "#808080"
 FORMATS = {"num": "#,##0.00", "pct": '0.00"%"', "int": "0", "signed": '+0.00;-0.00;0.00', "date": "yyyy-mm-dd"}
-HEADER_ROW = 3
+HEADER_ROW = 3  # 1-based, as Excel shows it
 
 
 @dataclass(frozen=True)
@@ -64,117 +50,174 @@ def _local_date(value: dt.datetime | dt.date | None) -> dt.date | None:
     return value
 
 
-# Assigning fonts, fills and borders to a cell makes openpyxl hash and look up each style object:
-# at province size (300,000 cells) that was 15 s. A cell's styles are one small array of indices,
-# so each combination is styled once and its array copied onto the cells that share it.
-_STYLE_CACHES: weakref.WeakKeyDictionary[Workbook, dict[tuple[str, Any, bool, str | None], Any]] = \
-    weakref.WeakKeyDictionary()
+class _Book:
+    """The workbook, its formats (one per style combination, made once) and typed cell writing."""
+
+    def __init__(self, path: Path) -> None:
+        self.wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, **XLSXWRITER_OPTIONS})
+        self._formats: dict[tuple[Any, ...], Format] = {}
+
+    def fmt(self, *, font: str = "宋体", size: int = 10, bold: bool = False, colour: str | None = None,
+            fill: str | None = None, border: bool = False, align: str | None = None, valign: str | None = None,
+            wrap: bool = False, num: str | None = None) -> Format:
+        key = (font, size, bold, colour, fill, border, align, valign, wrap, num)
+        found = self._formats.get(key)
+        if found is not None:
+            return found
+        props: dict[str, Any] = {"font_name": font, "font_size": size}
+        if bold:
+            props["bold"] = True
+        if colour:
+            props["font_color"] = colour
+        if fill:
+            props.update(pattern=1, bg_color=fill)
+        if border:
+            props.update(border=1, border_color=BORDER_COLOUR)
+        if align:
+            props["align"] = align
+        if valign:
+            props["valign"] = valign
+        if wrap:
+            props["text_wrap"] = True
+        if num:
+            props["num_format"] = num
+        made = self._formats[key] = self.wb.add_format(props)
+        return made
+
+    def cell_format(self, kind: str, value: Any, *, bold: bool = False, fill: str | None = None) -> Format:
+        if kind == "light":
+            light = value if value in FILLS else None
+            return self.fmt(bold=light is not None, colour=LIGHT_FONT_COLOURS.get(light or ""),
+                            fill=FILLS.get(light or ""), border=True, align="center", valign="vcenter", wrap=True)
+        if kind in FORMATS:
+            centred = kind in ("int", "date")
+            return self.fmt(bold=bold, fill=fill, border=True, align="center" if centred else "right",
+                            valign="vcenter", wrap=centred, num=FORMATS[kind])
+        return self.fmt(bold=bold, fill=fill, border=True, align="center" if kind == "centre" else None,
+                        valign="vcenter", wrap=True)
+
+    def close(self) -> None:
+        self.wb.close()
 
 
-def _cell(ws: WriteOnlyWorksheet, value: Any, kind: str, *, bold: bool = False,
-          fill: PatternFill | None = None) -> WriteOnlyCell:
-    light = value if kind == "light" and value in FILLS else None
-    key = (kind, light, bold, fill.start_color.rgb if fill is not None else None)
-    shown = LEVEL_NAMES.get(value or "", "") if kind == "light" else value
-    cache = _STYLE_CACHES.setdefault(ws.parent, {})  # style indices belong to one workbook
-    style = cache.get(key)
-    if style is not None:
-        cell = WriteOnlyCell(ws, value=shown)
-        cell._style = copy(style)
-        return cell
-    cell = _styled_cell(ws, value, kind, bold=bold, fill=fill)
-    cache[key] = copy(cell._style)
-    return cell
-
-
-def _styled_cell(ws: WriteOnlyWorksheet, value: Any, kind: str, *, bold: bool = False,
-                 fill: PatternFill | None = None) -> WriteOnlyCell:
-    if kind == "light":
-        cell = WriteOnlyCell(ws, value=LEVEL_NAMES.get(value or "", ""))
-        if value in FILLS:
-            cell.fill = FILLS[value]
-            cell.font = LIGHT_FONTS[value]
-        else:
-            cell.font = BODY_FONT
-        cell.alignment = CENTRE
-        cell.border = BORDER
-        return cell
-    cell = WriteOnlyCell(ws, value=value)
-    cell.font = BOLD_FONT if bold else BODY_FONT
-    cell.border = BORDER
-    if kind in FORMATS:
-        cell.number_format = FORMATS[kind]
-        cell.alignment = CENTRE if kind in ("int", "date") else RIGHT
+def _put(ws: Worksheet, row: int, col: int, value: Any, fmt: Format | None) -> None:
+    """One cell, by type: text as text (never a formula or a link), numbers, dates, blanks."""
+    if value is None or value == "":
+        if fmt is not None:
+            ws.write_blank(row, col, None, fmt)
+    elif isinstance(value, str):
+        write_text(ws, row, col, value, fmt)
+    elif isinstance(value, bool):
+        ws.write_boolean(row, col, value, fmt)
+    elif isinstance(value, int | float):
+        if math.isfinite(value):
+            ws.write_number(row, col, value, fmt)
+        elif fmt is not None:
+            ws.write_blank(row, col, None, fmt)
+    elif isinstance(value, dt.datetime | dt.date):
+        ws.write_datetime(row, col, value, fmt)
     else:
-        cell.alignment = CENTRE if kind == "centre" else WRAP
-    if fill is not None:
-        cell.fill = fill
-    return cell
+        write_text(ws, row, col, str(value), fmt)
 
 
-def _sheet(wb: Workbook, title: str, heading: str, subtitle: str, columns: Sequence[Column],
-           landscape: bool = True) -> WriteOnlyWorksheet:
-    ws: WriteOnlyWorksheet = wb.create_sheet(title)
-    for i, column in enumerate(columns, start=1):
-        ws.column_dimensions[get_column_letter(i)].width = column.width
-    ws.freeze_panes = f"A{HEADER_ROW + 1}"
-    ws.print_title_rows = f"{HEADER_ROW}:{HEADER_ROW}"
-    ws.page_setup.paperSize = "9"  # A4
-    ws.page_setup.orientation = "landscape" if landscape else "portrait"
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    last = get_column_letter(len(columns))
-    ws.merged_cells.add(f"A1:{last}1")
-    ws.merged_cells.add(f"A2:{last}2")
-    title_cell = WriteOnlyCell(ws, value=heading)
-    title_cell.font = TITLE_FONT
-    title_cell.alignment = Alignment(horizontal="center", vertical="center")
-    ws.row_dimensions[1].height = 30
-    ws.append([title_cell])
-    sub_cell = WriteOnlyCell(ws, value=subtitle)
-    sub_cell.font = SUBTITLE_FONT
-    sub_cell.alignment = Alignment(horizontal="center", vertical="center")
-    ws.append([sub_cell])
-    headers = []
-    for column in columns:
-        cell = WriteOnlyCell(ws, value=column.header)
-        cell.font = BOLD_FONT
-        cell.fill = HEADER_FILL
-        cell.border = BORDER
-        cell.alignment = CENTRE
-        headers.append(cell)
-    ws.row_dimensions[HEADER_ROW].height = 30
-    ws.append(headers)
-    return ws
+class _Sheet:
+    """A list sheet being written row by row (constant-memory mode writes each row once, in order)."""
+
+    def __init__(self, book: _Book, ws: Worksheet, columns: Sequence[Column]) -> None:
+        self.book = book
+        self.ws = ws
+        self.columns = columns
+        self.row = HEADER_ROW  # the next 0-based row: just below the header
+
+    def append(self, values: Sequence[Any], kinds: Sequence[str], *, bold: bool = False,
+               fill: str | None = None) -> None:
+        for col, (value, kind) in enumerate(zip(values, kinds, strict=True)):
+            shown = LEVEL_NAMES.get(value or "", "") if kind == "light" else value
+            _put(self.ws, self.row, col, shown, self.book.cell_format(kind, value, bold=bold, fill=fill))
+        self.row += 1
 
 
-def _rows(ws: WriteOnlyWorksheet, columns: Sequence[Column], items: Iterable[Any]) -> int:
-    count = 0
+def _sheet(book: _Book, title: str, heading: str, subtitle: str, columns: Sequence[Column],
+           landscape: bool = True) -> _Sheet:
+    ws = book.wb.add_worksheet(title)
+    for i, column in enumerate(columns):
+        ws.set_column(i, i, column.width)
+    ws.freeze_panes(HEADER_ROW, 0)
+    ws.repeat_rows(HEADER_ROW - 1)
+    ws.set_paper(9)  # A4
+    if landscape:
+        ws.set_landscape()
+    else:
+        ws.set_portrait()
+    ws.fit_to_pages(1, 0)
+    last = len(columns) - 1
+    ws.set_row(0, 30)
+    ws.merge_range(0, 0, 0, last, "", book.fmt(font="黑体", size=16, bold=True, align="center", valign="vcenter"))
+    write_text(ws, 0, 0, heading, book.fmt(font="黑体", size=16, bold=True, align="center", valign="vcenter"))
+    sub = book.fmt(colour="#404040", align="center", valign="vcenter")
+    ws.merge_range(1, 0, 1, last, "", sub)
+    write_text(ws, 1, 0, subtitle, sub)
+    ws.set_row(HEADER_ROW - 1, 30)
+    header = book.fmt(bold=True, fill=HEADER_FILL, border=True, align="center", valign="vcenter", wrap=True)
+    for i, column in enumerate(columns):
+        write_text(ws, HEADER_ROW - 1, i, column.header, header)
+    return _Sheet(book, ws, columns)
+
+
+def _rows(sheet: _Sheet, items: Iterable[Any]) -> int:
+    """The list's rows. The hot loop of a province-size report (300,000 cells): formats are looked
+    up once per column (per light for the 亮灯 column) and each value goes straight to its writer."""
+    book, ws = sheet.book, sheet.ws
+    plain = {c.kind: book.cell_format(c.kind, None) for c in sheet.columns if c.kind != "light"}
+    lights = {level: book.cell_format("light", level) for level in (*FILLS, None)}
+    blank_light = lights[None]
+    getters = [(col, column.value, column.kind == "light", plain.get(column.kind))
+               for col, column in enumerate(sheet.columns)]
+    write_string, write_number, write_blank = ws.write_string, ws.write_number, ws.write_blank
+    row = sheet.row
     for item in items:
-        ws.append([_cell(ws, column.value(item), column.kind) for column in columns])
-        count += 1
+        for col, get, is_light, fmt in getters:
+            value = get(item)
+            if is_light:
+                if value in FILLS:
+                    write_string(row, col, LEVEL_NAMES[value], lights[value])
+                else:
+                    write_blank(row, col, None, blank_light)
+            elif value is None or value == "":
+                write_blank(row, col, None, fmt)
+            elif type(value) is str:
+                write_string(row, col, value, fmt)  # text as text: never a formula, never a link
+            elif type(value) is float or type(value) is int:
+                if math.isfinite(value):
+                    write_number(row, col, value, fmt)
+                else:
+                    write_blank(row, col, None, fmt)
+            else:
+                _put(ws, row, col, value, fmt)
+        row += 1
+    count = row - sheet.row
+    sheet.row = row
     return count
 
 
-def _empty(ws: WriteOnlyWorksheet, columns: Sequence[Column], text: str) -> None:
-    ws.append([_cell(ws, text, "text"), *(_cell(ws, None, "text") for _ in columns[1:])])
+def _empty(sheet: _Sheet, text: str) -> None:
+    sheet.append([text, *([None] * (len(sheet.columns) - 1))], ["text"] * len(sheet.columns))
 
 
 def write_xlsx(report: Report, path: str | Path) -> Path:
     target = Path(path)
-    wb = Workbook(write_only=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    book = _Book(target)
     subtitle = (f"{report.programme_name}　截至{_cn(report.cutoff)}　数据期{report.progress_label}"
                 f"　序时进度{_fmt(report.time_progress)}%")
-    _cover(wb, report)
-    _indicators(wb, report, subtitle)
-    _projects(wb, report, subtitle)
-    _tasks(wb, report, subtitle)
-    _ranking(wb, report, subtitle)
-    _lists(wb, report, subtitle)
-    _ledger(wb, report)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(target)
+    _cover(book, report)
+    _indicators(book, report, subtitle)
+    _projects(book, report, subtitle)
+    _tasks(book, report, subtitle)
+    _ranking(book, report, subtitle)
+    _lists(book, report, subtitle)
+    _ledger(book, report)
+    book.close()
     return target
 
 
@@ -190,14 +233,11 @@ def _fmt(value: float | None) -> str:
     return text or "0"
 
 
-def _cover(wb: Workbook, report: Report) -> None:
-    ws: WriteOnlyWorksheet = wb.create_sheet("说明")
-    ws.column_dimensions["A"].width = 18
-    ws.column_dimensions["B"].width = 90
-    title = WriteOnlyCell(ws, value=report.title)
-    title.font = TITLE_FONT
-    ws.append([title])
-    ws.append([])
+def _cover(book: _Book, report: Report) -> None:
+    ws = book.wb.add_worksheet("说明")
+    ws.set_column(0, 0, 18)
+    ws.set_column(1, 1, 90)
+    write_text(ws, 0, 0, report.title, book.fmt(font="黑体", size=16, bold=True))
     planned = sum(c.planned for c in report.categories)
     done = sum(c.done for c in report.categories)
     count = report.indicator_count
@@ -227,18 +267,15 @@ def _cover(wb: Workbook, report: Report) -> None:
                  "标准类指标为完成值-标准值。", None),
     ]
     lines += [("提示", warning, None) for warning in report.warnings]
-    for label, value, light in lines:
-        key = WriteOnlyCell(ws, value=label)
-        key.font = BOLD_FONT
-        cell = WriteOnlyCell(ws, value=value)
-        cell.font = LIGHT_FONTS[light] if light else BODY_FONT
-        cell.alignment = Alignment(wrap_text=True, vertical="center")
-        if light:
-            cell.fill = FILLS[light]
-        ws.append([key, cell])
+    key_format = book.fmt(bold=True)
+    for row, (label, value, light) in enumerate(lines, start=2):
+        _put(ws, row, 0, label, key_format)
+        value_format = book.fmt(bold=light is not None, colour=LIGHT_FONT_COLOURS.get(light or ""),
+                                fill=FILLS.get(light or ""), valign="vcenter", wrap=True)
+        _put(ws, row, 1, value, value_format)
 
 
-def _indicators(wb: Workbook, report: Report, subtitle: str) -> None:
+def _indicators(book: _Book, report: Report, subtitle: str) -> None:
     columns = [
         Column("序号", 6, "centre", lambda r: r.index),
         Column("指标", 34, "text", lambda r: f"　其中：{r.unit_name}" if r.sub else r.name),
@@ -254,13 +291,13 @@ def _indicators(wb: Workbook, report: Report, subtitle: str) -> None:
         Column("责任单位", 28, "text", lambda r: r.units),
         Column("备注", 24, "text", lambda r: r.note),
     ]
-    ws = _sheet(wb, "主要指标进度表", f"{report.period_label}主要指标进度表", subtitle, columns)
+    ws = _sheet(book, "主要指标进度表", f"{report.period_label}主要指标进度表", subtitle, columns)
     rows: Sequence[IndicatorRow] = report.indicators
-    if not _rows(ws, columns, rows):
-        _empty(ws, columns, "本期无纳入监测的指标")
+    if not _rows(ws, rows):
+        _empty(ws, "本期无纳入监测的指标")
 
 
-def _projects(wb: Workbook, report: Report, subtitle: str) -> None:
+def _projects(book: _Book, report: Report, subtitle: str) -> None:
     columns = [
         Column("序号", 6, "centre", lambda r: r.index),
         Column("项目名称", 36, "text", lambda r: r.name),
@@ -275,14 +312,13 @@ def _projects(wb: Workbook, report: Report, subtitle: str) -> None:
         Column("亮灯", 7, "light", lambda r: r.level),
         Column("责任单位", 30, "text", lambda r: r.units),
     ]
-    ws = _sheet(wb, "重大项目实施表", f"{report.period_label}重大项目实施表", subtitle, columns)
+    ws = _sheet(book, "重大项目实施表", f"{report.period_label}重大项目实施表", subtitle, columns)
     for category in report.categories:
         values: list[Any] = ["", f"{category.category}项目（{category.projects}个）小计", category.category, "",
                              category.total_investment, category.planned, category.done, category.expected,
                              category.completion, None, None, ""]
-        ws.append([_cell(ws, value, column.kind if column.kind != "light" else "text", bold=True, fill=GROUP_FILL)
-                   for value, column in zip(values, columns, strict=True)])
-        _rows(ws, columns, [r for r in report.projects if r.category == category.category])
+        ws.append(values, [c.kind if c.kind != "light" else "text" for c in columns], bold=True, fill=GROUP_FILL)
+        _rows(ws, [r for r in report.projects if r.category == category.category])
     if report.categories:
         planned = sum(c.planned for c in report.categories)
         done = sum(c.done for c in report.categories)
@@ -290,13 +326,12 @@ def _projects(wb: Workbook, report: Report, subtitle: str) -> None:
                              sum(c.total_investment for c in report.categories), planned, done,
                              sum(c.expected for c in report.categories),
                              100.0 * done / planned if planned else None, report.time_progress, None, ""]
-        ws.append([_cell(ws, value, column.kind if column.kind != "light" else "text", bold=True, fill=HEADER_FILL)
-                   for value, column in zip(totals, columns, strict=True)])
+        ws.append(totals, [c.kind if c.kind != "light" else "text" for c in columns], bold=True, fill=HEADER_FILL)
     else:
-        _empty(ws, columns, "本期无重大项目")
+        _empty(ws, "本期无重大项目")
 
 
-def _tasks(wb: Workbook, report: Report, subtitle: str) -> None:
+def _tasks(book: _Book, report: Report, subtitle: str) -> None:
     columns = [
         Column("序号", 6, "centre", lambda r: r.index),
         Column("任务", 24, "text", lambda r: r.title),
@@ -311,12 +346,12 @@ def _tasks(wb: Workbook, report: Report, subtitle: str) -> None:
     heading = f"{report.period_label}重点任务攻坚表"
     sub = (f"{subtitle}　共{summary.total}项，已完成{summary.done}项（按时{summary.done_on_time}项），"
            f"推进中{summary.open}项，逾期{summary.overdue}项")
-    ws = _sheet(wb, "重点任务攻坚表", heading, sub, columns)
-    if not _rows(ws, columns, report.tasks):
-        _empty(ws, columns, "本期无重点任务")
+    ws = _sheet(book, "重点任务攻坚表", heading, sub, columns)
+    if not _rows(ws, report.tasks):
+        _empty(ws, "本期无重点任务")
 
 
-def _ranking(wb: Workbook, report: Report, subtitle: str) -> None:
+def _ranking(book: _Book, report: Report, subtitle: str) -> None:
     columns = [
         Column("名次", 6, "int", lambda r: r.rank),
         Column("单位", 30, "text", lambda r: r.name),
@@ -331,12 +366,12 @@ def _ranking(wb: Workbook, report: Report, subtitle: str) -> None:
         Column("通报表扬", 9, "int", lambda r: r.praised),
         Column("亮灯", 7, "light", lambda r: r.level),
     ]
-    ws = _sheet(wb, "争先创优晾晒表", f"{report.period_label}争先创优晾晒表", subtitle, columns)
-    if not _rows(ws, columns, report.ranking):
-        _empty(ws, columns, "本期无可排名的单位")
+    ws = _sheet(book, "争先创优晾晒表", f"{report.period_label}争先创优晾晒表", subtitle, columns)
+    if not _rows(ws, report.ranking):
+        _empty(ws, "本期无可排名的单位")
 
 
-def _lists(wb: Workbook, report: Report, subtitle: str) -> None:
+def _lists(book: _Book, report: Report, subtitle: str) -> None:
     columns = [
         Column("类别", 10, "centre", lambda pair: pair[0]),
         Column("序号", 6, "int", lambda pair: pair[1].index),
@@ -346,13 +381,13 @@ def _lists(wb: Workbook, report: Report, subtitle: str) -> None:
         Column("完成情况", 44, "text", lambda pair: pair[1].figures),
         Column("督办要求", 44, "text", lambda pair: pair[1].action),
     ]
-    ws = _sheet(wb, "表扬督促", f"{report.period_label}通报表扬和亮灯督促事项", subtitle, columns)
+    ws = _sheet(book, "表扬督促", f"{report.period_label}通报表扬和亮灯督促事项", subtitle, columns)
     items: list[tuple[str, ListItem]] = [("通报表扬", i) for i in report.praise] + [("亮灯督促", i) for i in report.urging]
-    if not _rows(ws, columns, items):
-        _empty(ws, columns, "本期无通报表扬和亮灯督促事项")
+    if not _rows(ws, items):
+        _empty(ws, "本期无通报表扬和亮灯督促事项")
 
 
-def _ledger(wb: Workbook, report: Report) -> None:
+def _ledger(book: _Book, report: Report) -> None:
     columns = [
         Column("类别", 14, "centre", lambda pair: pair[0]),
         Column("序号", 6, "int", lambda pair: pair[1].index),
@@ -367,15 +402,15 @@ def _ledger(wb: Workbook, report: Report) -> None:
     ]
     since = report.since.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
     until = report.cutoff.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-    ws = _sheet(wb, "督导服务销号表", f"{report.period_label}督导服务销号表",
+    ws = _sheet(book, "督导服务销号表", f"{report.period_label}督导服务销号表",
                 f"{report.programme_name}　统计期间 {since} 至 {until}", columns)
     if not report.rounds_recorded:
-        _empty(ws, columns, "系统尚未记录督办轮次（未运行定时督办或 evaluate --send），督导服务销号表暂无事项")
+        _empty(ws, "系统尚未记录督办轮次（未运行定时督办或 evaluate --send），督导服务销号表暂无事项")
         return
     items: list[tuple[str, LedgerRow]] = ([("本期新增", r) for r in report.opened] + [("本期销号", r) for r in report.closed]
                                           + [("上期结转督办中", r) for r in report.still_open])
-    if not _rows(ws, columns, items):
-        _empty(ws, columns, "本期无督办事项")
+    if not _rows(ws, items):
+        _empty(ws, "本期无督办事项")
 
 
 __all__ = ["FILLS", "write_xlsx"]
