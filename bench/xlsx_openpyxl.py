@@ -208,7 +208,8 @@ def _cover(wb: Workbook, report: Report) -> None:
         ("评估时点", report.cutoff.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"), None),
         ("数据期", report.progress_label, None),
         ("序时进度", f"{_fmt(report.time_progress)}%", None),
-        ("主要指标", f"{count.total}项：绿灯{count.green}项，黄灯{count.yellow}项，红灯{count.red}项", None),
+        ("主要指标", f"{count.total}项：绿灯{count.green}项，黄灯{count.yellow}项，红灯{count.red}项"
+                     + (f"，数据未更新{count.stale}项" if count.stale else ""), None),
         ("重大项目", f"{len(report.projects)}个，年度计划投资{_fmt(planned)}亿元，已完成{_fmt(done)}亿元", None),
         ("重点任务", f"{summary.total}项：已完成{summary.done}项（按时{summary.done_on_time}项），"
                      f"推进中{summary.open}项，逾期{summary.overdue}项", None),

@@ -15,13 +15,16 @@ from duban.notifiers.reports.model import (
     AlertRecord,
     CategoryTotal,
     Count,
+    IndicatorChange,
     IndicatorRow,
     LedgerRow,
     ListItem,
     ProjectRow,
     Report,
+    SupervisionItem,
     TaskRow,
     TaskSummary,
+    UnitAssessment,
     UnitRank,
 )
 from duban.store.periods import Period, local_date, parse_period
@@ -40,11 +43,14 @@ def build_report(
     ledger: Sequence[AlertRecord] | None,
     *,
     since: dt.datetime,
+    previous: Report | None = None,
 ) -> Report:
     """The report for `period`, as the evaluation at `snapshot.at` (the cut-off) saw it.
 
     `ledger` is None when the store has recorded no rounds: the 销号 list is then empty and the
     report says why. `since` is the previous report's cut-off (the 销号 list covers since → cut-off).
+    `previous` is the same kind of report for the period before, as its own meeting saw it: the
+    季度通报 compares each indicator and each unit's place with it (环比, 进位/退位).
     """
     settings = rule_set.settings
     programme = snapshot.programme
@@ -59,11 +65,23 @@ def build_report(
         warnings=list(result.warnings),
     )
     names = _UnitNames(snapshot, settings.working_group or next(iter(snapshot.working_group_units), ""))
-    report.indicators, report.indicator_count = _indicator_rows(result.assessments, snapshot, names)
+    due_days = {code: rule.due_day for rule in rule_set.rules if rule.kind == "report_due"
+                for code in snapshot.indicators if rule.selector.matches(code, snapshot.indicators[code].kind)}
+    report.indicators, report.indicator_count = _indicator_rows(result.assessments, snapshot, names, due_days)
     report.projects, report.categories, report.project_count = _project_rows(result.assessments, snapshot, names)
     report.tasks, report.task_summary = _task_rows(result.assessments, snapshot, names)
     report.praise, report.urging = _lists(result.candidates, rule_set, names)
     report.ranking = _ranking(result.assessments, report.tasks, snapshot, result.candidates, names)
+    if kind != "monthly":
+        report.period_tasks, report.period_task_summary = _period_tasks(report.tasks, period)
+    if previous is not None:
+        report.compared_label = previous.period_label
+        report.changes = _changes(report, previous)
+        report.ranking = _movement(report.ranking, previous.ranking)
+    if kind == "quarterly":
+        report.supervision = _supervision(result.assessments, report, snapshot, names)
+    if kind == "annual":
+        report.assessment = _assessment(result.assessments, report, snapshot, period, names)
     if ledger is None:
         report.rounds_recorded = False
     else:
@@ -127,7 +145,7 @@ def _count(levels: Iterable[str | None]) -> Count:
     tally: dict[str | None, int] = defaultdict(int)
     for level in levels:
         tally[level] += 1
-    return Count(tally["red"], tally["yellow"], tally["green"])
+    return Count(tally["red"], tally["yellow"], tally["green"], tally["stale"])
 
 
 # --- 主要指标进度表 ---------------------------------------------------------------------------------
@@ -137,8 +155,8 @@ def _indicator_code(a: Assessment) -> str:
     return str(a.details.get("indicator") or a.subject.split("@")[0])
 
 
-def _indicator_rows(assessments: Sequence[Assessment], snapshot: Snapshot,
-                    names: _UnitNames) -> tuple[list[IndicatorRow], Count]:
+def _indicator_rows(assessments: Sequence[Assessment], snapshot: Snapshot, names: _UnitNames,
+                    due_days: dict[str, int] | None = None) -> tuple[list[IndicatorRow], Count]:
     measured: dict[tuple[str, str], list[Assessment]] = defaultdict(list)  # (subject, period) -> rules
     notes: dict[tuple[str, str], list[str]] = defaultdict(list)
     missing: dict[str, list[str]] = defaultdict(list)  # subject -> months not reported
@@ -175,10 +193,60 @@ def _indicator_rows(assessments: Sequence[Assessment], snapshot: Snapshot,
             (subs[parent] if parent in measured else orphans).append(key)
     rows: list[IndicatorRow] = []
     for number, key in enumerate([*tops, *orphans], start=1):
-        rows.append(_indicator_row(str(number), key, measured[key], notes, missing, snapshot, names, sub=False))
+        rows.append(_fresh(_indicator_row(str(number), key, measured[key], notes, missing, snapshot, names, sub=False),
+                           measured[key], snapshot, due_days or {}))
         for sub in subs.get(key, []):
-            rows.append(_indicator_row("", sub, measured[sub], notes, missing, snapshot, names, sub=True))
+            rows.append(_fresh(_indicator_row("", sub, measured[sub], notes, missing, snapshot, names, sub=True),
+                               measured[sub], snapshot, due_days or {}))
     return rows, _count(r.level for r in rows if not r.sub)
+
+
+# A figure is due once its period has ended and the reporting day has passed (the report_due rule's
+# due_day, else the 10th: 统计快报 come out in the first ten days of the next month).
+DEFAULT_DUE_DAY = 10
+
+
+def due_period(kind: str, today: dt.date, due_day: int = DEFAULT_DUE_DAY) -> Period:
+    """The latest month, quarter or year whose figure is due by `today`."""
+    ref = today - dt.timedelta(days=due_day)
+    if kind == "month":
+        last = dt.date(ref.year, ref.month, 1) - dt.timedelta(days=1)
+        return parse_period(f"{last.year:04d}-{last.month:02d}")
+    if kind == "quarter":
+        last = dt.date(ref.year, 3 * ((ref.month - 1) // 3) + 1, 1) - dt.timedelta(days=1)
+        return parse_period(f"{last.year:04d}-Q{(last.month - 1) // 3 + 1}")
+    return parse_period(f"{ref.year - 1:04d}")
+
+
+def _latest_month(snapshot: Snapshot, code: str, unit: str) -> Period | None:
+    by_unit = snapshot.observations.get(code, {})
+    series = [by_unit.get(unit, {})] if unit else list(by_unit.values())
+    months = [c for s in series for c in s if len(c) == 7 and c[4] == "-" and c[5] != "Q"]
+    return parse_period(max(months)) if months else None
+
+
+def _fresh(row: IndicatorRow, rules: list[Assessment], snapshot: Snapshot, due_days: dict[str, int]) -> IndicatorRow:
+    """A figure older than its due period is 数据未更新: never green (a red or yellow stays, as notified)."""
+    from dataclasses import replace
+
+    a = min(rules, key=lambda x: LEVEL_ORDER.get(x.level, 4))
+    latest: Period | None
+    if a.rule_kind == "threshold":
+        code = str(a.details.get("value_period") or "")
+        try:
+            latest = parse_period(code) if code else None
+        except ValueError:
+            latest = None
+    else:
+        latest = _latest_month(snapshot, row.code, str(a.details.get("unit") or "") if "@" in a.subject else "")
+    if latest is None:
+        return row
+    due = due_period(latest.kind, snapshot.today, due_days.get(row.code, DEFAULT_DUE_DAY))
+    if latest.end >= due.end:
+        return row
+    note = f"数据未更新：最新数据为{latest.label}，应报送至{due.label}"
+    return replace(row, level="stale" if row.level in ("green", None) else row.level,
+                   note="；".join(n for n in (note, row.note) if n))
 
 
 def _scope(period: str) -> str:
@@ -188,7 +256,7 @@ def _scope(period: str) -> str:
 
 def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], notes: dict[tuple[str, str], list[str]],
                    missing: dict[str, list[str]], snapshot: Snapshot, names: _UnitNames, *, sub: bool) -> IndicatorRow:
-    a = min(rules, key=lambda x: LEVEL_ORDER.get(x.level, 3))
+    a = min(rules, key=lambda x: LEVEL_ORDER.get(x.level, 4))
     code = _indicator_code(a)
     info = snapshot.indicators.get(code)
     note = list(dict.fromkeys(notes.get(key, [])))
@@ -493,4 +561,184 @@ def _numbered(rows: list[LedgerRow]) -> list[LedgerRow]:
     return [replace(r, index=i) for i, r in enumerate(rows, start=1)]
 
 
-__all__ = ["build_report"]
+# --- 季度通报 / 年度评估: the period's own analysis ---------------------------------------------------
+
+
+def _period_tasks(tasks: Sequence[TaskRow], period: Period) -> tuple[list[TaskRow], TaskSummary]:
+    """Tasks whose deadline falls in the period, and how they ended by the cut-off."""
+    from dataclasses import replace
+
+    due = [t for t in tasks if t.deadline is not None and period.start <= t.deadline <= period.end]
+    rows = [replace(t, index=str(i)) for i, t in enumerate(due, start=1)]
+    done = sum(1 for t in rows if t.status in ("done", "done_late"))
+    on_time = sum(1 for t in rows if t.status == "done")
+    overdue = sum(1 for t in rows if t.status == "overdue")
+    return rows, TaskSummary(total=len(rows), done=done, done_on_time=on_time, open=len(rows) - done - overdue,
+                             overdue=overdue)
+
+
+def _points(value: float) -> str:
+    return _num(abs(value))
+
+
+def _changes(report: Report, previous: Report) -> list[IndicatorChange]:
+    """Each indicator now against the previous quarter's meeting (环比): completion for targets of the
+    same year or the programme, the figure itself for standards."""
+    before = {(r.code, r.unit_name, r.basis): r for r in previous.indicators}
+    same_year = previous.period[:4] == report.period[:4]
+    rows = []
+    for row in report.indicators:
+        old = before.get((row.code, row.unit_name, row.basis))
+        if old is not None and row.basis == "年度目标" and not same_year:
+            old = None  # a new year's target starts from nothing: no 环比 with last year's
+        change: float | None = None
+        unit = ""
+        if old is None:
+            trend = "新年度起算" if row.basis == "年度目标" and not same_year else "新纳入监测"
+        elif row.completion is not None and old.completion is not None:
+            change, unit = row.completion - old.completion, "个百分点"
+            trend = ("持平" if abs(change) < 0.005 else
+                     f"完成率{'提高' if change > 0 else '回落'}{_points(change)}个百分点")
+        elif row.value is not None and old.value is not None:
+            change, unit = row.value - old.value, ("个百分点" if row.measure == "%" else row.measure)
+            trend = "持平" if abs(change) < 0.005 else f"{'提高' if change > 0 else '下降'}{_points(change)}{unit}"
+        else:
+            trend = "数据不全，无法比较"
+        if old is not None and old.level != row.level and row.level in ("red", "yellow", "green", "stale") \
+                and old.level in ("red", "yellow", "green", "stale"):
+            trend += f"（{_LEVEL_WORDS[old.level]}转{_LEVEL_WORDS[row.level]}）"
+        rows.append(IndicatorChange(
+            index=row.index, name=row.name, unit_name=row.unit_name if row.sub else "", measure=row.measure,
+            basis=row.basis, value_before=old.value if old else None, label_before=old.value_label if old else "",
+            value_now=row.value, label_now=row.value_label, completion_before=old.completion if old else None,
+            completion_now=row.completion, change=change, change_unit=unit, level_before=old.level if old else None,
+            level_now=row.level, trend=trend))
+    return rows
+
+
+_LEVEL_WORDS = {"red": "红灯", "yellow": "黄灯", "green": "绿灯", "stale": "数据未更新"}
+
+
+def _movement(ranking: Sequence[UnitRank], before: Sequence[UnitRank]) -> list[UnitRank]:
+    """Each unit's place against the previous quarter's: 进位 (up), 退位 (down)."""
+    from dataclasses import replace
+
+    places = {r.code: r.rank for r in before}
+    moved = []
+    for row in ranking:
+        old = places.get(row.code)
+        if old is None:
+            text = "新列入排名"
+        elif old > row.rank:
+            text = f"进位{old - row.rank}名"
+        elif old < row.rank:
+            text = f"退位{row.rank - old}名"
+        else:
+            text = "名次不变"
+        moved.append(replace(row, previous_rank=old, movement=text))
+    return moved
+
+
+def _red_items(assessments: Sequence[Assessment], names: _UnitNames) -> dict[str, list[str]]:
+    """Each member unit's red indicators and projects, by name."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for a in assessments:
+        if a.level != "red" or a.rule_kind not in ("threshold", "pace") or a.period == "final":
+            continue
+        units = [str(a.details.get("unit"))] if "@" in a.subject and a.details.get("unit") else names.members(a.units)
+        for unit in units:
+            if a.subject_name not in found[unit]:
+                found[unit].append(a.subject_name)
+    return found
+
+
+def _overdue_tasks(report: Report, snapshot: Snapshot, names: _UnitNames) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = defaultdict(list)
+    for task in report.tasks:
+        if task.status == "overdue":
+            info = snapshot.tasks.get(task.code)
+            for unit in names.members(info.units if info else ()):
+                found[unit].append(task.title)
+    return found
+
+
+def _supervision(assessments: Sequence[Assessment], report: Report, snapshot: Snapshot,
+                 names: _UnitNames) -> list[SupervisionItem]:
+    """The quarter's 督导服务名单 (附件2 五（二）: 每季度开展督导服务): member units with red
+    indicators or projects, overdue tasks, or that fell three places or more in the ranking."""
+    reds = _red_items(assessments, names)
+    overdue = _overdue_tasks(report, snapshot, names)
+    moves = {r.code: r.movement for r in report.ranking}
+    fell = {r.code for r in report.ranking
+            if r.previous_rank is not None and r.rank - r.previous_rank >= 3}
+    codes = sorted(set(reds) | set(overdue) | fell,
+                   key=lambda c: (-(len(reds.get(c, [])) + len(overdue.get(c, []))), names.name(c)))
+    items = []
+    for index, code in enumerate(codes, start=1):
+        focus = [f"红灯：{'、'.join(reds[code][:3])}{'等' if len(reds[code]) > 3 else ''}"] if reds.get(code) else []
+        if overdue.get(code):
+            tasks = overdue[code]
+            focus.append(f"逾期任务：{'、'.join(tasks[:2])}{'等' if len(tasks) > 2 else ''}")
+        if code in fell:
+            focus.append(f"排名{moves[code]}")
+        items.append(SupervisionItem(index=index, code=code, name=names.name(code), red=len(reds.get(code, [])),
+                                     overdue=len(overdue.get(code, [])), movement=moves.get(code, ""),
+                                     focus="；".join(focus)))
+    return items
+
+
+# 年度评估 grades (附件2 四（四）: 年底开展综合评估，对进展较好的街镇和部门进行总结): computed from the
+# year's figures as a proposal for the assessment meeting; the office decides.
+GRADE_RULES = ("好：年度目标全部达到序时要求（平均差距不小于0）、无红灯、无逾期任务；"
+               "较好：平均差距不低于-10个百分点、无红灯、逾期任务不超过1项；"
+               "较差：红灯2项及以上，或逾期任务2项及以上，或平均差距低于-30个百分点；其余为一般。")
+
+
+def _grade(gap: float | None, red: int, overdue: int) -> str:
+    if red >= 2 or overdue >= 2 or (gap is not None and gap < -30):
+        return "较差"
+    if red == 0 and overdue == 0 and (gap is None or gap >= 0):
+        return "好"
+    if red == 0 and overdue <= 1 and (gap is None or gap >= -10):
+        return "较好"
+    return "一般"
+
+
+def _assessment(assessments: Sequence[Assessment], report: Report, snapshot: Snapshot, period: Period,
+                names: _UnitNames) -> list[UnitAssessment]:
+    """The year's 综合评估 of each member unit: its year targets, its tasks due in the year, its praise."""
+    ranked = {r.code: r for r in report.ranking}
+    met: dict[str, int] = defaultdict(int)
+    for a in assessments:
+        if a.rule_kind != "pace" or a.period == "final" or _float(a.details.get("completion")) is None:
+            continue
+        units = [str(a.details.get("unit"))] if "@" in a.subject and a.details.get("unit") else names.members(a.units)
+        for unit in units:
+            met[unit] += (_float(a.details.get("completion")) or 0.0) >= 100.0
+    due: dict[str, list[TaskRow]] = defaultdict(list)
+    for task in report.period_tasks:
+        info = snapshot.tasks.get(task.code)
+        for unit in names.members(info.units if info else ()):
+            due[unit].append(task)
+    reds = _red_items(assessments, names)
+    rows = []
+    for code in set(ranked) | set(due):
+        rank = ranked.get(code)
+        tasks = due.get(code, [])
+        overdue = sum(1 for t in tasks if t.status == "overdue")
+        red = len(reds.get(code, []))
+        grade = _grade(rank.gap if rank else None, red, overdue)
+        remark = {"好": "建议通报表扬，总结推广经验", "较差": "建议约谈督促，限期整改"}.get(grade, "")
+        rows.append(UnitAssessment(
+            rank=0, code=code, name=names.name(code), items=rank.items if rank else 0, met=met.get(code, 0),
+            completion=rank.completion if rank else None, tasks_due=len(tasks),
+            tasks_on_time=sum(1 for t in tasks if t.status == "done"), tasks_overdue=overdue,
+            praised=rank.praised if rank else 0, red=red, grade=grade, remark=remark))
+    order = {"好": 0, "较好": 1, "一般": 2, "较差": 3}
+    rows.sort(key=lambda r: (order[r.grade], -(ranked[r.code].gap if r.code in ranked else -1e9), r.name))
+    from dataclasses import replace
+
+    return [replace(r, rank=i) for i, r in enumerate(rows, start=1)]
+
+
+__all__ = ["GRADE_RULES", "build_report", "due_period"]

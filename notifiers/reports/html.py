@@ -23,6 +23,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from duban.notifiers.render import chinese_ordinal, format_date_cn, format_datetime_cn, format_number
+from duban.notifiers.reports.build import GRADE_RULES
 from duban.notifiers.reports.charts import indicator_chart, project_chart
 from duban.notifiers.reports.model import LEVEL_NAMES, Report
 from duban.paths import BUNDLED_TEMPLATES
@@ -91,6 +92,12 @@ def render_html(report: Report, templates_dir: str | os.PathLike[str] = DEFAULT_
         "indicator_chart_note": chart_note,
         "project_chart": project_chart(report.categories),
         "level_names": LEVEL_NAMES,
+        "grade_rules": GRADE_RULES,
+        # 季度通报: units that rose (进位) and fell (退位) against the previous quarter, largest moves first
+        "moved_up": sorted((row for row in report.ranking if row.movement.startswith("进位")),
+                           key=lambda row: (row.rank - (row.previous_rank or row.rank), row.rank)),
+        "moved_down": sorted((row for row in report.ranking if row.movement.startswith("退位")),
+                             key=lambda row: ((row.previous_rank or row.rank) - row.rank, row.rank)),
     }
     try:
         return template.render(context)

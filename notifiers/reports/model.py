@@ -13,8 +13,9 @@ KINDS = ("monthly", "quarterly", "annual")
 KIND_NAMES = {"monthly": "月度专报", "quarterly": "季度通报", "annual": "年度评估"}
 # The cadence `digest:` name whose round reads each report (rules/<programme>/cadence.yaml).
 DIGEST_OF_KIND = {"monthly": "monthly_dispatch", "quarterly": "quarterly", "annual": "annual"}
-LEVEL_NAMES = {"red": "红灯", "yellow": "黄灯", "green": "绿灯"}
-LEVEL_ORDER = {"red": 0, "yellow": 1, "green": 2, None: 3}
+LEVEL_NAMES = {"red": "红灯", "yellow": "黄灯", "green": "绿灯", "stale": "数据未更新"}
+# "stale": the figure is older than the period it is due for; shown as 数据未更新, never as a light.
+LEVEL_ORDER = {"red": 0, "yellow": 1, "green": 2, "stale": 3, None: 4}
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ class UnitRank:
     tasks_overdue: int
     praised: int
     level: str | None
+    previous_rank: int | None = None  # its place at the previous quarter's meeting (季度通报)
+    movement: str = ""  # 进位N名 / 退位N名 / 名次不变 / 新列入排名
 
 
 @dataclass(frozen=True)
@@ -176,10 +179,77 @@ class Count:
     red: int = 0
     yellow: int = 0
     green: int = 0
+    stale: int = 0  # figures older than their due period: 数据未更新, not lit
 
     @property
     def total(self) -> int:
-        return self.red + self.yellow + self.green
+        return self.red + self.yellow + self.green + self.stale
+
+
+@dataclass(frozen=True)
+class IndicatorChange:
+    """A line of the quarter's analysis: an indicator now and at the previous quarter's meeting."""
+
+    index: str
+    name: str
+    unit_name: str
+    measure: str
+    basis: str
+    value_before: float | None
+    label_before: str
+    value_now: float | None
+    label_now: str
+    completion_before: float | None
+    completion_now: float | None
+    change: float | None  # completion points (pace), or the value's change (standards)
+    change_unit: str  # 个百分点 / the measure
+    level_before: str | None
+    level_now: str | None
+    trend: str  # 提升N个百分点 / 回落… / 持平 / 新纳入监测
+
+
+@dataclass(frozen=True)
+class SupervisionItem:
+    """A line of the quarter's 督导服务名单: a unit the working group visits, and why."""
+
+    index: int
+    code: str
+    name: str
+    red: int  # its red indicators and projects
+    overdue: int  # its overdue tasks
+    movement: str  # 退位N名 …
+    focus: str  # what to look at first: the red items and overdue tasks, by name
+
+
+@dataclass(frozen=True)
+class UnitAssessment:
+    """A line of the year's 综合评估: one member unit's year."""
+
+    rank: int
+    code: str
+    name: str
+    items: int
+    met: int  # indicators and projects at or beyond their year's target
+    completion: float | None  # mean completion of its year targets, percent
+    tasks_due: int
+    tasks_on_time: int
+    tasks_overdue: int
+    praised: int
+    red: int
+    grade: str  # 好 / 较好 / 一般 / 较差
+    remark: str
+
+
+@dataclass(frozen=True)
+class ImportNote:
+    """A figure the import's plausibility checks queried, with the importer's explanation (审核说明)."""
+
+    indicator: str
+    unit_name: str
+    period_label: str
+    value: float | None
+    message: str
+    note: str
 
 
 @dataclass
@@ -211,6 +281,14 @@ class Report:
     still_open: list[LedgerRow] = field(default_factory=list)
     rounds_recorded: bool = True
     warnings: list[str] = field(default_factory=list)
+    # 季度通报 and 年度评估: the period's own analysis (empty in the 月度专报)
+    compared_label: str = ""  # the meeting compared with: 2023年第一季度
+    changes: list[IndicatorChange] = field(default_factory=list)
+    period_tasks: list[TaskRow] = field(default_factory=list)  # tasks whose deadline falls in the period
+    period_task_summary: TaskSummary = field(default_factory=lambda: TaskSummary(0, 0, 0, 0, 0))
+    supervision: list[SupervisionItem] = field(default_factory=list)
+    assessment: list[UnitAssessment] = field(default_factory=list)
+    import_notes: list[ImportNote] = field(default_factory=list)
 
     @property
     def file_stem(self) -> str:
@@ -219,5 +297,6 @@ class Report:
 
 __all__ = [
     "DIGEST_OF_KIND", "KINDS", "KIND_NAMES", "LEVEL_NAMES", "LEVEL_ORDER", "AlertRecord", "CategoryTotal", "Count",
-    "IndicatorRow", "LedgerRow", "ListItem", "ProjectRow", "Report", "TaskRow", "TaskSummary", "UnitRank",
+    "ImportNote", "IndicatorChange", "IndicatorRow", "LedgerRow", "ListItem", "ProjectRow", "Report",
+    "SupervisionItem", "TaskRow", "TaskSummary", "UnitAssessment", "UnitRank",
 ]

@@ -70,15 +70,22 @@ def prepare_report(engine: Engine, rule_set: RuleSet, kind: str, period_code: st
     evaluator = evaluator or Evaluator(rule_set)
     try:
         moment = at or cutoff(rule_set, evaluator.calendar, kind, period)
-        since = cutoff(rule_set, evaluator.calendar, kind, previous_period(period))
+        before = previous_period(period)
+        since = cutoff(rule_set, evaluator.calendar, kind, before)
         with Session(engine) as session:
             snapshot = load_snapshot(session, moment)
             ledger = load_ledger(session, moment)
+            earlier = load_snapshot(session, since) if kind == "quarterly" and since < moment else None
         result = evaluator.evaluate(snapshot)
+        previous = None
+        if earlier is not None:
+            # The previous quarter as its own meeting saw it: the 环比 and 进位/退位 are measured against it.
+            previous = build_report(kind, before, earlier, evaluator.evaluate(earlier), rule_set, None,
+                                    since=cutoff(rule_set, evaluator.calendar, kind, previous_period(before)))
     finally:
         if owned:
             evaluator.close()
-    return build_report(kind, period, snapshot, result, rule_set, ledger, since=min(since, moment))
+    return build_report(kind, period, snapshot, result, rule_set, ledger, since=min(since, moment), previous=previous)
 
 
 def write_report(report: Report, out_dir: Path, templates_dir: Path) -> WrittenReport:

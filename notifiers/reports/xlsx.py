@@ -181,6 +181,8 @@ def _rows(sheet: _Sheet, items: Iterable[Any]) -> int:
             if is_light:
                 if value in FILLS:
                     write_string(row, col, LEVEL_NAMES[value], lights[value])
+                elif value in LEVEL_NAMES:  # 数据未更新: named, not lit
+                    write_string(row, col, LEVEL_NAMES[value], blank_light)
                 else:
                     write_blank(row, col, None, blank_light)
             elif value is None or value == "":
@@ -217,6 +219,14 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
     _ranking(book, report, subtitle)
     _lists(book, report, subtitle)
     _ledger(book, report)
+    if report.kind == "quarterly":
+        _changes(book, report, subtitle)
+        _movement(book, report, subtitle)
+        _period_tasks(book, report, subtitle, "本季到期任务", "本季度到期任务完成情况")
+        _supervision(book, report, subtitle)
+    elif report.kind == "annual":
+        _assessment(book, report, subtitle)
+        _period_tasks(book, report, subtitle, "年内到期任务", "年内到期任务完成情况")
     book.close()
     return target
 
@@ -250,7 +260,8 @@ def _cover(book: _Book, report: Report) -> None:
         ("评估时点", report.cutoff.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"), None),
         ("数据期", report.progress_label, None),
         ("序时进度", f"{_fmt(report.time_progress)}%", None),
-        ("主要指标", f"{count.total}项：绿灯{count.green}项，黄灯{count.yellow}项，红灯{count.red}项", None),
+        ("主要指标", f"{count.total}项：绿灯{count.green}项，黄灯{count.yellow}项，红灯{count.red}项"
+                     + (f"，数据未更新{count.stale}项" if count.stale else ""), None),
         ("重大项目", f"{len(report.projects)}个，年度计划投资{_fmt(planned)}亿元，已完成{_fmt(done)}亿元", None),
         ("重点任务", f"{summary.total}项：已完成{summary.done}项（按时{summary.done_on_time}项），"
                      f"推进中{summary.open}项，逾期{summary.overdue}项", None),
@@ -411,6 +422,101 @@ def _ledger(book: _Book, report: Report) -> None:
                                           + [("上期结转督办中", r) for r in report.still_open])
     if not _rows(ws, items):
         _empty(ws, "本期无督办事项")
+
+
+# --- 季度通报 / 年度评估: the period's own analysis, after the five lists -----------------------------
+
+
+def _changes(book: _Book, report: Report, subtitle: str) -> None:
+    columns = [
+        Column("序号", 6, "centre", lambda c: c.index),
+        Column("指标", 34, "text", lambda c: f"　其中：{c.unit_name}" if c.unit_name else c.name),
+        Column("口径", 12, "centre", lambda c: c.basis),
+        Column("计量单位", 8, "centre", lambda c: c.measure),
+        Column("上季度完成值", 12, "num", lambda c: c.value_before),
+        Column("上季度数据期", 13, "centre", lambda c: c.label_before),
+        Column("上季度完成率", 11, "pct", lambda c: c.completion_before),
+        Column("上季度亮灯", 8, "light", lambda c: c.level_before),
+        Column("本季度完成值", 12, "num", lambda c: c.value_now),
+        Column("本季度数据期", 13, "centre", lambda c: c.label_now),
+        Column("本季度完成率", 11, "pct", lambda c: c.completion_now),
+        Column("本季度亮灯", 8, "light", lambda c: c.level_now),
+        Column("环比变化", 34, "text", lambda c: c.trend),
+    ]
+    compared = f"（与{report.compared_label}相比）" if report.compared_label else ""
+    ws = _sheet(book, "环比分析", f"{report.period_label}主要指标环比变化{compared}", subtitle, columns)
+    if not _rows(ws, report.changes):
+        _empty(ws, "本季度无纳入监测的指标")
+
+
+def _movement(book: _Book, report: Report, subtitle: str) -> None:
+    columns = [
+        Column("本季名次", 8, "int", lambda r: r.rank),
+        Column("上季名次", 8, "int", lambda r: r.previous_rank),
+        Column("进退位", 12, "centre", lambda r: r.movement),
+        Column("单位", 30, "text", lambda r: r.name),
+        Column("平均完成率", 11, "pct", lambda r: r.completion),
+        Column("差距（百分点）", 11, "signed", lambda r: r.gap),
+        Column("红灯", 7, "int", lambda r: r.red),
+        Column("逾期任务", 9, "int", lambda r: r.tasks_overdue),
+        Column("亮灯", 7, "light", lambda r: r.level),
+    ]
+    compared = f"（与{report.compared_label}相比）" if report.compared_label else ""
+    ws = _sheet(book, "排名进退位", f"{report.period_label}成员单位排名进退位{compared}", subtitle, columns)
+    if not _rows(ws, report.ranking):
+        _empty(ws, "本季度无可排名的单位")
+
+
+def _period_tasks(book: _Book, report: Report, subtitle: str, title: str, heading: str) -> None:
+    columns = [
+        Column("序号", 6, "centre", lambda r: r.index),
+        Column("任务", 24, "text", lambda r: r.title),
+        Column("目标及要求", 52, "text", lambda r: r.goal),
+        Column("截止日期", 11, "date", lambda r: r.deadline),
+        Column("责任单位", 28, "text", lambda r: r.units),
+        Column("完成情况", 18, "centre", lambda r: r.status_label),
+        Column("亮灯", 7, "light", lambda r: r.level),
+    ]
+    summary = report.period_task_summary
+    sub = (f"{subtitle}　到期{summary.total}项：按时完成{summary.done_on_time}项，"
+           f"逾期完成{summary.done - summary.done_on_time}项，逾期未完成{summary.overdue}项")
+    ws = _sheet(book, title, f"{report.period_label}{heading}", sub, columns)
+    if not _rows(ws, report.period_tasks):
+        _empty(ws, "本期无到期的重点任务")
+
+
+def _supervision(book: _Book, report: Report, subtitle: str) -> None:
+    columns = [
+        Column("序号", 6, "int", lambda r: r.index),
+        Column("单位", 30, "text", lambda r: r.name),
+        Column("红灯事项", 9, "int", lambda r: r.red),
+        Column("逾期任务", 9, "int", lambda r: r.overdue),
+        Column("排名变化", 12, "centre", lambda r: r.movement),
+        Column("督导重点", 70, "text", lambda r: r.focus),
+    ]
+    ws = _sheet(book, "督导服务名单", f"{report.period_label}督导服务名单", subtitle, columns)
+    if not _rows(ws, report.supervision):
+        _empty(ws, "本季度无需专项督导的单位")
+
+
+def _assessment(book: _Book, report: Report, subtitle: str) -> None:
+    columns = [
+        Column("序号", 6, "int", lambda r: r.rank),
+        Column("单位", 30, "text", lambda r: r.name),
+        Column("监测事项", 9, "int", lambda r: r.items),
+        Column("达到年度目标", 10, "int", lambda r: r.met),
+        Column("平均完成率", 11, "pct", lambda r: r.completion),
+        Column("到期任务", 9, "int", lambda r: r.tasks_due),
+        Column("按时完成", 9, "int", lambda r: r.tasks_on_time),
+        Column("逾期未完成", 10, "int", lambda r: r.tasks_overdue),
+        Column("红灯", 7, "int", lambda r: r.red),
+        Column("通报表扬", 9, "int", lambda r: r.praised),
+        Column("等次", 7, "centre", lambda r: r.grade),
+        Column("建议", 28, "text", lambda r: r.remark),
+    ]
+    ws = _sheet(book, "年度综合评估", f"{report.period_label}成员单位综合评估", subtitle, columns)
+    if not _rows(ws, report.assessment):
+        _empty(ws, "本年度无可评估的单位")
 
 
 __all__ = ["FILLS", "write_xlsx"]
