@@ -606,7 +606,9 @@ def _changes(report: Report, previous: Report) -> list[IndicatorChange]:
             trend = "数据不全，无法比较"
         if old is not None and old.level != row.level and row.level in ("red", "yellow", "green", "stale") \
                 and old.level in ("red", "yellow", "green", "stale"):
-            trend += f"（{_LEVEL_WORDS[old.level]}转{_LEVEL_WORDS[row.level]}）"
+            trend += (f"（本季度数据未更新，上季度为{_LEVEL_WORDS[old.level]}）" if row.level == "stale" else
+                      f"（上季度数据未更新，本季度为{_LEVEL_WORDS[row.level]}）" if old.level == "stale" else
+                      f"（{_LEVEL_WORDS[old.level]}转{_LEVEL_WORDS[row.level]}）")
         rows.append(IndicatorChange(
             index=row.index, name=row.name, unit_name=row.unit_name if row.sub else "", measure=row.measure,
             basis=row.basis, value_before=old.value if old else None, label_before=old.value_label if old else "",
