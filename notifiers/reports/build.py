@@ -452,11 +452,9 @@ def _period_label(code: str) -> str:
 # --- 争先创优晾晒表 ---------------------------------------------------------------------------------
 
 
-def _ranking(assessments: Sequence[Assessment], tasks: Sequence[TaskRow], snapshot: Snapshot,
-             candidates: Sequence[AlertCandidate], names: _UnitNames) -> list[UnitRank]:
-    """Each unit's pace items (its own share of a target, else the indicators and projects it answers
-    for), ranked by mean completion against time progress. Five-year (final) targets are left out:
-    they run on a different clock and would double count the year's figures."""
+def _unit_items(assessments: Sequence[Assessment], names: _UnitNames) -> dict[str, list[Assessment]]:
+    """Each member unit's pace items of the year: its own share of a target where it has one, else
+    the indicators and projects it answers for (five-year targets left out)."""
     pace = [a for a in assessments if a.rule_kind == "pace" and a.period != "final"
             and _float(a.details.get("completion")) is not None]
     own: set[tuple[str, str, str]] = set()  # (unit, indicator, period) with a per-unit share
@@ -472,6 +470,15 @@ def _ranking(assessments: Sequence[Assessment], tasks: Sequence[TaskRow], snapsh
             if a.subject_type == "indicator" and (unit, _indicator_code(a), a.period) in own:
                 continue
             items[unit].append(a)
+    return items
+
+
+def _ranking(assessments: Sequence[Assessment], tasks: Sequence[TaskRow], snapshot: Snapshot,
+             candidates: Sequence[AlertCandidate], names: _UnitNames) -> list[UnitRank]:
+    """Each unit's pace items (its own share of a target, else the indicators and projects it answers
+    for), ranked by mean completion against time progress. Five-year (final) targets are left out:
+    they run on a different clock and would double count the year's figures."""
+    items = _unit_items(assessments, names)
     overdue: dict[str, int] = defaultdict(int)
     for task in tasks:
         if task.status == "overdue":
@@ -691,17 +698,19 @@ def _supervision(assessments: Sequence[Assessment], report: Report, snapshot: Sn
 
 # 年度评估 grades (附件2 四（四）: 年底开展综合评估，对进展较好的街镇和部门进行总结): computed from the
 # year's figures as a proposal for the assessment meeting; the office decides.
-GRADE_RULES = ("好：年度目标全部达到序时要求（平均差距不小于0）、无红灯、无逾期任务；"
-               "较好：平均差距不低于-10个百分点、无红灯、逾期任务不超过1项；"
-               "较差：红灯2项及以上，或逾期任务2项及以上，或平均差距低于-30个百分点；其余为一般。")
+GRADE_RULES = ("好：平均完成率不低于序时进度、无红灯、年内到期任务均已完成；"
+               "较好：平均完成率落后序时进度不超过10个百分点、无红灯、逾期未完成任务不超过到期任务的四分之一；"
+               "较差：红灯2项及以上，或逾期未完成任务超过到期任务的一半，或平均完成率落后序时进度30个百分点以上；"
+               "其余为一般。")
 
 
-def _grade(gap: float | None, red: int, overdue: int) -> str:
-    if red >= 2 or overdue >= 2 or (gap is not None and gap < -30):
+def _grade(gap: float | None, red: int, overdue: int, due: int) -> str:
+    late = overdue / due if due else 0.0
+    if red >= 2 or late > 0.5 or (gap is not None and gap < -30):
         return "较差"
     if red == 0 and overdue == 0 and (gap is None or gap >= 0):
         return "好"
-    if red == 0 and overdue <= 1 and (gap is None or gap >= -10):
+    if red == 0 and late <= 0.25 and (gap is None or gap >= -10):
         return "较好"
     return "一般"
 
@@ -710,13 +719,8 @@ def _assessment(assessments: Sequence[Assessment], report: Report, snapshot: Sna
                 names: _UnitNames) -> list[UnitAssessment]:
     """The year's 综合评估 of each member unit: its year targets, its tasks due in the year, its praise."""
     ranked = {r.code: r for r in report.ranking}
-    met: dict[str, int] = defaultdict(int)
-    for a in assessments:
-        if a.rule_kind != "pace" or a.period == "final" or _float(a.details.get("completion")) is None:
-            continue
-        units = [str(a.details.get("unit"))] if "@" in a.subject and a.details.get("unit") else names.members(a.units)
-        for unit in units:
-            met[unit] += (_float(a.details.get("completion")) or 0.0) >= 100.0
+    met = {unit: sum(1 for a in measured if (_float(a.details.get("completion")) or 0.0) >= 100.0)
+           for unit, measured in _unit_items(assessments, names).items()}
     due: dict[str, list[TaskRow]] = defaultdict(list)
     for task in report.period_tasks:
         info = snapshot.tasks.get(task.code)
@@ -729,7 +733,7 @@ def _assessment(assessments: Sequence[Assessment], report: Report, snapshot: Sna
         tasks = due.get(code, [])
         overdue = sum(1 for t in tasks if t.status == "overdue")
         red = len(reds.get(code, []))
-        grade = _grade(rank.gap if rank else None, red, overdue)
+        grade = _grade(rank.gap if rank else None, red, overdue, len(tasks))
         remark = {"好": "建议通报表扬，总结推广经验", "较差": "建议约谈督促，限期整改"}.get(grade, "")
         rows.append(UnitAssessment(
             rank=0, code=code, name=names.name(code), items=rank.items if rank else 0, met=met.get(code, 0),
