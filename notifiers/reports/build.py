@@ -382,7 +382,7 @@ def _task_rows(assessments: Sequence[Assessment], snapshot: Snapshot,
             goal=task.goal if task.goal and task.goal != task.deadline_text else task.measures or task.goal,
             deadline=task.deadline, deadline_text=task.deadline_text, units=names.join(task.units),
             units_short=names.short(task.units),
-            status=status, status_label=label, level=level, done_on=task.done_on))
+            status=status, status_label=label, level=level, done_on=task.done_on, ongoing=task.ongoing))
     summary = TaskSummary(total=len(rows), done=done, done_on_time=on_time, open=len(rows) - done - overdue,
                           overdue=overdue)
     return rows, summary
@@ -575,7 +575,7 @@ def _period_tasks(tasks: Sequence[TaskRow], period: Period) -> tuple[list[TaskRo
     """Tasks whose deadline falls in the period, and how they ended by the cut-off."""
     from dataclasses import replace
 
-    due = [t for t in tasks if t.deadline is not None and period.start <= t.deadline <= period.end]
+    due = [t for t in tasks if t.deadline is not None and period.start <= t.deadline <= period.end and not t.ongoing]
     rows = [replace(t, index=str(i)) for i, t in enumerate(due, start=1)]
     done = sum(1 for t in rows if t.status in ("done", "done_late"))
     on_time = sum(1 for t in rows if t.status == "done")

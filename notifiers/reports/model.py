@@ -109,6 +109,7 @@ class TaskRow:
     level: str | None
     done_on: dt.date | None
     units_short: str = ""
+    ongoing: bool = False  # 常态化: a duty without a result date, never due nor overdue
 
 
 @dataclass(frozen=True)
