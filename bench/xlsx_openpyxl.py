@@ -225,6 +225,9 @@ def _cover(wb: Workbook, report: Report) -> None:
         ("口径", "与同期督办通知为同一次评估结果；完成率=累计完成值/年度目标；差距=完成率-序时进度（百分点），"
                  "标准类指标为完成值-标准值。", None),
     ]
+    lines += [("审核说明" if i == 0 else "", f"{n.indicator}{'（' + n.unit_name + '）' if n.unit_name else ''}"
+               f"{n.period_label}{'为' + _fmt(n.value) if n.value is not None else ''}：{n.message}。说明：{n.note}", None)
+              for i, n in enumerate(report.import_notes)]
     lines += [("提示", warning, None) for warning in report.warnings]
     for label, value, light in lines:
         key = WriteOnlyCell(ws, value=label)

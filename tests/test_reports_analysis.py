@@ -162,3 +162,34 @@ def test_a_stale_figure_reads_as_data_not_updated_in_the_page_and_the_workbook(
     row = next(r for r in sheet.iter_rows(min_row=4) if r[1].value == SHARE)
     assert row[light].value == "数据未更新"
     assert row[light].fill.fill_type is None, "not filled green"
+
+
+def test_an_importer_s_note_on_a_queried_figure_is_shown_in_the_report(tmp_path: Path) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from duban.store import models
+
+    if not hasattr(models, "ObservationNote"):
+        pytest.skip("the import plausibility checks (observation_notes) are not in this build")
+    engine = make_engine(str(tmp_path / "duban.db"))
+    create_all(engine)
+    assert import_paths(engine, ["examples/lucheng-2023"], now=dt.datetime(2023, 1, 1, tzinfo=dt.UTC),
+                        imported_by="test").ok
+    with Session(engine) as session, session.begin():
+        observation = session.scalars(select(models.Observation).where(
+            models.Observation.indicator_code == "service_investment_share",
+            models.Observation.period == "2023-06")).one()
+        batch = session.scalars(select(models.ImportBatch)).first()
+        assert batch is not None
+        session.add(models.ObservationNote(
+            observation_id=observation.id, import_batch_id=batch.id, audit="jump", message="较上月变动超过10倍",
+            note="6月起按新口径统计，经区统计局核实无误", noted_at=dt.datetime(2023, 7, 5, tzinfo=dt.UTC)))
+    written = generate(engine, RULES, "quarterly", "2023-Q2", tmp_path / "reports")
+    engine.dispose()
+    [note] = written.report.import_notes
+    assert (note.indicator, note.period_label) == (SHARE, "2023年6月")
+    html = written.html.read_text(encoding="utf-8")
+    assert "数据审核说明" in html and "6月起按新口径统计，经区统计局核实无误" in html
+    cover = [str(c.value) for row in load_workbook(written.xlsx)["说明"].iter_rows() for c in row if c.value]
+    assert "审核说明" in cover and any("6月起按新口径统计" in value for value in cover)

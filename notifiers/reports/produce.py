@@ -13,10 +13,11 @@ from duban.engine.evaluate import Evaluator
 from duban.engine.rules import RuleSet
 from duban.notifiers.reports.build import build_report
 from duban.notifiers.reports.html import render_html
-from duban.notifiers.reports.model import AlertRecord, Report
+from duban.notifiers.reports.model import AlertRecord, ImportNote, Report
 from duban.notifiers.reports.periods import cutoff, previous_period, report_period
 from duban.notifiers.reports.xlsx import write_xlsx
 from duban.store.models import Alert, Notice, Round
+from duban.store.periods import parse_period
 from duban.store.snapshot import load_snapshot
 
 
@@ -62,6 +63,38 @@ def load_ledger(session: Session, at: dt.datetime) -> list[AlertRecord] | None:
     return records
 
 
+def load_import_notes(session: Session, at: dt.datetime, year: str) -> list[ImportNote]:
+    """The importers' explanations (审核说明, `duban import --note`) of the year's queried figures, as
+    known at `at`: the newest note of each figure, in indicator and period order."""
+    from duban.store import models
+
+    note_model = getattr(models, "ObservationNote", None)  # added with the import plausibility checks
+    if note_model is None:
+        return []
+    from duban.store.models import Indicator, Observation, Unit
+
+    rows = session.execute(
+        select(note_model.observation_id, note_model.message, note_model.note, note_model.noted_at,
+               Observation.period, Observation.value, Observation.unit_code, Indicator.name, Indicator.code)
+        .join(Observation, Observation.id == note_model.observation_id)
+        .join(Indicator, Indicator.code == Observation.indicator_code)
+        .where(Observation.period.startswith(year))
+        .order_by(Indicator.code, Observation.period, note_model.noted_at)
+    ).all()
+    units = dict(session.execute(select(Unit.code, Unit.name)).tuples().all())
+    newest: dict[int, ImportNote] = {}
+    for observation_id, message, note, noted_at, period, value, unit, name, _code in rows:
+        if _aware(noted_at) > at:
+            continue
+        try:
+            label = parse_period(period).label
+        except ValueError:
+            label = period
+        newest[observation_id] = ImportNote(indicator=name, unit_name=units.get(unit, unit) if unit else "",
+                                            period_label=label, value=value, message=message, note=note)
+    return list(newest.values())
+
+
 def prepare_report(engine: Engine, rule_set: RuleSet, kind: str, period_code: str, *,
                    at: dt.datetime | None = None, evaluator: Evaluator | None = None) -> Report:
     """Evaluate at the report's cut-off (or `at`) and build the report. Raises ReportPeriodError."""
@@ -75,6 +108,7 @@ def prepare_report(engine: Engine, rule_set: RuleSet, kind: str, period_code: st
         with Session(engine) as session:
             snapshot = load_snapshot(session, moment)
             ledger = load_ledger(session, moment)
+            notes = load_import_notes(session, moment, period.code[:4])
             earlier = load_snapshot(session, since) if kind == "quarterly" and since < moment else None
         result = evaluator.evaluate(snapshot)
         previous = None
@@ -85,7 +119,9 @@ def prepare_report(engine: Engine, rule_set: RuleSet, kind: str, period_code: st
     finally:
         if owned:
             evaluator.close()
-    return build_report(kind, period, snapshot, result, rule_set, ledger, since=min(since, moment), previous=previous)
+    report = build_report(kind, period, snapshot, result, rule_set, ledger, since=min(since, moment), previous=previous)
+    report.import_notes = notes
+    return report
 
 
 def write_report(report: Report, out_dir: Path, templates_dir: Path) -> WrittenReport:
@@ -103,4 +139,4 @@ def generate(engine: Engine, rule_set: RuleSet, kind: str, period_code: str, out
     return write_report(report, out_dir, rule_set.templates_dir)
 
 
-__all__ = ["WrittenReport", "generate", "load_ledger", "prepare_report", "write_report"]
+__all__ = ["WrittenReport", "generate", "load_import_notes", "load_ledger", "prepare_report", "write_report"]
