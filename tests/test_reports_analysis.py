@@ -193,3 +193,32 @@ def test_an_importer_s_note_on_a_queried_figure_is_shown_in_the_report(tmp_path:
     assert "数据审核说明" in html and "6月起按新口径统计，经区统计局核实无误" in html
     cover = [str(c.value) for row in load_workbook(written.xlsx)["说明"].iter_rows() for c in row if c.value]
     assert "审核说明" in cover and any("6月起按新口径统计" in value for value in cover)
+
+
+def _assessment(kind: str, period: str, label: str, details: dict[str, object], level: str | None,
+                days_left: int | None = None) -> object:
+    from duban.engine.evaluate import Assessment
+
+    return Assessment(rule="demo.r", rule_kind=kind, subject_type="indicator", subject="brands", subject_name="品牌",
+                      units=("fgj",), unit_name="", period=period, period_label=label, measure="个", value=1.0,
+                      threshold=2.0, expected=None, deadline=None, days_left=days_left, level=level, decisions=(),
+                      details=details)
+
+
+def test_a_derived_target_and_a_milestone_read_as_what_they_are() -> None:
+    from duban.notifiers.reports.build import _indicator_rows, _UnitNames
+    from duban.store.snapshot import IndicatorInfo, Snapshot
+
+    snapshot = Snapshot(at=dt.datetime(2023, 7, 17, 1, 0, tzinfo=dt.UTC), programme=None,
+                        indicators={"brands": IndicatorInfo("brands", "品牌", "个", "cumulative", "up", ("fgj",))})
+    names = _UnitNames(snapshot, "zhuanban")
+    derived = _assessment("pace", "2023", "2023年1—6月",
+                          {"completion": 40.0, "time_progress": 50.0, "derived": True}, "yellow")
+    [row], _ = _indicator_rows([derived], snapshot, names)  # type: ignore[list-item]
+    assert row.basis == "按规划期序时进度测算" and row.gap == pytest.approx(-10.0)
+    milestone = _assessment("milestone", "final", "2025年底前", {"completion": 50.0, "shape": "milestone"}, None,
+                            days_left=898)
+    [row], _ = _indicator_rows([milestone], snapshot, names)  # type: ignore[list-item]
+    assert row.basis == "节点目标（2025年底前）" and row.value_label == "累计至今"
+    assert row.time_progress is None and row.gap is None, "a milestone is no monthly pace"
+    assert row.note.startswith("距节点还有898天")

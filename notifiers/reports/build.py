@@ -163,7 +163,7 @@ def _indicator_rows(assessments: Sequence[Assessment], snapshot: Snapshot, names
     for a in assessments:
         if a.subject_type != "indicator":
             continue
-        if a.rule_kind in ("threshold", "pace"):
+        if a.rule_kind in ("threshold", "pace", "milestone"):
             measured[(a.subject, a.period)].append(a)
             if "ahead" in a.decisions:
                 notes[(a.subject, _scope(a.period))].append("快于序时进度，予以表扬")
@@ -272,15 +272,25 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
             note.insert(0, f"标准：{bound.replace(' ', '')}")
         gap = None if a.value is None or a.threshold is None else a.value - a.threshold
         completion = progress = None
+    elif a.rule_kind == "milestone":
+        # One result by a date (到2025年争创2个): measured against the target itself, not a monthly pace.
+        basis = f"节点目标（{a.period_label}）"
+        completion = _float(a.details.get("completion"))
+        progress = gap = None
+        if a.level is None and a.days_left is not None and a.days_left >= 0:
+            note.insert(0, f"距节点还有{a.days_left}天")
     else:
         basis = "规划期目标" if a.period == "final" else "年度目标"
+        if a.details.get("derived"):  # no year target of its own: the programme's, at its time progress
+            basis = "按规划期序时进度测算"
         completion = _float(a.details.get("completion"))
         progress = _float(a.details.get("time_progress"))
         gap = completion - progress if completion is not None and progress is not None else None
     return IndicatorRow(
         index=index, code=code, name=info.name if info else a.subject_name,
         unit_name=a.unit_name if sub or "@" in a.subject else "", sub=sub, measure=a.measure, basis=basis,
-        target=a.threshold, value=a.value, value_label=a.period_label, completion=completion, time_progress=progress,
+        target=a.threshold, value=a.value, value_label="累计至今" if a.rule_kind == "milestone" else a.period_label,
+        completion=completion, time_progress=progress,
         gap=gap, level=a.level, units=names.join(a.units), note="；".join(note), rule=a.rule,
         units_short=names.short(a.units),
     )
