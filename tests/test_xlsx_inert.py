@@ -109,3 +109,17 @@ def test_the_blank_templates_write_their_text_as_plain_text(tmp_path: Path, monk
     monkeypatch.setattr(templates, "LISTS", (hostile,))
     [path] = templates.write_templates(tmp_path)
     _assert_inert(path, expected=len(units.columns))
+
+
+def test_every_module_that_writes_a_workbook_goes_through_the_shared_helper() -> None:
+    root = Path(__file__).resolve().parents[1]
+    writers = []
+    for folder in ("duban", "engine", "store", "notifiers"):
+        for path in (root / folder).rglob("*.py"):
+            if path.is_symlink() or any(p.is_symlink() for p in path.relative_to(root).parents if p != Path(".")):
+                continue
+            text = path.read_text(encoding="utf-8")
+            if "Workbook(" in text and "xlsx_text" not in path.name:
+                writers.append((path.relative_to(root).as_posix(), "duban.store.xlsx_text" in text))
+    assert len(writers) >= 3, writers
+    assert all(uses for _, uses in writers), f"writes a workbook without duban.store.xlsx_text: {writers}"
