@@ -81,7 +81,7 @@ def load_import_notes(session: Session, at: dt.datetime, year: str) -> list[Impo
         .where(Observation.period.startswith(year))
         .order_by(Indicator.code, Observation.period, note_model.noted_at)
     ).all()
-    units = dict(session.execute(select(Unit.code, Unit.name)).tuples().all())
+    units = {code: name for code, name in session.execute(select(Unit.code, Unit.name))}
     newest: dict[int, ImportNote] = {}
     for observation_id, message, note, noted_at, period, value, unit, name, _code in rows:
         if _aware(noted_at) > at:
