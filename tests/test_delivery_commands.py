@@ -140,6 +140,7 @@ def test_run_once_delivers_through_both_channels(duban: Duban, sink: SmtpSink, r
     result = duban("run", "--once", "--at", ROUND)
     assert result.exit_code == 0, result.output
     assert robot.received and sink.handler.count
+    assert "[smtp] 本次共处理" in result.output and "[dingtalk] 本次共处理1封：成功1封" in result.output
     assert {row.channel for row in duban.rows()} == {"email", "dingtalk"}
     assert {row.status for row in duban.rows()} == {"sent"}
 

@@ -315,6 +315,7 @@ class Service:
         self.retry_due = False  # a round crashed (e.g. the database restarted): the loop ticks again
         self.delivery_failed = False  # a send in this process had failures (`run --once` exits non-zero)
         self.last_delivery: object = None  # what the latest send did (its str() is the summary)
+        self.deliveries: list[object] = []  # every send of this process that claimed something or failed
 
     # lifecycle
 
@@ -483,6 +484,8 @@ class Service:
         log_event("outbox_sent", logging.INFO if ok else logging.WARNING, summary=str(outcome).replace("\n", " | "))
         self.delivery_failed = self.delivery_failed or not ok
         self.last_delivery = outcome
+        if not ok or any(report.claimed for _name, report in getattr(outcome, "reports", [])):
+            self.deliveries = [*self.deliveries[-49:], outcome]
 
     # reload
 

@@ -119,8 +119,10 @@ def run(app: AppContext, once: bool, at_text: str | None, health_port: int | Non
                 click.echo("有轮次未能完成（如数据库暂时不可用），该轮次已整体回滚、未发送任何通知；"
                            "下次运行会自动重试，详见日志中的 round_crashed。", err=True)
                 sys.exit(EXIT_ROUND_FAILED)
-            if service.last_delivery is not None:
-                click.echo(str(service.last_delivery))
+            # Every send that did something (a round's, a retry's), else the last one: what went out,
+            # what failed, whether the admin's report was sent or only queued.
+            for outcome in service.deliveries or ([service.last_delivery] if service.last_delivery else []):
+                click.echo(str(outcome))
             if service.delivery_failed:
                 click.echo("有通知未能发出或发送受阻，详见上文与 duban outbox。", err=True)
                 sys.exit(EXIT_DELIVERY_FAILED)
