@@ -452,7 +452,12 @@ def _project_list_threshold(rule: Rule, bound: Any, snapshot: Snapshot, context:
     """`projects: {category: …, level: …}` with `aggregate`: one figure over the project list."""
     selector = rule.selector
     today = snapshot.today
-    year = today.year
+    # The year judged, as for annual targets: in January, last year (its plans and December figures).
+    year = _judged_year(snapshot)
+    if selector.year:
+        if selector.year != year:
+            return  # a one-year list (附件1: 2023) is judged in its own year only
+        year = selector.year
     chosen = []
     for code, project in sorted(snapshot.projects.items()):
         if not selector.matches_project(code, project.category, project.level):
@@ -482,7 +487,8 @@ def _project_list_threshold(rule: Rule, bound: Any, snapshot: Snapshot, context:
         for unit in project.units[:1]:
             if unit not in units:
                 units.append(unit)
-    period_label = f"{year}年1—{today.month - 1}月" if aggregate == "completed_investment" and today.month > 1 else f"{year}年"
+    last_month = today.month - 1 if today.year == year else 12
+    period_label = f"{year}年1—{last_month}月" if aggregate == "completed_investment" and last_month else f"{year}年"
     item = _Pending(rule, "project_list", rule.short_id, f"{name}{_AGGREGATE_LABELS[aggregate]}", tuple(units),
                     str(year), measure, value=value, threshold=limit, period_label=period_label,
                     details={"aggregate": aggregate, "projects": [p.code for p in chosen], "bound": bound.text,

@@ -618,7 +618,7 @@ _SUBJECT_KEYS = {
     "milestone": ("indicator", "indicators"),
     "forecast": ("indicator", "indicators"),
 }
-_PROJECT_FILTER_KEYS = ("category", "level", "in_year")
+_PROJECT_FILTER_KEYS = ("codes", "category", "level", "in_year", "year")
 
 
 def _selector(checker: _FileChecker, item: CommentedMap, kind: str | None) -> Selector | None:
@@ -682,10 +682,17 @@ def _project_filter(checker: _FileChecker, raw: CommentedMap) -> Selector | None
     in_year = raw.get("in_year", False)
     if not isinstance(in_year, bool):
         checker.error(raw, f"`projects.in_year` 应为 true 或 false，实际为 {_show(in_year)}", key="in_year")
+    codes = raw.get("codes", [])
+    if "codes" in raw and (not isinstance(codes, list) or not codes or not all(isinstance(c, str) and c for c in codes)):
+        checker.error(raw, f"`projects.codes` 应为项目代码列表，实际为 {_show(codes)}", key="codes")
+    year = raw.get("year", 0)
+    if "year" in raw and (isinstance(year, bool) or not isinstance(year, int) or not 2000 <= year <= 2100):
+        checker.error(raw, f"`projects.year` 应为年份，如 2023，实际为 {_show(year)}", key="year")
     if len(checker.errors) > before:
         return None
-    return Selector("project", everything=False, categories=found.get("category", ()), levels=found.get("level", ()),
-                    in_year=bool(in_year))
+    return Selector("project", codes=tuple(codes) if isinstance(codes, list) else (), everything=False,
+                    categories=found.get("category", ()), levels=found.get("level", ()),
+                    in_year=bool(in_year) or bool(year), year=int(year))
 
 
 def _cadence(checker: _FileChecker, item: CommentedMap, programme: str) -> Cadence | None:

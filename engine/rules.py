@@ -44,6 +44,9 @@ class Selector:
     categories: tuple[str, ...] = ()
     levels: tuple[str, ...] = ()
     in_year: bool = False
+    # {year: 2023}: the projects under way in 2023 only, judged only while 2023 is the year judged (a
+    # one-year list such as 附件1 第4项 "2023年……组织实施4个重大项目" is not carried into 2024)
+    year: int = 0
 
     def matches(self, code: str, kind: str = "") -> bool:
         if self.everything:

@@ -44,7 +44,8 @@ def _selector_schema(name: str) -> dict[str, Any]:
         options.append({
             "type": "object",
             "properties": {"category": one_or_many(PROJECT_CATEGORIES), "level": one_or_many(PROJECT_LEVELS),
-                           "in_year": {"type": "boolean"}},
+                           "in_year": {"type": "boolean"},
+                           "codes": {"type": "array", "items": {"type": "string"}, "minItems": 1}, "year": {"type": "integer", "minimum": 2000, "maximum": 2100}},
             "additionalProperties": False,
         })
     return {"anyOf": options}

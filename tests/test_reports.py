@@ -134,29 +134,30 @@ def test_lucheng_quarterly_report_lights_the_service_investment_share_red_with_j
 
 def test_indicator_rows_show_completion_against_time_progress_and_units_shares_underneath(lucheng_q2):
     rows = _page(lucheng_q2).table("indicators")
+    # The example gives training only its programme-end target (5万人次, 二（四）) — no invented yearly
+    # figure — so the row is that target paced by the programme's elapsed share (6 of 60 months).
     training = _row(rows, "服务业从业人员培训")
-    assert [text for text, _ in training[5:9]] == ["63.62%", "50%", "+13.62", "绿灯"]
-    position = rows.index(training)
-    shares = [row[1][0] for row in rows[position + 1:position + 3]]
-    assert shares == ["其中：区教育局", "其中：区人力社保局快于序时进度，予以表扬"]
-    assert rows[position + 1][8] == ("黄灯", "light yellow")
+    assert training[2][0] == "规划期目标"
+    assert [text for text, _ in training[5:9]] == ["17.56%", "10%", "+7.56", "绿灯"]
+    stores = _row(rows, "新引进品牌首店")
+    assert stores[2][0] == "年度目标" and [text for text, _ in stores[5:9]] == ["50%", "50%", "0", "绿灯"]
 
 
 def test_project_table_groups_by_category_and_lights_the_hr_park_red(lucheng_q2):
     rows = _page(lucheng_q2).table("projects")
     groups = [row[0][0] for row in rows if row and row[0][0].endswith("个）") and "项目（" in row[0][0]]
-    assert groups == ["战略支撑型项目（1个）", "产业赋能型项目（2个）", "生活美好型项目（3个）"]
+    assert groups == ["战略支撑型项目（4个）", "产业赋能型项目（7个）", "生活美好型项目（9个）"]  # the registered list
     park = _row(rows, "中国·温州人力资源服务产业园提升项目")
     assert [text for text, _ in park[3:9]] == ["14.5", "1.5", "0.18", "12%", "50%", "红灯"]
     total = next(row for row in rows if row[0][0].startswith("合计"))
-    assert [text for text, _ in total[1:4]] == ["191.3", "15.6", "7.36"]
+    assert [text for text, _ in total[1:4]] == ["357.3", "15.6", "7.36"]
 
 
 def test_units_are_ranked_by_completion_against_time_progress(lucheng_q2):
     report: Report = lucheng_q2.report
     gaps = [unit.gap for unit in report.ranking]
     assert gaps == sorted(gaps, reverse=True)
-    assert report.ranking[0].name == "区经信局" and report.ranking[0].level == "green"
+    assert report.ranking[0].name == "区金融办" and report.ranking[0].level == "green"
     last = report.ranking[-1]
     assert (last.name, last.completion, last.level) == ("区委宣传部", 20.0, "red")
     assert "区服务业高质量发展" not in " ".join(unit.name for unit in report.ranking)  # the working group is not ranked
@@ -190,8 +191,8 @@ def test_the_report_is_self_contained_with_no_script_and_no_external_resource(lu
 def test_charts_are_inline_svg_with_the_time_progress_line_and_the_categories(lucheng_q2):
     html = lucheng_q2.html.read_text(encoding="utf-8")
     assert [tag for tag, _ in _page(lucheng_q2).tags].count("svg") == 2
-    assert "序时进度 50%" in html
-    for category in ("战略支撑型（1个）", "产业赋能型（2个）", "生活美好型（3个）"):
+    assert 'aria-label="主要指标完成进度与序时进度"' in html
+    for category in ("战略支撑型（4个）", "产业赋能型（7个）", "生活美好型（9个）"):
         assert category in html
 
 
@@ -262,7 +263,7 @@ def test_workbook_fills_follow_the_lights_in_every_list(lucheng_q2):
 def test_the_ranking_sheet_puts_the_best_unit_first(lucheng_q2):
     sheet = load_workbook(lucheng_q2.xlsx)["争先创优晾晒表"]
     first = [cell.value for cell in sheet[4]]
-    assert first[:2] == [1, "区经信局"] and first[-1] == "绿灯"
+    assert first[:2] == [1, "区金融办"] and first[-1] == "绿灯"
 
 
 # --- the cut-off, the ledger, the digests ---------------------------------------------------------
@@ -294,9 +295,13 @@ def test_after_a_replay_the_closing_list_shows_what_opened_closed_and_carried_ov
     # January): the brand-store yellow that used to light in February and close in July never lights.
     assert "全区“新引进品牌首店”完成进度滞后于序时进度" not in {r.title for r in [*report.closed, *report.still_open]}
     assert "重大项目“中国·温州人力资源服务产业园提升项目”投资进度滞后于序时进度" in {r.title for r in report.still_open}
+    # What closes at the July analysis: the new-generation entrepreneurs caught up with the programme's
+    # pace (a June cohort), and the April forecast for brand stores no longer holds.
+    closed = {row.title for row in report.closed}
+    assert "“新生代企业家培育”规划期累计完成进度滞后于规划期序时进度" in closed
     sheet = load_workbook(written.xlsx)["督导服务销号表"]
     kinds = {row[0].value for row in sheet.iter_rows(min_row=4)}
-    assert kinds == {"本期新增", "上期结转督办中"}
+    assert kinds == {"本期新增", "本期销号", "上期结转督办中"}
     engine.dispose()
 
 
