@@ -137,7 +137,7 @@ def test_indicator_rows_show_completion_against_time_progress_and_units_shares_u
     # The example gives training only its programme-end target (5万人次, 二（四）) — no invented yearly
     # figure — so the row is that target paced by the programme's elapsed share (6 of 60 months).
     training = _row(rows, "服务业从业人员培训")
-    assert training[2][0] == "规划期目标"
+    assert training[2][0] == "按规划期序时进度测算"
     assert [text for text, _ in training[5:9]] == ["17.56%", "10%", "+7.56", "绿灯"]
     stores = _row(rows, "新引进品牌首店")
     assert stores[2][0] == "年度目标" and [text for text, _ in stores[5:9]] == ["50%", "50%", "0", "绿灯"]
