@@ -26,6 +26,7 @@ FACT_SCHEMA = FactSchema(
         "lag": float,
         "completion": float,
         "days": float,
+        "wdays": float,  # working days past a due date (report_due)
         "flag": bool,
         "soft": bool,  # a 力争 target: yellow at worst
     }
@@ -132,7 +133,13 @@ def rule_conditions(rule: Rule) -> dict[str, Condition]:
     elif rule.kind == "report_due":
         add("due_soon", DecisionKind("reminder", "blue", "due_soon", period_suffix="reminder"),
             _all(_const_cmp("$gte", "days", 0.0), _const_cmp("$lte", "days", float(rule.remind_days_before))))
-        add("missing", DecisionKind("warning", "yellow", "missing"), _const_cmp("$lt", "days", 0.0))
+        # Missing figures: yellow 催报 after the due date; red, copied to the working group, once
+        # more than `escalate_after_working_days` working days have passed.
+        escalate = float(rule.escalate_after_working_days)
+        add("missing", DecisionKind("warning", "yellow", "missing"),
+            _all(_const_cmp("$lt", "days", 0.0), _const_cmp("$lte", "wdays", escalate)))
+        add("missing_red", DecisionKind("warning", "red", "missing_red", copy_working_group=True),
+            _all(_const_cmp("$lt", "days", 0.0), _const_cmp("$gt", "wdays", escalate)))
     elif rule.kind == "praise":
         praise = DecisionKind("praise", "green", rule.basis)
         if rule.basis == "target_met_early":

@@ -361,7 +361,7 @@ def _stage_note(stage: str, item: _Pending) -> str:
         return f"（已逾期{-days}天，升级督办）"
     if stage == "due_soon":
         return f"（报送截止日{due}）"
-    if stage == "missing":
+    if stage in ("missing", "missing_red"):
         return f"（已超过报送截止日{due}）"
     if stage == "forecast" and "forecast" in item.details:
         return f"（按当前进度，预计年底完成{_fmt(item.details['forecast']['percent'])}%）"
@@ -1071,12 +1071,28 @@ def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _
                 # reported for half a year gets one line, not six, each repeated every week.
                 y, m, due, code = overdue[0]
                 days_left = (due - today).days
+                working = _working_days_after(ev, due, today)
                 item = _Pending(rule, "indicator", subject, info.name, (reporter,), code, info.measure,
                                 deadline=due, days_left=days_left, period_label=_months_label([(y, m) for y, m, *_ in overdue]),
                                 unit_name=unit.name if unit else reporter,
                                 details={"indicator": info.code, "unit": reporter,
-                                         "missing_months": [c for *_, c in overdue]})
-                yield item, {"days": float(days_left)}
+                                         "missing_months": [c for *_, c in overdue],
+                                         "working_days_overdue": working,
+                                         "escalate_after": rule.escalate_after_working_days})
+                yield item, {"days": float(days_left), "wdays": float(working)}
+
+
+def _working_days_after(ev: Evaluator, due: dt.date, today: dt.date) -> int:
+    """Working days in (due, today]: how long figures have been missing, as offices count it."""
+    cache: dict[tuple[dt.date, dt.date], int] = ev.__dict__.setdefault("_working_days_cache", {})
+    key = (due, today)
+    if key not in cache:
+        count, day = 0, due + dt.timedelta(days=1)
+        while day <= today:
+            count += ev.calendar.is_working_day(day)
+            day += dt.timedelta(days=1)
+        cache[key] = count
+    return cache[key]
 
 
 def _months_label(months: Sequence[tuple[int, int]]) -> str:

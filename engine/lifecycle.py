@@ -119,6 +119,12 @@ class PlannedNotice:
     title: str
     repeat: int
     candidate: AlertCandidate | None  # None for 销号 of an alert with no candidate
+    # Wording: how many notices of this alert went out before this one and since when (an
+    # escalation says "此前已提醒2次（自2023年11月1日起）", never "经多次提醒" after one), and the
+    # light before a revision (灯色调整) or a 销号.
+    notified_before: int = 0
+    since: dt.datetime | None = None
+    previous_level: str | None = None
 
     def idempotency_key(self, round_key: str) -> str:
         rule, _subject_type, subject, period = self.alert_key
@@ -156,13 +162,18 @@ def plan(
     seen: set[AlertKey] = set()
 
     def notify(state: AlertState, kind: str, level: str | None, units: Iterable[str],
-               candidate: AlertCandidate | None, title: str) -> bool:
+               candidate: AlertCandidate | None, title: str, old: AlertState | None = None) -> bool:
         sent = False
+        # Notices of this alert before this one: the first, then one per 催办.
+        before = 0 if old is None or old.state == "resolved" else 1 + old.repeats
+        since = old.first_seen if old is not None and before else None
+        previous = old.level if old is not None else None
         for unit in dict.fromkeys(units):
             if any(s.mutes(state.rule, state.subject, unit, now) for s in silence_list):
                 result.silenced += 1
                 continue
-            result.notices.append(PlannedNotice(kind, level, unit, state.key, title, state.repeats, candidate))
+            result.notices.append(PlannedNotice(kind, level, unit, state.key, title, state.repeats, candidate,
+                                                before, since, previous))
             sent = True
         return sent
 
@@ -192,17 +203,17 @@ def plan(
         if worse:
             # Escalation: everyone now responsible is told, acknowledged or not.
             state = replace(state, last_notified_at=now, acked_until=None)
-            notify(state, "escalation", candidate.level, candidate.notify_units, candidate, candidate.title)
+            notify(state, "escalation", candidate.level, candidate.notify_units, candidate, candidate.title, old)
             result.alerts.append((state, True))
         elif better:
             # The unit caught up: tell it the light changed, rather than leave it red. Not a
             # 催办, so an acknowledgement does not hold it back; the repeat clock restarts.
             state = replace(state, last_notified_at=now)
-            notify(state, "revised", candidate.level, candidate.notify_units, candidate, candidate.title)
+            notify(state, "revised", candidate.level, candidate.notify_units, candidate, candidate.title, old)
             result.alerts.append((state, True))
         elif due and not acked and candidate.kind not in QUIET_KINDS:
             state = replace(state, last_notified_at=now, repeats=old.repeats + 1)
-            notify(state, candidate.kind, candidate.level, candidate.notify_units, candidate, candidate.title)
+            notify(state, candidate.kind, candidate.level, candidate.notify_units, candidate, candidate.title, old)
             result.alerts.append((state, True))
         else:
             result.alerts.append((state, False))
@@ -218,13 +229,13 @@ def plan(
         state = replace(old, state="resolved")
         notified = False
         if old.kind not in QUIET_KINDS:
-            notified = notify(state, "resolved", None, old.notify_units, None, old.title)
+            notified = notify(state, "resolved", None, old.notify_units, None, old.title, old)
         result.alerts.append((state, notified))
     return result
 
 
 def _hold(old: AlertState, where: Standing, now: dt.datetime,
-          notify: Callable[[AlertState, str, str | None, Iterable[str], AlertCandidate | None, str], bool],
+          notify: Callable[..., bool],
           ) -> tuple[AlertState, bool]:
     """Inside the resolve margin: the bound is met but not yet by enough to close the alert.
 
@@ -243,4 +254,4 @@ def _hold(old: AlertState, where: Standing, now: dt.datetime,
         value=where.value, threshold=where.threshold, expected=where.expected,
         measure=str(old.facts.get("measure") or ""), details={**where.details, "held": True},
     )
-    return state, notify(state, "revised", "yellow", old.notify_units, candidate, old.title)
+    return state, notify(state, "revised", "yellow", old.notify_units, candidate, old.title, old)

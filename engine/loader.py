@@ -128,6 +128,9 @@ RULE_FIELDS: tuple[Field, ...] = (
     Field("escalate_after_days", "int", ("deadline",), description="Days overdue before red, copied to the working group (default 15)."),
     Field("due_day", "int", ("report_due",), description="Figures for month M are due on this day of M+1 (default 10)."),
     Field("remind_days_before", "int", ("report_due",), description="Reminder this many days before the due date (default 3)."),
+    Field("escalate_after_working_days", "int", ("report_due",),
+          description="Working days after the due date before missing figures turn red and the working group is "
+                      "copied (default 10)."),
     Field("basis", "enum", ("praise",), required=True, choices=PRAISE_BASES, description="What earns praise."),
     Field("margin", "number", ("praise",), description="ahead_of_pace: points ahead of time progress (default 10)."),
     Field("from_month", "int", ("forecast",), description="First month-end from which a forecast is made (default 3: after March's figures)."),
@@ -149,8 +152,16 @@ CADENCE_FIELDS: tuple[Field, ...] = (
 
 SETTINGS_FIELDS: tuple[Field, ...] = (
     Field("programme", "id", required=True, description="Programme code; must match the database's programme."),
-    Field("name", "str", description="Programme name."),
+    Field("name", "str", description="The document's full title, as notices cite it in 《》: "
+          "温州市鹿城区服务业高质量发展“十百千”工程实施方案（2023-2027年）."),
     Field("document", "str", description="Document number, e.g. 温鹿政办〔2023〕55号."),
+    Field("issued", "date", description="Date the document was issued (成文日期), e.g. 2023-08-24; "
+          "notices start from it unless `start` is given."),
+    Field("start", "date", description="First day notices are sent (default: `issued`)."),
+    Field("mechanism", "str", description="The document's sentence on urging (亮灯督促/督促) that every "
+          "督办提醒 cites, quoted as written."),
+    Field("praise_mechanism", "str", description="The document's sentence on praise (通报表扬) that a "
+          "通报 of praise and 销号 cites, quoted as written."),
     Field("working_group", "str", description="Unit code of the working group (工作专班); default: the unit of kind working_group."),
     Field("admin_email", "str", description="Where rule, template and delivery errors are reported."),
     Field("subject_prefix", "str", description="E-mail subject prefix, e.g. 【鹿城区“十百千”工作专班】."),
@@ -491,6 +502,10 @@ def _settings(checker: _FileChecker, document: Any, directory: Path) -> Settings
         admin_email=values.get("admin_email", ""),
         subject_prefix=values.get("subject_prefix", ""),
         calendar=(directory / calendar) if calendar else None,
+        issued=values.get("issued"),
+        start=values.get("start"),
+        mechanism=values.get("mechanism", ""),
+        praise_mechanism=values.get("praise_mechanism", ""),
     )
 
 
@@ -593,6 +608,7 @@ def _rule(checker: _FileChecker, item: CommentedMap, programme: str) -> Rule | N
         escalate_after_days=values.get("escalate_after_days", 15),
         due_day=values.get("due_day", 10),
         remind_days_before=values.get("remind_days_before", 3),
+        escalate_after_working_days=values.get("escalate_after_working_days", 10),
         basis=values.get("basis", ""),
         margin=values.get("margin", 10.0),
         from_month=values.get("from_month", 3),

@@ -98,6 +98,7 @@ class Rule:
     # report_due
     due_day: int = 10
     remind_days_before: int = 3
+    escalate_after_working_days: int = 10
     # praise
     basis: str = ""
     margin: float = 10.0
@@ -146,6 +147,15 @@ class Settings:
     admin_email: str = ""
     subject_prefix: str = ""
     calendar: Path | None = None
+    issued: dt.date | None = None  # the document's date (成文日期)
+    start: dt.date | None = None  # first day of notices; default `issued`
+    mechanism: str = ""  # the document's sentence on urging, cited by every 督办提醒
+    praise_mechanism: str = ""  # the document's sentence on praise, cited by a 通报
+
+    @property
+    def notices_from(self) -> dt.date | None:
+        """No notice cites a document before it exists: rounds before this day send nothing."""
+        return self.start or self.issued
 
 
 @dataclass(frozen=True)

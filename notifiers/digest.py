@@ -6,8 +6,10 @@ rendering is a pure function of a `Digest` (no database access while rendering).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 KINDS = ("warning", "reminder", "overdue", "praise", "escalation", "revised", "resolved", "report_due")
 LEVELS = ("red", "yellow", "blue", "green")
@@ -68,6 +70,17 @@ class NoticeItem:
     action: str
     repeat: int  # 0 = first notice, n = n-th 催办 repeat
     idempotency_key: str
+    # What the candidate (or, for a 销号, the closing figures) carried beyond the fields above:
+    # stage, completion, time_progress, missing_months, goal, measures … Templates render the keys
+    # they know; other helpers add keys (a derived target's basis, a task's measure and goal).
+    details: Mapping[str, Any] = field(default_factory=dict)
+    # Lifecycle wording: how many notices of this item went before and since when (escalation,
+    # 催办), the light before a revision (灯色调整), the day a 销号 item was closed and how.
+    notified_before: int = 0
+    since: date | None = None
+    previous_level: str | None = None
+    closed_on: date | None = None
+    closing: str = ""  # why it closed, in Chinese: "已于2023年12月29日完成" / "已报送"
 
     @property
     def section(self) -> str:
@@ -94,10 +107,24 @@ class Digest:
     report_links: tuple[tuple[str, str], ...] = ()
     # Who signs the notice, e.g. "鹿城区“十百千”工作专班"; the subject's 【…】 prefix. Empty: programme_name.
     sender: str = ""
+    # The document's sentences on urging (督办提醒) and on praise (通报), from programme.yaml.
+    mechanism: str = ""
+    praise_mechanism: str = ""
+    # The cadences this moment's digest covers, e.g. ("月调度", "专班会商"): one mail per moment.
+    rounds: tuple[str, ...] = ()
+    # Personal links (e.g. "在线报送本月数据" → URL) that the web adds; rendered when present.
+    links: Mapping[str, str] = field(default_factory=dict)
+    # What the round delivers besides the items (the 年度评估's assessment, a report's summary).
+    summary: tuple[str, ...] = ()
 
     @property
     def signer(self) -> str:
         return self.sender or self.programme_name
+
+    @property
+    def to_working_group(self) -> bool:
+        """The working group is told (报告), never urged (贵单位…抓紧推进落实)."""
+        return self.recipient.kind == "working_group"
 
     def sections(self) -> list[tuple[str, list[NoticeItem]]]:
         """Non-empty sections in SECTION_ORDER, items in the order the lifecycle gave them."""

@@ -267,6 +267,83 @@ def cite_source(source: str, document: str = "") -> str:
     return f"{prefix}“{match['sentence']}”（{citation}）"
 
 
+def quote_source(source: str) -> str:
+    """“sentence”（section）: a mechanism quoted inline, after the document it belongs to is named."""
+    match = _CITED.match(source.strip())
+    if match is None:
+        return f"“{source.strip().rstrip('。；;.')}”" if source.strip() else ""
+    return f"“{match['sentence'].rstrip('。；;.')}”（{match['citation']}）"
+
+
+def format_percent(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    return f"{format_number(float(value))}%"
+
+
+_MONTHS_N = "1—N月"
+
+
+def name_with_months(name: str, value_period: str) -> str:
+    """"服务业投资增速（1—N月同比）" for June 2023 reads "服务业投资增速（2023年1—6月同比）"."""
+    if _MONTHS_N not in name:
+        return name
+    monthly = len(value_period) == 7 and value_period[4] == "-" and "Q" not in value_period
+    months = f"{value_period[:4]}年1—{int(value_period[5:7])}月" if monthly else "累计"
+    return name.replace(_MONTHS_N, months)
+
+
+def subject_cn(item: NoticeItem) -> str:
+    """The subject as a reader names it: name (unit, period), with "1—N月" made the real months."""
+    details = item.details
+    period = item.period.split("/")[0]
+    value_period = str(details.get("value_period") or "")
+    name = name_with_months(item.subject_name, value_period)
+    if name != item.subject_name:
+        return name
+    parts = []
+    if "@" in item.subject and item.units:
+        parts.append(item.units[0].name)
+    label = item.period_label
+    ended = details.get("months_ended")
+    if period == "final" or label == "final":
+        label = f"规划期前{ended}个月" if ended else "规划期累计"
+    elif ended and len(period) == 4 and period.isdigit():
+        label = f"{period}年1—{ended}月" if ended != 1 else f"{period}年1月"
+    if item.subject_type == "task":
+        label = ""
+    if label and label not in name:
+        parts.append(label)
+    return f"{name}（{'，'.join(parts)}）" if parts else name
+
+
+def target_label(item: NoticeItem) -> str:
+    details = item.details
+    if details.get("derived"):
+        return "目标（按规划期序时进度测算）"
+    if item.period.split("/")[0] == "final":
+        return "规划期目标"
+    if item.subject_type == "project":
+        return "年度计划投资"
+    return "年度目标"
+
+
+def bound_label(item: NoticeItem) -> str:
+    return "目标值"
+
+
+def history_cn(item: NoticeItem) -> str:
+    """How many notices of this item went before, and since when: never "经多次提醒" after one."""
+    before, since = item.notified_before, item.since
+    tail = "现升级为红灯，并抄送工作专班" if item.kind == "escalation" else "已抄送工作专班"
+    if before <= 0 or since is None:
+        return f"{tail}。"
+    when = format_date_cn(since)
+    if before == 1:
+        return f"此前已于{when}通知1次，仍未整改到位，{tail}。"
+    return f"自{when}起已通知{before}次，仍未整改到位，{tail}。"
+
+
 def chinese_ordinal(number: int) -> str:
     """1 -> 一, 12 -> 十二, for section headings (一、二、…); larger numbers stay Arabic."""
     if 0 <= number <= 10:
@@ -291,6 +368,12 @@ def _filters() -> dict[str, Any]:
         "badge": badge,
         "cn": chinese_ordinal,
         "cite": cite_source,
+        "quote": quote_source,
+        "pct": format_percent,
+        "subject_cn": subject_cn,
+        "target_label": target_label,
+        "bound_label": bound_label,
+        "history_cn": history_cn,
     }
 
 

@@ -11,6 +11,8 @@ from duban.notifiers.digest import Digest, NoticeItem, Recipient, UnitRef
 DOCUMENT = "温鹿政办〔2023〕55号"
 PROGRAMME = "温州市鹿城区服务业高质量发展“十百千”工程实施方案（2023-2027年）"
 SENDER = "鹿城区服务业高质量发展“十百千”工程建设工作专班"
+MECHANISM = "建立月度专报和季度通报制度……对于进度缓慢的予以亮灯督促。（四（四））"
+PRAISE_MECHANISM = "对成效显著的单位给予通报表扬。（四（四））"
 ROUND_AT = datetime(2023, 7, 5, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 
 DRC = UnitRef("drc", "区发改局")
@@ -105,5 +107,7 @@ def sample_digest(**overrides: Any) -> Digest:
         recipient=Recipient("drc", "区发改局", "department", ("fgj@lucheng.example.cn",)),
         items=three_lagging_items(),
         sender=SENDER,
+        mechanism=MECHANISM,
+        praise_mechanism=PRAISE_MECHANISM,
     )
     return dataclasses.replace(digest, **overrides)

@@ -29,12 +29,13 @@ def test_a_bare_sentence_is_quoted_after_the_document() -> None:
 
 def test_a_pace_item_shows_its_target_and_time_target_not_a_warning_line() -> None:
     pace = sample_item(title="全区“举办展会活动”完成进度滞后于序时进度", subject_name="举办展会活动", value=3.0,
-                       threshold=10.0, expected=5.0, measure="场", deadline=None, period_label="2023年")
+                       threshold=10.0, expected=5.0, measure="场", deadline=None, period_label="2023年",
+                       details={"completion": 30.0, "time_progress": 50.0, "months_ended": 6})
     threshold = sample_item(expected=None)
     digest = sample_digest(recipient=Recipient("swj", "区商务局", "department", ("swj@example.org",)),
                            items=(pace, dataclasses.replace(threshold, idempotency_key="t2")))
     rendered = DigestRenderer().render(digest)
     assert not rendered.problems
-    assert "累计完成：3场；目标：10场；序时目标：5场" in rendered.text
-    assert "当前数值：58.4%；预警线：66.7%" in rendered.text
-    assert "目标 10场" in rendered.html and "预警线 66.7%" in rendered.html
+    assert "累计完成：3场；年度目标：10场；完成进度：30%；序时进度：50%" in rendered.text
+    assert "2023年6月数值：58.4%；目标值：66.7%" in rendered.text
+    assert "年度目标 10场" in rendered.html and "目标值 66.7%" in rendered.html

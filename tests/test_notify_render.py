@@ -136,7 +136,7 @@ def test_a_syntax_error_is_reported_with_file_and_line_and_blocks_that_template_
     rendered = renderer.render(sample_digest())
     # The reminder fell back to the built-in template; the warnings still use theirs.
     assert "服务业“大走访大调研大服务大解题”活动" in rendered.text
-    assert "【红灯】关于服务业投资占全区固定资产投资比重低于2/3的预警" in rendered.text
+    assert "【红灯】服务业投资占全区固定资产投资比重低于2/3" in rendered.text
     assert [str(p) for p in rendered.problems] == problems
 
 

@@ -13,7 +13,7 @@ import os
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from duban.notifiers.message import (
     build_email_messages,
 )
 from duban.notifiers.outbox import enqueue
-from duban.notifiers.render import DigestRenderer, TemplateProblem
+from duban.notifiers.render import DigestRenderer, TemplateProblem, name_with_months
 from duban.notifiers.reports.periods import report_links as matching_reports
 from duban.notifiers.transports.settings import configured_channels
 from duban.store.db import transaction
@@ -115,6 +115,7 @@ def record_round(
     rows: StoreRows | None = None,
     compose: bool = True,
     refuse_earlier: bool = False,
+    companions: Sequence[Companion] = (),
 ) -> RoundReport:
     """Evaluate at `at` (unless `result` is given) and record the round; idempotent per `key`.
 
@@ -124,6 +125,10 @@ def record_round(
     recorded one is refused (RoundError): it would re-send warnings already handled, in the wrong
     order. The service needs no such check: its round keys are its watermark, and with `--at` its
     clock restarts at every start.
+
+    `companions` are the other cadences firing at the same moment (月调度 and 专班会商 at 09:00 on
+    one Monday): their groups are evaluated here and their rounds recorded as merged into this one,
+    so each unit gets ONE message per moment, with everything due and the worst light in its subject.
     """
     report = RoundReport(key=key, at=at)
     with transaction(engine) as session:
@@ -137,6 +142,13 @@ def record_round(
                 f"本轮时间 {_local(at)} 早于已记录的最近一轮（{_local(latest.at)}，轮次 {latest.key}）："
                 "按较早的时间补记会重发已处理过的预警，并打乱催办、销号的先后次序。本轮未记录、未发送；"
                 "确需补记请加 --force")
+        merged = [c for c in companions if c.key != key
+                  and session.scalar(select(Round.id).where(Round.key == c.key)) is None]
+        if merged:
+            names = [name, *(c.name for c in merged if c.name != name)]
+            name = "、".join(dict.fromkeys(names))
+            if groups is not None:
+                groups = list(dict.fromkeys([*groups, *(g for c in merged for g in c.groups)]))
         # A replay reads the programme lists once (`rows`); the service reads them every round.
         snapshot = load_snapshot(session, at) if rows is None else build_snapshot(rows, at)
         if result is None:
@@ -150,10 +162,13 @@ def record_round(
         report.candidates = len(result.candidates)
         report.warnings = list(result.warnings)
         report.failures = list(result.failures)
-        round_row = Round(key=key, job=job, at=at, started_at=started_at or at, summary={})
+        round_row = Round(key=key, job=job, at=at, started_at=started_at or at, summary={"name": name})
         session.add(round_row)
         session.flush()
         report.round_id = round_row.id
+        for companion in merged:
+            session.add(Round(key=companion.key, job=companion.job, at=at, started_at=started_at or at,
+                              finished_at=at, summary={"name": companion.name, "merged_into": key}))
 
         # Alerts of a rule not evaluated this round (other groups, or skipped) must not be resolved.
         evaluated = {r.id for r in rule_set.rules
@@ -168,6 +183,7 @@ def record_round(
                        standing=standings(result.assessments, rule_set.rules)
                        if any(r.resolve_margin > 0 for r in rule_set.rules) else {})
         report.silenced = decided.silenced
+        decided.notices = _closing(decided.notices, alerts, result, snapshot, at)
         alert_rows = _write_alerts(session, alerts, decided.alerts, at)
         notices = _write_notices(session, decided.notices, alert_rows, round_row.id, at)
         report.notices = len(notices)
@@ -178,8 +194,11 @@ def record_round(
         renderer = renderer or DigestRenderer(rule_set.templates_dir)
         report.problems += [str(p) for p in renderer.problems]
         # The monthly dispatch and the quarterly/annual meetings point to the report they read.
-        links = report_links or matching_reports(rule_set, job, at, os.environ.get("DUBAN_REPORTS_URL", ""))
-        digests = build_digests(rule_set, snapshot, decided.notices, key, round_title(at, name), at, links)
+        links = list(report_links) or [
+            link for j in (job, *(c.job for c in merged))
+            for link in matching_reports(rule_set, j, at, os.environ.get("DUBAN_REPORTS_URL", ""))]
+        digests = build_digests(rule_set, snapshot, decided.notices, key, round_title(at, name), at,
+                                list(dict.fromkeys(links)))
         digests = attach_personal_links(session, digests, at)  # "在线报送本月数据", "查看事项并反馈"
         channels = configured_channels()
         messages = []
@@ -262,9 +281,19 @@ def _tell_admin(session: Session, rule_set: RuleSet, report: RoundReport, name: 
     return enqueue(session, [message], now=at) > 0
 
 
+@dataclass(frozen=True)
+class Companion:
+    """Another cadence firing at the same moment as the round being recorded."""
+
+    key: str
+    job: str
+    name: str
+    groups: tuple[str, ...]
+
+
 def _finish(round_row: Round, report: RoundReport, at: dt.datetime) -> None:
     round_row.finished_at = at
-    round_row.summary = {"candidates": report.candidates, "notices": report.notices,
+    round_row.summary = {"name": (round_row.summary or {}).get("name", ""), "candidates": report.candidates, "notices": report.notices,
                          "messages": report.messages, "warnings": report.warnings[:50],
                          "problems": report.problems[:50], "failures": report.failures[:50]}
 
@@ -364,16 +393,21 @@ _TEMPLATE_BY_KIND = {"warning": "warning", "reminder": "reminder", "overdue": "o
 
 
 def build_digests(rule_set: RuleSet, snapshot: Snapshot, notices: Sequence[PlannedNotice], round_key: str,
-                  title: str, at: dt.datetime, report_links: Sequence[tuple[str, str]] = ()) -> list[Digest]:
+                  title: str, at: dt.datetime, report_links: Sequence[tuple[str, str]] = (),
+                  summary: Sequence[str] = ()) -> list[Digest]:
     """Group a round's notices per recipient unit: one digest, one message per address."""
     rules = {r.id: r for r in rule_set.rules}
-    by_unit: dict[str, list[NoticeItem]] = defaultdict(list)
+    by_unit: dict[str, dict[str, NoticeItem]] = defaultdict(dict)
     for notice in notices:
-        by_unit[notice.recipient_unit].append(_item(notice, rules.get(notice.alert_key[0]), snapshot, rule_set, round_key))
+        item = _item(notice, rules.get(notice.alert_key[0]), snapshot, rule_set, round_key)
+        # The same praise (or any item) twice in one mail — two rules, one subject and period —
+        # reads as a mistake: the first one stands.
+        same = (item.kind, item.subject, item.period.split("/")[0], item.title)
+        by_unit[notice.recipient_unit].setdefault("|".join(same), item)
     settings = rule_set.settings
     programme = snapshot.programme
     digests = []
-    for unit_code, items in sorted(by_unit.items()):
+    for unit_code, keyed in sorted(by_unit.items()):
         unit = snapshot.units.get(unit_code)
         if unit is None or not unit.emails:
             continue
@@ -382,8 +416,9 @@ def build_digests(rule_set: RuleSet, snapshot: Snapshot, notices: Sequence[Plann
             document=settings.document or (programme.document if programme else ""),
             round_key=round_key, round_title=title, at=at,
             recipient=Recipient(unit.code, unit.name, unit.kind, unit.emails),
-            items=tuple(sorted(items, key=_item_order)), report_links=tuple(report_links),
-            sender=settings.subject_prefix.strip("【】"),
+            items=tuple(sorted(keyed.values(), key=_item_order)), report_links=tuple(report_links),
+            sender=settings.subject_prefix.strip("【】"), mechanism=settings.mechanism,
+            praise_mechanism=settings.praise_mechanism, summary=tuple(summary),
         ))
     return digests
 
@@ -395,6 +430,10 @@ def _item_order(item: NoticeItem) -> tuple[int, str, str]:
     return (_ORDER.get(item.level, 4) if item.kind != "resolved" else 5, item.rule, item.subject)
 
 
+def _local_date(value: dt.datetime | None) -> dt.date | None:
+    return value.astimezone(SHANGHAI).date() if value is not None else None
+
+
 def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set: RuleSet, round_key: str) -> NoticeItem:
     candidate: AlertCandidate | None = notice.candidate
     rule_id, subject_type, subject, period = notice.alert_key
@@ -403,6 +442,7 @@ def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set
     template = (rule.template if rule and rule.template and notice.kind not in ("resolved", "escalation", "revised")
                 else _TEMPLATE_BY_KIND.get(notice.kind, "warning"))
     days_left = candidate.days_left if candidate else None
+    details = dict(candidate.details) if candidate else {}
     return NoticeItem(
         kind=notice.kind, level=notice.level, title=notice.title, rule=rule_id,
         rule_file=str(rule.position) if rule else "", template=template, subject_type=subject_type,
@@ -416,8 +456,107 @@ def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set
         units=tuple(UnitRef(code, snapshot.units[code].name if code in snapshot.units else code) for code in units),
         source=rule.source if rule else "", document=rule_set.settings.document,
         action=rule.action if rule else "", repeat=notice.repeat,
-        idempotency_key=notice.idempotency_key(round_key),
+        idempotency_key=notice.idempotency_key(round_key), details=details,
+        notified_before=notice.notified_before, since=_local_date(notice.since),
+        previous_level=notice.previous_level,
+        closed_on=_local_date(notice.candidate.at) if notice.kind == "resolved" and notice.candidate else None,
+        closing=str(details.get("closing", "")) if notice.kind == "resolved" else "",
     )
+
+
+def _closing(notices: list[PlannedNotice], alerts: Mapping[AlertKey, Alert], result: EvaluationResult,
+             snapshot: Snapshot, at: dt.datetime) -> list[PlannedNotice]:
+    """A 销号 says what closed the item: the figure now, or the day the task was done.
+
+    The lifecycle closes an alert because its candidate is gone, so it has no figures; here the
+    closing ones are found (the rule's assessment this round, the task's done date, the month's
+    figures filed) and carried as the notice's candidate: the ledger row then shows them too.
+    """
+    if not any(n.kind == "resolved" for n in notices):
+        return notices
+    assessed = {(a.rule, a.subject_type, a.subject, a.period): a for a in result.assessments}
+    out = []
+    for notice in notices:
+        if notice.kind != "resolved" or notice.candidate is not None:
+            out.append(notice)
+            continue
+        alert = alerts.get(notice.alert_key)
+        facts: Mapping[str, Any] = (alert.facts if alert is not None else None) or {}
+        closing = _closing_candidate(notice, facts, assessed, snapshot, at)
+        out.append(replace(notice, candidate=closing, title=closing.title))
+    return out
+
+
+def _closing_candidate(notice: PlannedNotice, facts: Mapping[str, Any], assessed: Mapping[AlertKey, Any],
+                       snapshot: Snapshot, at: dt.datetime) -> AlertCandidate:
+    rule, subject_type, subject, period = notice.alert_key
+    name = name_with_months(str(facts.get("subject_name") or subject), str(facts.get("value_period") or ""))
+    units = tuple(facts.get("units") or ())
+    measure = str(facts.get("measure") or "")
+    value = threshold = expected = None
+    deadline = None
+    details: dict[str, Any] = {"previous_title": notice.title}
+    closing = "经核实已整改到位"
+    assessment = assessed.get(notice.alert_key)
+    if subject_type == "task":
+        task = snapshot.tasks.get(subject)
+        deadline = task.deadline if task else None
+        if task is not None and task.done_on is not None:
+            closing = f"已于{_date_cn(task.done_on)}完成"
+            details["done_on"] = task.done_on.isoformat()
+        elif task is not None and task.done:
+            closing = "已完成"
+        if task is not None:
+            details.update({"goal": task.goal, "measures": task.measures})
+    elif "missing_months" in facts or str(facts.get("stage", "")) in ("missing", "missing_red"):
+        months = [str(m) for m in facts.get("missing_months") or [period]]
+        filed = [m for m in months if _filed(snapshot, str(facts.get("indicator") or subject.split("@")[0]),
+                                             str(facts.get("unit") or ""), m)]
+        closing = f"{_months_cn(filed or months[:1])}数据已报送"
+        details["filed_months"] = filed
+    elif assessment is not None:
+        value, threshold, expected = assessment.value, assessment.threshold, assessment.expected
+        measure = assessment.measure or measure
+        details.update({k: v for k, v in assessment.details.items() if k in ("completion", "time_progress", "value_period",
+                                                                              "bound", "months_ended")})
+        if "completion" in assessment.details and "time_progress" in assessment.details:
+            closing = (f"完成进度{_num(assessment.details['completion'])}%，"
+                       f"已达到序时进度{_num(assessment.details['time_progress'])}%")
+        elif value is not None and threshold is not None:
+            label = _label(str(assessment.details.get("value_period") or assessment.period))
+            closing = f"{label}为{_num(value)}{measure}，已达到{_num(threshold)}{measure}的要求"
+    details["closing"] = closing
+    unit = snapshot.units.get(str(facts.get("unit") or ""))
+    who = f"（{unit.name}）" if unit is not None and "@" in subject else ""
+    if subject_type == "task":
+        title = f"重点任务“{name}”销号"
+    elif "filed_months" in details:
+        title = f"“{name}”{who}{closing}，销号"
+    else:
+        title = f"“{name}”{who}预警销号"
+    return AlertCandidate(
+        at=at, rule=rule, period=period, kind="resolved", level=None, subject_type=subject_type, subject=subject,
+        subject_name=name, units=units, recipients=tuple(facts.get("recipients") or ()),
+        notify_units=(notice.recipient_unit,), title=title, value=value, threshold=threshold,
+        expected=expected, measure=measure, deadline=deadline, details=details,
+    )
+
+
+def _filed(snapshot: Snapshot, indicator: str, unit: str, month: str) -> bool:
+    by_unit = snapshot.observations.get(indicator, {})
+    return any(month in series for code, series in by_unit.items() if not unit or code in (unit, ""))
+
+
+def _date_cn(day: dt.date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+def _months_cn(months: Sequence[str]) -> str:
+    return "、".join(_label(m) for m in months)
+
+
+def _num(value: Any) -> str:
+    return f"{float(value):.2f}".rstrip("0").rstrip(".")
 
 
 def _label(period: str) -> str:

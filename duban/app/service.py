@@ -60,7 +60,15 @@ from typing import IO, Any, TypeVar
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
-from duban.app.rounds import RoundError, RoundReport, mail_from, record_round, send_outbox, template_problems
+from duban.app.rounds import (
+    Companion,
+    RoundError,
+    RoundReport,
+    mail_from,
+    record_round,
+    send_outbox,
+    template_problems,
+)
 from duban.engine.calendar import CalendarFileError, WorkingCalendar
 from duban.engine.evaluate import Evaluator
 from duban.engine.loader import RuleError, RuleSetInvalid, load_rule_set
@@ -342,7 +350,9 @@ class Service:
     def latest_fire(self, cadence: Cadence, now: dt.datetime) -> dt.datetime | None:
         """The latest fire time ≤ now, searched from the cadence's last recorded round (or 400 days back)."""
         schedule = self.current().schedules[cadence.id]
-        floor = max(now - CATCH_UP_WINDOW, dt.datetime.combine(PROGRAMME_START, dt.time(), SHANGHAI))
+        # No notice before the programme's document exists (programme.yaml `issued`, or `start`).
+        first = self.current().rule_set.settings.notices_from or PROGRAMME_START
+        floor = max(now - CATCH_UP_WINDOW, dt.datetime.combine(max(first, PROGRAMME_START), dt.time(), SHANGHAI))
         last = self.last_recorded_fire(cadence)
         start = max(floor, last + dt.timedelta(microseconds=1)) if last is not None else floor
         if start > now:
@@ -422,7 +432,8 @@ class Service:
             evaluator = Evaluator(rules.rule_set, rules.calendar)
             try:
                 report = record_round(self.engine, rules.rule_set, now, key=key, job=cadence.id, name=cadence.name,
-                                      groups=cadence.groups, evaluator=evaluator, started_at=now)
+                                      groups=cadence.groups, evaluator=evaluator, started_at=now,
+                                      companions=self.companions(cadence, fire))
             except RoundError as exc:
                 log_event("round_failed", logging.ERROR, key=key, error=str(exc))
                 self.count_failure(cadence, fire, now, exc)
@@ -477,6 +488,18 @@ class Service:
         except Exception as failure:  # the round is recorded as failed either way
             log_event("admin_mail_failed", logging.ERROR, reason=f"round-failed:{key}", error=str(failure))
         return True
+
+    def companions(self, cadence: Cadence, fire: dt.datetime) -> list[Companion]:
+        """The other cadences firing at the same moment: their round is this one (one mail per moment)."""
+        rules = self.current()
+        found = []
+        for other in rules.cadences:
+            schedule = rules.schedules.get(other.id)
+            if other.id == cadence.id or schedule is None:
+                continue
+            if any(True for _ in schedule.fire_times(fire, fire + dt.timedelta(microseconds=1))):
+                found.append(Companion(round_key(other, fire), other.id, other.name, other.groups))
+        return found
 
     def deliver(self) -> None:
         outcome = self.send(self.engine, self.current().rule_set)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event, insert, select
 
-from duban.app.rounds import RoundReport, record_round
+from duban.app.rounds import Companion, RoundReport, record_round
 from duban.engine.evaluate import Evaluator
 from duban.engine.rules import Cadence, RuleSet
 from duban.engine.schedule import Schedule, parse_schedule
@@ -74,6 +74,13 @@ class TimelineEntry:
 def fire_schedule(rule_set: RuleSet, start: dt.datetime, end: dt.datetime,
                   evaluator: Evaluator) -> Iterator[tuple[dt.datetime, Cadence]]:
     """Every cadence fire time in [start, end), in time order (ties: the order of the rule files)."""
+    # No notice cites a document before it was issued: the cadence starts on the document's date
+    # (or programme.yaml's `start`).
+    starts = rule_set.settings.notices_from
+    if starts is not None:
+        start = max(start, dt.datetime.combine(starts, dt.time(), SHANGHAI))
+    if start >= end:
+        return
     schedules: list[tuple[Cadence, Schedule]] = [
         (cadence, parse_schedule(cadence.when, evaluator.calendar, anchor=cadence.anchor)) for cadence in rule_set.cadences
     ]
@@ -100,14 +107,29 @@ def replay(engine: Engine, rule_set: RuleSet, start: dt.datetime, end: dt.dateti
     with engine.connect() as connection:
         rows = read_rows(connection, None)
     try:
-        for at, cadence in fire_schedule(rule_set, start, end, evaluator):
-            key = f"{cadence.id}@{at.isoformat()}"
-            reports.append(record_round(engine, rule_set, at, key=key, job=cadence.id, name=cadence.name,
-                                        groups=cadence.groups, evaluator=evaluator, renderer=renderer, rows=rows,
-                                        compose=compose))
+        for at, cadences in _moments(fire_schedule(rule_set, start, end, evaluator)):
+            # Cadences firing at one moment make one round: one message per unit per moment.
+            first, *others = cadences
+            companions = [Companion(f"{c.id}@{at.isoformat()}", c.id, c.name, c.groups) for c in others]
+            reports.append(record_round(engine, rule_set, at, key=f"{first.id}@{at.isoformat()}", job=first.id,
+                                        name=first.name, groups=first.groups, evaluator=evaluator, renderer=renderer,
+                                        rows=rows, compose=compose, companions=companions))
     finally:
         evaluator.close()
     return reports
+
+
+def _moments(fires: Iterator[tuple[dt.datetime, Cadence]]) -> Iterator[tuple[dt.datetime, list[Cadence]]]:
+    current: list[Cadence] = []
+    moment: dt.datetime | None = None
+    for at, cadence in fires:
+        if moment is not None and at != moment:
+            yield moment, current
+            current = []
+        moment = at
+        current.append(cadence)
+    if moment is not None and current:
+        yield moment, current
 
 
 def copy_programme(source: Engine, target: Engine) -> None:
@@ -127,11 +149,11 @@ def copy_programme(source: Engine, target: Engine) -> None:
 def timeline(engine: Engine) -> list[TimelineEntry]:
     with engine.connect() as conn:
         units = {code: name for code, name in conn.execute(select(Unit.code, Unit.name)).all()}
-        rounds = {r.id: r for r in conn.execute(select(Round.id, Round.key, Round.at, Round.job)).all()}
+        rounds = {r.id: r for r in conn.execute(select(Round.id, Round.key, Round.at, Round.job, Round.summary)).all()}
         entries = []
         for notice in conn.execute(select(Notice).order_by(Notice.round_id, Notice.id)).mappings():
             r = rounds[notice["round_id"]]
-            name = r.key.split("@")[0].split(".", 1)[-1]
+            name = str((r.summary or {}).get("name") or r.key.split("@")[0].split(".", 1)[-1])
             entries.append(TimelineEntry(r.at, r.key, name, notice["recipient_unit"],
                                          units.get(notice["recipient_unit"], notice["recipient_unit"]),
                                          notice["kind"], notice["level"], notice["title"], dict(notice["facts"] or {})))
@@ -178,14 +200,40 @@ def write_eml(engine: Engine, folder: Path) -> int:
 
 _LEVEL_NAMES = {"red": "红灯", "yellow": "黄灯", "blue": "提醒", "green": "表扬", None: ""}
 _NOTICE_NAMES = {"warning": "预警", "reminder": "提醒", "overdue": "逾期", "praise": "表扬",
-                 "escalation": "升级督办", "resolved": "销号"}
+                 "escalation": "升级督办", "revised": "灯色调整", "resolved": "销号"}
+
+
+def _kind_cn(kind: str, level: str | None) -> str:
+    """预警（红灯）, 灯色调整（调整为黄灯）, 表扬, 销号: never an English word or a bare slash."""
+    name = _NOTICE_NAMES.get(kind, "通知")
+    light = _LEVEL_NAMES.get(level, "")
+    if not light or kind in ("praise", "resolved"):
+        return name
+    if kind == "revised":
+        return f"{name}（调整为{light}）"
+    return f"{name}（{light}）"
+
+
+def _when_cn(at: dt.datetime) -> str:
+    local = at.astimezone(SHANGHAI)
+    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def _mail_label(path: Path) -> str:
+    """A message as its recipient sees it in the inbox: recipient and subject, not a file name."""
+    from email import policy
+    from email.parser import BytesHeaderParser
+
+    with path.open("rb") as handle:
+        headers = BytesHeaderParser(policy=policy.default).parse(handle)
+    to = headers.get("To")
+    names = "、".join(dict.fromkeys(a.display_name or a.addr_spec for a in to.addresses)) if to is not None else ""
+    return f"{names}：{headers.get('Subject', '')}"
 
 
 def describe(entry: TimelineEntry) -> str:
-    when = entry.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-    level = _LEVEL_NAMES.get(entry.level, "")
-    tag = f"{_NOTICE_NAMES.get(entry.kind, entry.kind)}{'/' + level if level and entry.kind not in ('praise',) else ''}"
-    return f"{when} {entry.round_name:<20} → {entry.recipient_name}：[{tag}] {entry.title}"
+    when = _when_cn(entry.at)
+    return f"{when} {entry.round_name:<20} → {entry.recipient_name}：[{_kind_cn(entry.kind, entry.level)}] {entry.title}"
 
 
 def write_index(folder: Path, sections: list[tuple[str, Path, list[TimelineEntry]]]) -> Path:
@@ -194,19 +242,19 @@ def write_index(folder: Path, sections: list[tuple[str, Path, list[TimelineEntry
     for title, outbox, entries in sections:
         rows.append(f"<h2>{html.escape(title)}</h2>")
         files = sorted(outbox.glob("*.eml"))
-        rows.append(f"<p>共 {len(entries)} 条通知，合并为 {len(files)} 封邮件（{html.escape(str(outbox))}）。</p>")
+        rows.append(f"<p>共 {len(entries)} 条通知，合并为 {len(files)} 封邮件（见下方邮件列表）。</p>")
         rows.append("<table><tr><th>时间</th><th>轮次</th><th>收件单位</th><th>类别</th><th>事项</th></tr>")
         for e in entries:
-            when = e.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+            when = _when_cn(e.at)
             level = e.level or ""
             rows.append(
                 f"<tr class='{html.escape(level)}'><td>{when}</td><td>{html.escape(e.round_name)}</td>"
-                f"<td>{html.escape(e.recipient_name)}</td><td>{html.escape(_NOTICE_NAMES.get(e.kind, e.kind))}"
-                f"{' / ' + _LEVEL_NAMES.get(e.level, '') if e.level and e.kind != 'praise' else ''}</td>"
+                f"<td>{html.escape(e.recipient_name)}</td><td>{html.escape(_kind_cn(e.kind, e.level))}</td>"
                 f"<td>{html.escape(e.title)}</td></tr>"
             )
-        rows.append("</table><h3>邮件文件</h3><ul>")
-        rows += [f"<li><a href='{html.escape(str(f.relative_to(folder)))}'>{html.escape(f.name)}</a></li>" for f in files]
+        rows.append("</table><h3>邮件（点击用邮件客户端打开）</h3><ul>")
+        rows += [f"<li><a href='{html.escape(f.relative_to(folder).as_posix())}'>{html.escape(_mail_label(f))}</a></li>"
+                 for f in files]
         rows.append("</ul>")
     page = (
         "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>督办演示：已发送通知一览</title>"
