@@ -125,6 +125,7 @@ class PlannedNotice:
     notified_before: int = 0
     since: dt.datetime | None = None
     previous_level: str | None = None
+    previous: Mapping[str, Any] = field(default_factory=dict)  # the figures last told (value, completion …)
 
     def idempotency_key(self, round_key: str) -> str:
         rule, _subject_type, subject, period = self.alert_key
@@ -168,12 +169,14 @@ def plan(
         before = 0 if old is None or old.state == "resolved" else 1 + old.repeats
         since = old.first_seen if old is not None and before else None
         previous = old.level if old is not None else None
+        told = {k: v for k, v in (old.facts if old is not None else {}).items()
+                if k in ("value", "completion", "time_progress", "value_period", "threshold")}
         for unit in dict.fromkeys(units):
             if any(s.mutes(state.rule, state.subject, unit, now) for s in silence_list):
                 result.silenced += 1
                 continue
             result.notices.append(PlannedNotice(kind, level, unit, state.key, title, state.repeats, candidate,
-                                                before, since, previous))
+                                                before, since, previous, told))
             sent = True
         return sent
 

@@ -79,6 +79,7 @@ class NoticeItem:
     notified_before: int = 0
     since: date | None = None
     previous_level: str | None = None
+    previous: Mapping[str, Any] = field(default_factory=dict)  # figures last told: value, completion …
     closed_on: date | None = None
     closing: str = ""  # why it closed, in Chinese: "已于2023年12月29日完成" / "已报送"
 
@@ -116,6 +117,7 @@ class Digest:
     links: Mapping[str, str] = field(default_factory=dict)
     # What the round delivers besides the items (the 年度评估's assessment, a report's summary).
     summary: tuple[str, ...] = ()
+    summary_title: str = ""  # e.g. "2023年度综合评估": what the round delivers besides its items
 
     @property
     def signer(self) -> str:

@@ -1,7 +1,8 @@
 """Turn a rendered digest into outgoing messages: MIME e-mails and DingTalk robot markdown.
 
-Decision: one message (one outbox row) per e-mail address. A unit with two addresses gets two
-rows with their own idempotency keys and Message-IDs, so a permanent failure at one address
+Decision: one message per unit, delivered as one outbox row per e-mail address. A unit with two
+addresses gets ONE message (one Message-ID, To: both addresses, so mail clients show it once)
+sent through two rows with their own idempotency keys: a permanent failure at one address
 neither blocks nor duplicates delivery to the other, and retries are per address.
 
 Every header value is checked before it is used: a CR or LF in a subject, a display name or an
@@ -111,19 +112,25 @@ def build_email(
     recipient_unit: str = "",
     round_id: int | None = None,
     extra_headers: Iterable[tuple[str, str]] = (),
+    also_to: Iterable[str] = (),
+    message_key: str = "",
 ) -> OutgoingMessage:
+    """One e-mail to `to_address`; `also_to` are the unit's other addresses, named in To so that the
+    same message (Message-ID from `message_key`) reads as one message addressed to all of them."""
     if at.tzinfo is None:
         raise ValueError("message time must be timezone-aware")
     from_name, from_addr = parse_mail_from(mail_from)
     address = validate_address(to_address, f"收件人“{to_name}”的邮箱地址")
     check_header_value("收件人名称", to_name)
     check_header_value("邮件主题", subject)
-    message_id = message_id_for(idempotency_key, from_addr.split("@")[1] or FALLBACK_ID_DOMAIN)
+    message_id = message_id_for(message_key or idempotency_key, from_addr.split("@")[1] or FALLBACK_ID_DOMAIN)
+    others = [validate_address(a, f"收件人“{to_name}”的邮箱地址") for a in also_to]
+    to_header = ", ".join(_mailbox(to_name, a, "To") for a in dict.fromkeys([address, *others]))
 
     headers = [
         ("Subject", _encoded(subject, "Subject")),
         ("From", _mailbox(from_name, from_addr, "From")),
-        ("To", _mailbox(to_name, address, "To")),
+        ("To", to_header),
         ("Date", format_datetime(at)),
         ("Message-ID", message_id),
         # RFC 3834: keeps out-of-office replies from answering the robot.
@@ -235,7 +242,9 @@ def build_email_messages(
     mail_from: str = DEFAULT_MAIL_FROM,
     round_id: int | None = None,
 ) -> list[OutgoingMessage]:
-    """One message per address of the recipient. Raises MessageError naming the bad value."""
+    """One message to all the recipient's addresses, one outbox row per address (see the module
+    docstring). Raises MessageError naming the bad value."""
+    addresses = list(dict.fromkeys(digest.recipient.emails))
     return [
         build_email(
             idempotency_key=digest_key(digest, EMAIL, address),
@@ -249,8 +258,10 @@ def build_email_messages(
             recipient_unit=digest.recipient.code,
             round_id=round_id,
             extra_headers=[("X-Duban-Round", digest.round_key)],
+            also_to=[a for a in addresses if a != address],
+            message_key=digest_key(digest, EMAIL, "*"),
         )
-        for address in dict.fromkeys(digest.recipient.emails)
+        for address in addresses
     ]
 
 

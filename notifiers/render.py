@@ -284,6 +284,29 @@ def format_percent(value: Any) -> str:
 _MONTHS_N = "1—N月"
 
 
+_STAGE_CN = {"reminder": "（报送提醒）", "praise": ""}
+
+
+def period_cn(period: str) -> str:
+    """A stored period as an office writes it: 2023/praise → 2023年, 2023-12-31/T-7 → 2023年12月31日（到期前7天提醒）."""
+    from duban.store.periods import parse_period
+
+    base, _, stage = period.partition("/")
+    if base == "final":
+        text = "规划期"
+    else:
+        try:
+            text = parse_period(base).label
+        except ValueError:
+            try:
+                text = format_date_cn(date.fromisoformat(base))
+            except ValueError:
+                text = base
+    if stage.startswith("T-") and stage[2:].isdigit():
+        return f"{text}（到期前{stage[2:]}天提醒）"
+    return text + _STAGE_CN.get(stage, "")
+
+
 def name_with_months(name: str, value_period: str) -> str:
     """"服务业投资增速（1—N月同比）" for June 2023 reads "服务业投资增速（2023年1—6月同比）"."""
     if _MONTHS_N not in name:
@@ -344,6 +367,23 @@ def history_cn(item: NoticeItem) -> str:
     return f"自{when}起已通知{before}次，仍未整改到位，{tail}。"
 
 
+def change_cn(item: NoticeItem) -> str:
+    """What changed in a revision (灯色调整): the figure last told and the figure now."""
+    before, now = item.previous, item.details
+    light = f"由{LEVEL_LABELS.get(item.previous_level or 'red', '红灯')}调整为{LEVEL_LABELS.get(item.level or '', '黄灯')}"
+    if now.get("held"):
+        return f"已达到要求，但尚未稳定超出销号线，{light}，暂按黄灯跟踪；稳定达到后予以销号。"
+    if before.get("completion") is not None and now.get("completion") is not None:
+        gap = float(now.get("time_progress") or 0) - float(now["completion"])
+        text = (f"完成进度由{format_percent(before['completion'])}提高到{format_percent(now['completion'])}"
+                + (f"，落后序时进度{format_number(gap)}个百分点" if gap > 0 else ""))
+    elif before.get("value") is not None and item.value is not None:
+        text = f"数值由{format_figure(before['value'], item.measure)}变为{format_figure(item.value, item.measure)}"
+    else:
+        text = "根据最新数据差距已缩小"
+    return f"{text}，{light}；达到要求后予以销号。"
+
+
 def chinese_ordinal(number: int) -> str:
     """1 -> 一, 12 -> 十二, for section headings (一、二、…); larger numbers stay Arabic."""
     if 0 <= number <= 10:
@@ -374,6 +414,7 @@ def _filters() -> dict[str, Any]:
         "target_label": target_label,
         "bound_label": bound_label,
         "history_cn": history_cn,
+        "change_cn": change_cn,
     }
 
 

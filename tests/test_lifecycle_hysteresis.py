@@ -182,3 +182,18 @@ def test_lucheng_share_is_held_yellow_at_67_4_and_closed_at_68_with_a_one_point_
                                 .order_by(Delivery.id)).all()
     revision = _digest_text(payloads[1])
     assert "由红灯调整为黄灯" in revision and "67.4%" in revision
+
+
+def test_an_escalation_carries_how_many_notices_went_before_and_since_when() -> None:
+    """First notice on 3 July, two 催办: the escalation says three notices since 3 July."""
+    old = dataclasses.replace(firing("yellow"), repeats=2)
+    decided = run([candidate("red", T0 + 3 * WEEK)], old, T0 + 3 * WEEK)
+    [notice] = decided.notices
+    assert notice.kind == "escalation" and notice.notified_before == 3 and notice.since == T0
+    assert notice.previous_level == "yellow"
+
+
+def test_a_first_notice_has_nothing_before_it() -> None:
+    decided = plan([candidate("red", T0)], {}, now=T0, evaluated_rules={RULE}, repeat_of={RULE: WEEK})
+    [notice] = decided.notices
+    assert notice.notified_before == 0 and notice.since is None

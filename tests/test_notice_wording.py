@@ -4,6 +4,7 @@ sentence of the document in quotes with its place after it."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from duban.notifiers.digest import Recipient
 from duban.notifiers.render import DigestRenderer, cite_source
@@ -39,3 +40,104 @@ def test_a_pace_item_shows_its_target_and_time_target_not_a_warning_line() -> No
     assert "累计完成：3场；年度目标：10场；完成进度：30%；序时进度：50%" in rendered.text
     assert "2023年6月数值：58.4%；目标值：66.7%" in rendered.text
     assert "年度目标 10场" in rendered.html and "目标值 66.7%" in rendered.html
+
+
+# --- wording by notice kind -------------------------------------------------------------------
+
+
+def _text(*items: object, **digest: object) -> str:
+    rendered = DigestRenderer().render(sample_digest(items=items, **digest))
+    assert not rendered.problems, rendered.problems
+    return rendered.text
+
+
+def test_praise_praises_and_asks_for_nothing_even_when_its_rule_has_an_action() -> None:
+    praise = sample_item(kind="praise", level="green", template="praise", title="“新增规模以上服务业企业”提前完成年度目标",
+                         deadline=None, action="请对照年度目标倒排进度，于5个工作日内向专班报送赶超措施。",
+                         details={"completion": 100.0, "time_progress": 75.0, "months_ended": 9})
+    text = _text(praise)
+    assert "【表扬】" in text and "完成进度：100%" in text
+    assert "赶超措施" not in text and "工作要求" not in text and "请对照上述事项" not in text
+    assert "特此通报" in text
+
+
+def test_a_praise_of_tasks_done_says_how_many_not_a_bare_number() -> None:
+    praise = sample_item(kind="praise", level="green", template="praise", subject_type="unit", subject="drc",
+                         subject_name="区发改局", title="区发改局2023年第三季度牵头任务全部按时完成", value=3.0,
+                         threshold=3.0, measure="", deadline=None, period_label="2023年第三季度",
+                         details={"tasks_due": 3, "tasks_on_time": 3})
+    text = _text(praise)
+    assert "2023年第三季度到期的牵头任务共3项，均已按时完成" in text
+    assert "完成情况：3\n" not in text
+
+
+def test_a_closed_item_says_what_closed_it_names_the_units_and_asks_nothing() -> None:
+    closed = sample_item(kind="resolved", level=None, template="resolved", title="“服务业投资占全区固定资产投资比重”预警销号",
+                         value=67.4, threshold=66.67, deadline=None,
+                         closed_on=dt.date(2023, 9, 11), closing="2023年8月为67.4%，已达到66.67%的要求")
+    text = _text(closed)
+    assert "销号情况：2023年8月为67.4%，已达到66.67%的要求，2023年9月11日予以销号" in text
+    assert "牵头单位：区发改局；配合单位：区统计局" in text
+    assert "滞后" not in text and "请于5个工作日内" not in text
+
+
+def test_an_escalation_after_one_notice_says_once_and_since_when() -> None:
+    escalation = sample_item(kind="escalation", template="escalation", notified_before=1,
+                             since=dt.date(2023, 11, 1), repeat=0)
+    text = _text(escalation)
+    assert "【红灯·升级督办】" in text
+    assert "此前已于2023年11月1日通知1次，仍未整改到位，现升级为红灯，并抄送工作专班" in text
+    assert "多次" not in text and "第0次" not in text
+
+
+def test_an_escalation_after_three_notices_counts_them() -> None:
+    escalation = sample_item(kind="escalation", template="escalation", notified_before=3, since=dt.date(2023, 10, 9))
+    assert "自2023年10月9日起已通知3次" in _text(escalation)
+
+
+def test_a_revision_says_what_changed() -> None:
+    revised = sample_item(kind="revised", level="yellow", template="revised", previous_level="red",
+                          title="全区“紧缺领域高素质技术人才培育”完成进度滞后于序时进度", value=133.0, threshold=200.0,
+                          measure="名", deadline=None, previous={"completion": 55.0, "value": 110.0},
+                          details={"completion": 66.5, "time_progress": 75.0, "months_ended": 9})
+    text = _text(revised)
+    assert "由红灯调整为黄灯" in text
+    assert "完成进度由55%提高到66.5%，落后序时进度8.5个百分点" in text
+
+
+def test_missing_figures_past_the_due_date_are_chased_without_telling_filers_to_ignore_it() -> None:
+    missing = sample_item(kind="warning", level="yellow", template="report_due", title="“服务业投资增速”2023年6月数据未报送",
+                          subject_name="服务业投资增速", period_label="2023年6月", deadline=dt.date(2023, 7, 10),
+                          days_left=None, days_overdue=8, repeat=1, action="请按模板报送上月数据；已报送的请忽略。",
+                          details={"missing_months": ["2023-06"], "working_days_overdue": 6, "escalate_after": 10})
+    text = _text(missing)
+    assert "【黄灯·催报】“服务业投资增速”2023年6月数据逾期未报（第2次催报）" in text
+    assert "已逾期8天（6个工作日）" in text and "逾期10个工作日仍未报送的，将亮红灯并抄送工作专班" in text
+    assert "请忽略" not in text
+
+
+def test_missing_figures_turned_red_say_how_often_they_were_chased() -> None:
+    red = sample_item(kind="escalation", level="red", template="escalation", subject_name="服务业投资增速",
+                      period_label="2023年6月", deadline=dt.date(2023, 7, 10), days_overdue=15, notified_before=2,
+                      since=dt.date(2023, 7, 11), details={"missing_months": ["2023-06"], "working_days_overdue": 11})
+    text = _text(red)
+    assert "“服务业投资增速”2023年6月数据逾期未报" in text and "已逾期11个工作日" in text
+    assert "自2023年7月11日起已通知2次" in text
+
+
+def test_the_working_group_is_told_not_urged() -> None:
+    text = _text(sample_item(), recipient=Recipient("zhuanban", "区“十百千”工作专班", "working_group",
+                                                    ("zhuanban@example.org",)))
+    assert "贵单位" not in text and "请对照上述事项抓紧推进落实" not in text
+    assert "情况报告" in text and "请工作专班办公室跟踪督办" in text
+
+
+def test_notices_cite_the_programmes_mechanism_not_a_shared_sentence() -> None:
+    text = _text(sample_item(), mechanism="由市工作专班牵头开展工作进度评价……对于进度缓慢的予以督促。（四（五））")
+    assert "“由市工作专班牵头开展工作进度评价……对于进度缓慢的予以督促”（四（五））的要求" in text
+    assert "亮灯督促" not in text and "月度专报" not in text
+
+
+def test_a_running_total_names_its_months() -> None:
+    item = sample_item(subject_name="服务业投资增速（1—N月同比）", details={"value_period": "2023-06"})
+    assert "服务业投资增速（2023年1—6月同比）" in _text(item)

@@ -15,7 +15,6 @@ from duban.notifiers.message import (
     build_dingtalk_message,
     build_email,
     build_email_messages,
-    message_id_for,
     validate_address,
 )
 from duban.notifiers.render import DigestRenderer
@@ -53,7 +52,8 @@ def test_digest_becomes_multipart_alternative_text_then_html_in_utf8(renderer: D
     assert message.payload.isascii()  # encoded words and base64: safe through any relay
 
 
-def test_one_message_per_address_with_stable_message_ids(renderer: DigestRenderer) -> None:
+def test_a_unit_with_two_addresses_gets_one_message_addressed_to_both(renderer: DigestRenderer) -> None:
+    """One message (one Message-ID, To: both), delivered per address so each retries on its own."""
     digest = sample_digest(
         recipient=Recipient("drc", "区发改局", "department", ("a@lucheng.example.cn", "b@lucheng.example.cn"))
     )
@@ -62,9 +62,12 @@ def test_one_message_per_address_with_stable_message_ids(renderer: DigestRendere
     again = build_email_messages(digest, rendered, mail_from=MAIL_FROM)
     assert [m.address for m in first] == ["a@lucheng.example.cn", "b@lucheng.example.cn"]
     assert len({m.idempotency_key for m in first}) == 2
+    assert len({m.message_id for m in first}) == 1
     assert [m.message_id for m in first] == [m.message_id for m in again]
-    assert first[0].message_id == message_id_for(first[0].idempotency_key, "lucheng.example.cn")
-    assert parse(first[0].payload)["Message-ID"] == first[0].message_id
+    assert first[0].payload == first[1].payload
+    parsed = parse(first[0].payload)
+    assert parsed["Message-ID"] == first[0].message_id
+    assert [a.addr_spec for a in parsed["To"].addresses] == ["a@lucheng.example.cn", "b@lucheng.example.cn"]
 
 
 @pytest.mark.parametrize(

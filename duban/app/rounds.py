@@ -194,11 +194,20 @@ def record_round(
         renderer = renderer or DigestRenderer(rule_set.templates_dir)
         report.problems += [str(p) for p in renderer.problems]
         # The monthly dispatch and the quarterly/annual meetings point to the report they read.
-        links = list(report_links) or [
+        # A digest links only reports that are published: with DUBAN_REPORTS_URL (where the office
+        # puts them) it links the report the meeting reads; without it it names no file.
+        base_url = os.environ.get("DUBAN_REPORTS_URL", "")
+        links = list(report_links) or ([
             link for j in (job, *(c.job for c in merged))
-            for link in matching_reports(rule_set, j, at, os.environ.get("DUBAN_REPORTS_URL", ""))]
+            for link in matching_reports(rule_set, j, at, base_url)] if base_url else [])
+        round_row.summary = {**(round_row.summary or {}), "reports": [url for _label, url in links if url]}
+        moment = {job, *(c.job for c in merged)}
+        summaries: dict[str, list[str]] = {}
+        summary_title = ""
+        if _assesses_year(rule_set, moment, at):
+            summaries, summary_title = annual_summaries(rule_set, snapshot, result, at)
         digests = build_digests(rule_set, snapshot, decided.notices, key, round_title(at, name), at,
-                                list(dict.fromkeys(links)))
+                                list(dict.fromkeys(links)), summaries=summaries, summary_title=summary_title)
         digests = attach_personal_links(session, digests, at)  # "在线报送本月数据", "查看事项并反馈"
         channels = configured_channels()
         messages = []
@@ -293,7 +302,9 @@ class Companion:
 
 def _finish(round_row: Round, report: RoundReport, at: dt.datetime) -> None:
     round_row.finished_at = at
-    round_row.summary = {"name": (round_row.summary or {}).get("name", ""), "candidates": report.candidates, "notices": report.notices,
+    before = round_row.summary or {}
+    round_row.summary = {"name": before.get("name", ""), "reports": before.get("reports", []),
+                         "candidates": report.candidates, "notices": report.notices,
                          "messages": report.messages, "warnings": report.warnings[:50],
                          "problems": report.problems[:50], "failures": report.failures[:50]}
 
@@ -394,10 +405,15 @@ _TEMPLATE_BY_KIND = {"warning": "warning", "reminder": "reminder", "overdue": "o
 
 def build_digests(rule_set: RuleSet, snapshot: Snapshot, notices: Sequence[PlannedNotice], round_key: str,
                   title: str, at: dt.datetime, report_links: Sequence[tuple[str, str]] = (),
-                  summary: Sequence[str] = ()) -> list[Digest]:
-    """Group a round's notices per recipient unit: one digest, one message per address."""
+                  summaries: Mapping[str, Sequence[str]] | None = None, summary_title: str = "") -> list[Digest]:
+    """Group a round's notices per recipient unit: one digest, one message per address.
+
+    `summaries` (the 年度评估's assessment, per unit) give a unit a digest even without items."""
+    summaries = summaries or {}
     rules = {r.id: r for r in rule_set.rules}
     by_unit: dict[str, dict[str, NoticeItem]] = defaultdict(dict)
+    for code in summaries:
+        by_unit.setdefault(code, {})
     for notice in notices:
         item = _item(notice, rules.get(notice.alert_key[0]), snapshot, rule_set, round_key)
         # The same praise (or any item) twice in one mail — two rules, one subject and period —
@@ -418,7 +434,8 @@ def build_digests(rule_set: RuleSet, snapshot: Snapshot, notices: Sequence[Plann
             recipient=Recipient(unit.code, unit.name, unit.kind, unit.emails),
             items=tuple(sorted(keyed.values(), key=_item_order)), report_links=tuple(report_links),
             sender=settings.subject_prefix.strip("【】"), mechanism=settings.mechanism,
-            praise_mechanism=settings.praise_mechanism, summary=tuple(summary),
+            praise_mechanism=settings.praise_mechanism, summary=tuple(summaries.get(unit_code, ())),
+            summary_title=summary_title if unit_code in summaries else "",
         ))
     return digests
 
@@ -428,6 +445,63 @@ _ORDER = {"red": 0, "yellow": 1, "blue": 2, "green": 3, None: 4}
 
 def _item_order(item: NoticeItem) -> tuple[int, str, str]:
     return (_ORDER.get(item.level, 4) if item.kind != "resolved" else 5, item.rule, item.subject)
+
+
+def _assesses_year(rule_set: RuleSet, jobs: set[str], at: dt.datetime) -> bool:
+    """The 年度评估 (年评估), or, for a programme without one, its January quarterly meeting."""
+    digests = {c.digest for c in rule_set.cadences if c.id in jobs}
+    if "annual" in digests:
+        return True
+    has_annual = any(c.digest == "annual" for c in rule_set.cadences)
+    return not has_annual and "quarterly" in digests and at.astimezone(SHANGHAI).month == 1
+
+
+def annual_summaries(rule_set: RuleSet, snapshot: Snapshot, result: EvaluationResult,
+                     at: dt.datetime) -> tuple[dict[str, list[str]], str]:
+    """What the 年度评估 sends every unit: how the indicators and projects it leads ended the year,
+    and how the year's tasks it leads ended; the working group gets the whole programme's."""
+    year = at.astimezone(SHANGHAI).year - 1
+    lights: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for a in result.assessments:
+        if a.rule_kind not in ("threshold", "pace") or a.level not in ("red", "yellow", "green"):
+            continue
+        subject = a.subject
+        for unit in ("", *(a.units[:1])):
+            lights[unit][a.level].add(subject)
+    tasks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for task in snapshot.tasks.values():
+        if task.deadline is None or task.deadline.year != year:
+            continue
+        outcome = ("on_time" if task.done_on is not None and task.done_on <= task.deadline
+                   else "late" if task.done else "open")
+        for unit in ("", *(task.units[:1])):
+            tasks[unit][outcome] += 1
+    title = f"{year}年度综合评估"
+    summaries: dict[str, list[str]] = {}
+    wg = rule_set.settings.working_group
+    for unit in sorted(set(lights) | set(tasks)):
+        code = unit or wg
+        if code not in snapshot.units:
+            continue
+        who = "全部" if not unit else "贵单位牵头的"
+        lines = []
+        seen = lights.get(unit)
+        if seen:
+            # A subject judged by several rules counts once, under its worst light.
+            red = seen.get("red", set())
+            yellow = seen.get("yellow", set()) - red
+            green = seen.get("green", set()) - red - yellow
+            parts = [f"{label}{len(group)}项" for label, group in (("绿灯", green), ("黄灯", yellow), ("红灯", red)) if group]
+            lines.append(f"{who}监测指标和项目共{len(red | yellow | green)}项，截至评估时{'、'.join(parts)}。")
+        done = tasks.get(unit)
+        if done:
+            total = sum(done.values())
+            parts = [f"{label}{done[key]}项" for key, label in (("on_time", "按时完成"), ("late", "逾期完成"),
+                                                               ("open", "尚未完成")) if done.get(key)]
+            lines.append(f"{'全部' if not unit else '贵单位牵头、'}{year}年到期的重点任务共{total}项，其中{'、'.join(parts)}。")
+        if lines:
+            summaries[code] = [f"{title}：{''.join(lines)}"]
+    return summaries, title
 
 
 def _local_date(value: dt.datetime | None) -> dt.date | None:
@@ -458,7 +532,7 @@ def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set
         action=rule.action if rule else "", repeat=notice.repeat,
         idempotency_key=notice.idempotency_key(round_key), details=details,
         notified_before=notice.notified_before, since=_local_date(notice.since),
-        previous_level=notice.previous_level,
+        previous_level=notice.previous_level, previous=dict(notice.previous),
         closed_on=_local_date(notice.candidate.at) if notice.kind == "resolved" and notice.candidate else None,
         closing=str(details.get("closing", "")) if notice.kind == "resolved" else "",
     )

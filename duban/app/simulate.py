@@ -11,7 +11,7 @@ import datetime as dt
 import heapq
 import html
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,10 @@ def _no_sync(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA synchronous=OFF")
 
 
+def _fixed(moment: dt.datetime) -> Callable[[], dt.datetime]:
+    return lambda: moment
+
+
 def write_eml(engine: Engine, folder: Path) -> int:
     """Write every e-mail in the outbox as a .eml file (the file transport's format), sending nothing."""
     import asyncio
@@ -190,12 +194,21 @@ def write_eml(engine: Engine, folder: Path) -> int:
 
     folder.mkdir(parents=True, exist_ok=True)
     with engine.connect() as conn:
-        latest = conn.scalar(select(Delivery.next_attempt_at).order_by(Delivery.next_attempt_at.desc()).limit(1))
-    if latest is None:
+        moments = sorted(set(conn.scalars(select(Delivery.next_attempt_at).where(Delivery.status == "pending"))))
+    if not moments:
         return 0
-    clock = latest + dt.timedelta(seconds=1)  # every row is due: the replay's "now" is its end
-    report = asyncio.run(drain(engine, FileTransport(str(folder)), now=lambda: clock, worker="simulate"))
-    return report.sent
+    transport = FileTransport(str(folder))
+
+    async def send_in_order() -> int:
+        # Each round's messages are sent at that round's moment, as the service would have: the
+        # ledger's 送达时间 is each notice's own, not the moment the demo ran.
+        sent = 0
+        for moment in moments:
+            report = await drain(engine, transport, now=_fixed(moment + dt.timedelta(seconds=1)), worker="simulate")
+            sent += report.sent
+        return sent
+
+    return asyncio.run(send_in_order())
 
 
 _LEVEL_NAMES = {"red": "红灯", "yellow": "黄灯", "blue": "提醒", "green": "表扬", None: ""}

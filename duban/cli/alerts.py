@@ -26,6 +26,7 @@ from duban.app.alerts import AlertActionError, acknowledge, create_silence, expi
 from duban.cli import AppContext, UserError, main, pass_app
 from duban.cli.rules import parse_at
 from duban.engine.lifecycle import QUIET_KINDS, SilenceRule
+from duban.notifiers.render import format_number, period_cn
 from duban.store.db import transaction
 from duban.store.models import Alert, Delivery, Notice, Round, Silence, Unit
 from duban.store.periods import SHANGHAI
@@ -377,6 +378,7 @@ class LedgerRow:
     addresses: tuple[str, ...]
     sent_at: dt.datetime | None
     alert_id: int | None
+    round_name: str = ""  # 2023年7月17日 09:00 专班会商、月调度
 
     def json(self) -> dict[str, Any]:
         return {
@@ -392,13 +394,15 @@ class LedgerRow:
 def _figures(facts: dict[str, Any]) -> str:
     value = facts.get("value")
     if value is None:
-        return ""
+        return str(facts.get("closing") or "")
     measure = facts.get("measure", "")
-    text = f"{value:g}{measure}"
+    text = f"{format_number(value)}{measure}"
     if facts.get("threshold") is not None:
-        text += f" / {facts['threshold']:g}{measure}"
+        text += f" / {format_number(facts['threshold'])}{measure}"
     if facts.get("completion") is not None and facts.get("time_progress") is not None:
-        text += f"（完成 {facts['completion']:g}%，序时 {facts['time_progress']:g}%）"
+        text += f"（完成 {format_number(facts['completion'])}%，序时 {format_number(facts['time_progress'])}%）"
+    if facts.get("closing"):
+        text = f"{text}；{facts['closing']}" if value is not None else str(facts["closing"])
     return text
 
 
@@ -423,15 +427,16 @@ def _delivery_summary(rows: Sequence[Delivery]) -> tuple[str, tuple[str, ...], d
 def ledger_rows(session: Session, *, unit: str | None = None, rule: str | None = None,
                 since: dt.datetime | None = None, kind: str | None = None) -> list[LedgerRow]:
     """Every notice decided, oldest first, with what became of its delivery."""
-    query = select(Notice, Round.key).join(Round, Round.id == Notice.round_id).order_by(Notice.id)
+    query = select(Notice, Round.key, Round.summary, Round.at).join(Round, Round.id == Notice.round_id).order_by(Notice.id)
     if unit:
         query = query.where(Notice.recipient_unit == unit)
     if since is not None:
         query = query.where(Notice.created_at >= since)
     if kind:
         query = query.where(Notice.kind == kind)
-    found = [(n, key) for n, key in session.execute(query) if rule is None or _rule_matches(n.rule, rule)]
-    rounds = sorted({n.round_id for n, _ in found})
+    found = [(n, key, _round_cn(summary, at)) for n, key, summary, at in session.execute(query)
+             if rule is None or _rule_matches(n.rule, rule)]
+    rounds = sorted({n.round_id for n, *_ in found})
     deliveries: dict[tuple[int, str], list[Delivery]] = defaultdict(list)
     for start in range(0, len(rounds), 500):
         for d in session.scalars(select(Delivery).where(Delivery.round_id.in_(rounds[start:start + 500]))
@@ -439,7 +444,7 @@ def ledger_rows(session: Session, *, unit: str | None = None, rule: str | None =
             deliveries[(d.round_id or 0, d.recipient_unit)].append(d)
     names = _unit_names(session)
     rows = []
-    for notice, round_key in found:
+    for notice, round_key, round_name in found:
         facts = notice.facts or {}
         status, addresses, sent_at = _delivery_summary(deliveries.get((notice.round_id, notice.recipient_unit), []))
         rows.append(LedgerRow(
@@ -448,19 +453,33 @@ def ledger_rows(session: Session, *, unit: str | None = None, rule: str | None =
             period=notice.period, kind=notice.kind, level=notice.level, recipient_unit=notice.recipient_unit,
             recipient_name=names.get(notice.recipient_unit, notice.recipient_unit), title=notice.title,
             figures=_figures(facts), delivery=status, addresses=addresses, sent_at=sent_at, alert_id=notice.alert_id,
+            round_name=round_name,
         ))
     return rows
 
 
-LEDGER_HEADERS = ("编号", "通知时间", "收件单位", "类型", "灯色", "事项", "规则", "对象", "期次", "数值", "投递状态",
+LEDGER_HEADERS = ("编号", "通知时间", "收件单位", "类型", "灯色", "事项", "对象", "期次", "数值", "投递状态",
                   "收件地址", "送达时间", "轮次", "告警编号")
 
 
 def _ledger_cells(row: LedgerRow) -> list[Any]:
-    return [row.id, when_cn(row.created_at), row.recipient_name, KIND_LABELS.get(row.kind, row.kind),
-            LEVEL_LABELS.get(row.level or "", "—"), row.title, row.rule.split(".", 1)[-1], row.subject_name,
-            row.period, row.figures or "—", row.delivery, "；".join(row.addresses) or "—",
-            when_cn(row.sent_at), row.round_key, row.alert_id or "—"]
+    # What an office files: Chinese periods and round names; rule ids and round keys stay in --json.
+    return [row.id, _date_time_cn(row.created_at), row.recipient_name, KIND_LABELS.get(row.kind, row.kind),
+            LEVEL_LABELS.get(row.level or "", "—"), row.title, row.subject_name,
+            period_cn(row.period), row.figures or "—", row.delivery, "；".join(row.addresses) or "—",
+            _date_time_cn(row.sent_at), row.round_name or row.round_key, row.alert_id or "—"]
+
+
+def _date_time_cn(value: dt.datetime | None) -> str:
+    if value is None:
+        return "—"
+    local = value.astimezone(SHANGHAI)
+    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def _round_cn(summary: Any, at: dt.datetime) -> str:
+    name = str((summary or {}).get("name") or "")
+    return f"{_date_time_cn(at)} {name}".strip()
 
 
 def write_ledger_xlsx(rows: Sequence[LedgerRow], path: Path) -> None:
@@ -471,7 +490,7 @@ def write_ledger_xlsx(rows: Sequence[LedgerRow], path: Path) -> None:
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("通知台账")
-    widths = (8, 18, 18, 10, 8, 60, 30, 24, 12, 28, 14, 40, 18, 44, 10)
+    widths = (8, 18, 18, 10, 8, 60, 24, 16, 28, 14, 40, 18, 36, 10)
     for index, width in enumerate(widths):
         sheet.column_dimensions[chr(ord("A") + index)].width = width
     sheet.freeze_panes = "A2"
@@ -512,7 +531,7 @@ def _ledger(app: AppContext, unit: str | None, rule: str | None, since_text: str
         return
     click.echo(f"通知台账 {len(rows)} 条：")
     for line in table(["编号", "通知时间", "收件单位", "类型", "灯色", "事项", "期次", "数值", "投递状态", "送达时间"],
-                      [[str(c) for i, c in enumerate(_ledger_cells(r)) if i in (0, 1, 2, 3, 4, 5, 8, 9, 10, 12)]
+                      [[str(c) for i, c in enumerate(_ledger_cells(r)) if i in (0, 1, 2, 3, 4, 5, 7, 8, 9, 11)]
                        for r in rows]):
         click.echo(line)
 

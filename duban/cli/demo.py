@@ -73,7 +73,7 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db_file}{suffix}").unlink(missing_ok=True)
         outbox = folder / "outbox"
-        for old in outbox.glob("*.eml"):
+        for old in [*outbox.glob("*.eml"), *(folder / "reports").glob("*.*")]:
             old.unlink()
         engine = make_engine(str(db_file))
         try:
@@ -89,10 +89,18 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
                 for error in invalid.errors:
                     click.echo(str(error), err=True)
                 raise UserError(f"规则集 {app.rules_dir / programme} 无效") from None
-            rounds = replay(engine, rule_set, start, end)
+            # The mails link the reports their meeting reads; the demo publishes them beside the mails.
+            reports_dir = (folder / "reports").resolve()
+            saved_url = os.environ.get("DUBAN_REPORTS_URL")
+            os.environ["DUBAN_REPORTS_URL"] = saved_url or reports_dir.as_uri()
+            try:
+                rounds = replay(engine, rule_set, start, end)
+            finally:
+                if saved_url is None:
+                    del os.environ["DUBAN_REPORTS_URL"]
             write_eml(engine, outbox)
             entries = timeline(engine)
-            written_reports = _write_reports(engine, rule_set, folder / "reports", end)
+            written_reports = _write_reports(engine, rule_set, folder / "reports", _linked_reports(engine))
         finally:
             engine.dispose()
         title = rule_set.settings.name or programme
@@ -131,21 +139,26 @@ def _command_name() -> str:
         return str(program)
 
 
-# The reports the demo writes for 2023: what the July dispatch, the July quarterly meeting and the
-# January annual assessment read.
-DEMO_REPORTS = (("monthly", "2023-06"), ("quarterly", "2023-Q2"), ("annual", "2023"))
+def _linked_reports(engine: Any) -> list[tuple[str, str]]:
+    """(kind, period) of every report a round's mails link: the demo writes each, so no link is dead."""
+    from sqlalchemy import select
+
+    from duban.store.models import Round
+
+    wanted: dict[tuple[str, str], None] = {}
+    with engine.connect() as conn:
+        for summary in conn.scalars(select(Round.summary).order_by(Round.at)):
+            for url in (summary or {}).get("reports", []):
+                stem = url.rsplit("/", 1)[-1].removesuffix(".html")
+                kind, _, code = stem.partition("-")
+                wanted[(kind, code)] = None
+    return list(wanted)
 
 
-def _write_reports(engine: Any, rule_set: Any, folder: Path, end: dt.datetime) -> list[Any]:
-    from duban.engine.calendar import WorkingCalendar
-    from duban.notifiers.reports import cutoff, generate, report_period
+def _write_reports(engine: Any, rule_set: Any, folder: Path, reports: list[tuple[str, str]]) -> list[Any]:
+    from duban.notifiers.reports import generate
 
-    calendar = WorkingCalendar.load(rule_set.settings.calendar)
-    written = []
-    for kind, code in DEMO_REPORTS:
-        if cutoff(rule_set, calendar, kind, report_period(kind, code)) < end:  # only what the replay reached
-            written.append(generate(engine, rule_set, kind, code, folder))
-    return written
+    return [generate(engine, rule_set, kind, code, folder) for kind, code in reports]
 
 
 def _list_reports(index: Path, workspace: Path, by_programme: list[tuple[str, list[Any]]]) -> None:
@@ -155,8 +168,8 @@ def _list_reports(index: Path, workspace: Path, by_programme: list[tuple[str, li
     items = []
     for title, written in by_programme:
         links = "".join(
-            f"<li>{html.escape(w.report.title)}：<a href='{html.escape(w.html.relative_to(workspace).as_posix())}'>HTML</a>"
-            f" · <a href='{html.escape(w.xlsx.relative_to(workspace).as_posix())}'>Excel</a></li>" for w in written)
+            f"<li>{html.escape(w.report.title)}：<a href='{html.escape(w.html.relative_to(workspace).as_posix())}'>网页版</a>"
+            f" · <a href='{html.escape(w.xlsx.relative_to(workspace).as_posix())}'>电子表格</a></li>" for w in written)
         items.append(f"<h3>{html.escape(title)}</h3><ul>{links}</ul>")
     block = "<h2>工作专班报告（月度专报、季度通报、年度评估）</h2>" + "".join(items)
     page = index.read_text(encoding="utf-8")

@@ -160,19 +160,23 @@ def evaluate(app: AppContext, at_text: str, as_json: bool, groups: tuple[str, ..
         for candidate in result.candidates:
             click.echo(json.dumps(candidate.to_json(), ensure_ascii=False))
         return
+    from duban.notifiers.render import format_datetime_cn, format_number, period_cn
+
     if not result.candidates:
-        click.echo(f"{at.isoformat()}：无提醒或预警。")
+        click.echo(f"{format_datetime_cn(at)}：无提醒或预警。")
         return
     names = {"red": "红灯", "yellow": "黄灯", "blue": "提醒", "green": "表扬"}
     for candidate in result.candidates:
         level = names.get(candidate.level or "", "")
-        units = "、".join(candidate.units)
+        # Unit names, not codes; numbers as an office writes them (66.67, never 66.6667).
+        units = "、".join(snapshot.units[c].name if c in snapshot.units else c for c in candidate.units)
         figures = ""
         if candidate.value is not None:
-            figures = f" 数值 {candidate.value:g}{candidate.measure}"
+            figures = f" 数值 {format_number(candidate.value)}{candidate.measure}"
             if candidate.threshold is not None:
-                figures += f" / 标准 {candidate.threshold:g}{candidate.measure}"
-        click.echo(f"[{level}] {candidate.title}  ({candidate.rule} {candidate.period}; 责任单位 {units}){figures}")
+                figures += f" / 标准 {format_number(candidate.threshold)}{candidate.measure}"
+        click.echo(f"[{level}] {candidate.title}（{period_cn(candidate.period)}；责任单位：{units}）{figures}"
+                   f"  [{candidate.rule.split('.', 1)[-1]}]")
 
 
 @main.command("test")

@@ -1,0 +1,254 @@
+"""Every message the demo writes, read as the official who receives it.
+
+The demo runs once for the module, on October 2023 – January 2024 (the year-end: overdue tasks and
+their escalation, praise, 销号, missing figures turning red, the 年度评估 and the rounds that fire
+together on a Monday), for both bundled programmes. Then every e-mail (subject, text and HTML parts),
+every report, the demo's index.html and the ledger export are read for what would teach an office
+to ignore a notice: English or identifiers, blank fields, praise or 销号 that asks for something,
+two messages to one unit at one moment, a citation that is not in the programme's document.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from collections import Counter
+from email import policy
+from email.message import EmailMessage
+from html.parser import HTMLParser
+from pathlib import Path
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from duban.cli import main
+
+RULES = Path(__file__).resolve().parent.parent / "rules"
+PROGRAMMES = ("lucheng", "huzhou")
+SPAN = ("2023-10-01", "2024-02-01")
+
+# What may be written in ASCII letters: addresses, links, and the words the document itself uses
+# (文化IP, 5G …) — checked against the document below.
+_ADDRESS = re.compile(r"[\w.+-]+@[\w.-]+")
+_LINK = re.compile(r"(?:https?|file)://\S+")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[-.][A-Za-z0-9_]+)*")
+_BLANK = re.compile(r"^   [^\s：]{2,8}：\s*(?:—)?\s*$", re.M)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workspace = tmp_path_factory.mktemp("demo")
+    runner = CliRunner()
+    result = runner.invoke(main, ["--rules", str(RULES), "demo", "--workspace", str(workspace),
+                                  "--from", SPAN[0], "--to", SPAN[1]])
+    assert result.exit_code == 0, result.output
+    for programme in PROGRAMMES:
+        ledger = workspace / programme / "台账.xlsx"
+        exported = runner.invoke(main, ["--db", str(workspace / programme / "duban.db"), "--rules", str(RULES),
+                                        "notices", "--xlsx", str(ledger)])
+        assert exported.exit_code == 0, exported.output
+    return workspace
+
+
+def _document(programme: str) -> str:
+    return _squeeze((RULES / programme / "document.txt").read_text(encoding="utf-8"))
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def _messages(demo: Path, programme: str) -> list[EmailMessage]:
+    paths = sorted((demo / programme / "outbox").glob("*.eml"))
+    assert paths, f"{programme}: the demo wrote no e-mail"
+    return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in paths]  # type: ignore[misc]
+
+
+def _parts(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    return (text.get_content() if text else "", html.get_content() if html else "")
+
+
+class _Text(HTMLParser):
+    """The words a reader sees in an HTML page: text nodes, not tags, styles or attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._skip += tag in ("style", "script")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip -= tag in ("style", "script") and self._skip > 0
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.chunks.append(data)
+
+
+def _visible(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    return "\n".join(parser.chunks)
+
+
+def _foreign_words(text: str, document: str) -> list[str]:
+    """ASCII words outside addresses, links and the document's own words (its number has none)."""
+    text = _LINK.sub(" ", _ADDRESS.sub(" ", text))
+    return sorted({w for w in _WORD.findall(text) if w not in document})
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_no_message_carries_english_or_identifiers(demo: Path, programme: str) -> None:
+    document = _document(programme)
+    found: dict[str, str] = {}
+    for message in _messages(demo, programme):
+        text, html = _parts(message)
+        names = " ".join(a.display_name for a in message["To"].addresses)
+        for word in _foreign_words("\n".join((str(message["Subject"]), names, text, _visible(html))), document):
+            found.setdefault(word, str(message["Subject"]))
+    assert not found, f"{programme}: English or identifiers in messages: {found}"
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_no_message_has_a_blank_field(demo: Path, programme: str) -> None:
+    blanks = []
+    for message in _messages(demo, programme):
+        text, _html = _parts(message)
+        blanks += [f"{message['Subject']}: {line.strip()}" for line in _BLANK.findall(text)]
+        blanks += [f"{message['Subject']}: （）" for _ in re.findall(r"（\s*）", text)]
+    assert not blanks, "\n".join(blanks[:10])
+
+
+def _items(text: str) -> list[str]:
+    """Each numbered item of a digest: from "N. 【…】" to the blank line after it."""
+    return re.findall(r"^\d+\. 【.*?(?=\n\s*\n|\Z)", text, re.M | re.S)
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_praise_and_closing_ask_for_nothing(demo: Path, programme: str) -> None:
+    asking = []
+    seen = Counter[str]()
+    for message in _messages(demo, programme):
+        text, _html = _parts(message)
+        for item in _items(text):
+            kind = item.split("】", 1)[0].rsplit("【", 1)[-1]
+            if kind in ("表扬", "销号"):
+                seen[kind] += 1
+                # "保障措施" is a section of the document a citation names, not a request.
+                if re.search(r"请|措施|工作要求|抓紧|整改", item.replace("整改到位", "").replace("保障措施", "")):
+                    asking.append(item)
+    assert seen["表扬"] and seen["销号"], f"{programme}: the span should include praise and 销号: {seen}"
+    assert not asking, "\n\n".join(asking[:3])
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_one_message_per_unit_and_address_at_one_moment(demo: Path, programme: str) -> None:
+    per_unit: Counter[tuple[str, str]] = Counter()
+    per_address: Counter[tuple[str, str]] = Counter()
+    ids: dict[tuple[str, str], set[str]] = {}
+    for message in _messages(demo, programme):
+        when = str(message["Date"])
+        unit = message["To"].addresses[0].display_name
+        ids.setdefault((unit, when), set()).add(str(message["Message-ID"]))
+        for address in message["To"].addresses:
+            per_address[(address.addr_spec, when)] += 1
+        per_unit[(unit, when)] += 1
+    assert max(per_address.values()) == 1, [k for k, n in per_address.items() if n > 1][:5]
+    assert all(len(found) == 1 for found in ids.values()), [k for k, v in ids.items() if len(v) > 1][:5]
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_every_citation_is_in_the_programmes_document(demo: Path, programme: str) -> None:
+    document = _document(programme)
+    title = re.search(r"^name:\s*(.+)$", (RULES / programme / "programme.yaml").read_text(encoding="utf-8"), re.M)
+    assert title and _squeeze(title[1]) in document
+    missing: set[str] = set()
+    for message in _messages(demo, programme):
+        text, _html = _parts(message)
+        for line in text.splitlines():
+            if "《" in line:
+                for cited in re.findall(r"《(.+?)》", line):
+                    if _squeeze(cited) not in document:
+                        missing.add(f"《{cited}》")
+            if not ("依据：" in line or line.startswith("根据《")):
+                continue
+            for quoted in _quotations(line):
+                for fragment in re.split(r"……|；", quoted):
+                    fragment = _squeeze(fragment).strip("。；，")
+                    if len(fragment) >= 4 and fragment.replace("“", "").replace("”", "") not in \
+                            document.replace("“", "").replace("”", ""):
+                        missing.add(fragment)
+    assert not missing, f"{programme}: quoted but not in the document: {sorted(missing)[:8]}"
+
+
+def _quotations(line: str) -> list[str]:
+    """Top-level “…” quotations of a line (quotes nest: “…“十百千”…”)."""
+    found, depth, start = [], 0, 0
+    for index, char in enumerate(line):
+        if char == "“":
+            if depth == 0:
+                start = index + 1
+            depth += 1
+        elif char == "”" and depth:
+            depth -= 1
+            if depth == 0:
+                found.append(line[start:index])
+    return found
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_the_annual_assessment_is_sent_to_every_unit_that_leads_something(demo: Path, programme: str) -> None:
+    annual = [m for m in _messages(demo, programme) if "2023年度综合评估" in str(m["Subject"])]
+    assert len(annual) >= 5, f"{programme}: {len(annual)} 年度评估 mails"
+    text, _html = _parts(annual[0])
+    assert "2023年度综合评估：" in text and "重点任务" in text
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_every_linked_report_exists(demo: Path, programme: str) -> None:
+    links = set()
+    for message in _messages(demo, programme):
+        links |= set(_LINK.findall(_parts(message)[0]))
+    assert links, f"{programme}: no report linked"
+    dead = [link for link in links if not Path(link.removeprefix("file://")).is_file()]
+    assert not dead, dead
+
+
+def test_the_index_page_and_the_ledgers_are_chinese(demo: Path) -> None:
+    document = _document("lucheng") + _document("huzhou")
+    index = _visible((demo / "index.html").read_text(encoding="utf-8"))
+    assert not _foreign_words(index, document), _foreign_words(index, document)[:10]
+    for programme in PROGRAMMES:
+        sheet = openpyxl.load_workbook(demo / programme / "台账.xlsx", read_only=True)["通知台账"]
+        cells = "\n".join(str(c) for row in sheet.iter_rows(values_only=True) for c in row if c is not None)
+        assert not _foreign_words(cells, document), _foreign_words(cells, document)[:10]
+        assert "/praise" not in cells and "2023-" not in cells
+
+
+def _report_words(demo: Path, programme: str, text_filter: str = "") -> dict[str, str]:
+    document = _document(programme)
+    pages = sorted((demo / programme / "reports").glob("*.html"))
+    assert pages
+    found: dict[str, str] = {}
+    for page in pages:
+        text = _visible(page.read_text(encoding="utf-8"))
+        for word in _foreign_words(text.replace(text_filter, "") if text_filter else text, document):
+            found.setdefault(word, page.name)
+    return found
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_reports_are_chinese(demo: Path, programme: str) -> None:
+    assert not _report_words(demo, programme, text_filter="1—N月"), _report_words(demo, programme, "1—N月")
+
+
+@pytest.mark.xfail(reason="reports (notifiers/reports, another helper's area) still print the indicator name's "
+                          "“1—N月” placeholder; notices write the months (notifiers.render.name_with_months)")
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_reports_write_the_months_of_a_running_total(demo: Path, programme: str) -> None:
+    assert not _report_words(demo, programme)
