@@ -115,8 +115,8 @@ def build_email(
     also_to: Iterable[str] = (),
     message_key: str = "",
 ) -> OutgoingMessage:
-    """One e-mail to `to_address`; `also_to` are the unit's other addresses, named in To so that the
-    same message (Message-ID from `message_key`) reads as one message addressed to all of them."""
+    """One e-mail to `to_address`; `also_to` lists the unit's addresses, named in To so that the same
+    message (Message-ID from `message_key`) reads as one message addressed to all of them."""
     if at.tzinfo is None:
         raise ValueError("message time must be timezone-aware")
     from_name, from_addr = parse_mail_from(mail_from)
@@ -124,8 +124,10 @@ def build_email(
     check_header_value("收件人名称", to_name)
     check_header_value("邮件主题", subject)
     message_id = message_id_for(message_key or idempotency_key, from_addr.split("@")[1] or FALLBACK_ID_DOMAIN)
-    others = [validate_address(a, f"收件人“{to_name}”的邮箱地址") for a in also_to]
-    to_header = ", ".join(_mailbox(to_name, a, "To") for a in dict.fromkeys([address, *others]))
+    # The To header lists the unit's addresses in the unit's order, the same in every copy.
+    everyone = [validate_address(a, f"收件人“{to_name}”的邮箱地址") for a in also_to]
+    to_header = ", ".join(_mailbox(to_name, a, "To") for a in dict.fromkeys(everyone if address in everyone
+                                                                       else [address, *everyone]))
 
     headers = [
         ("Subject", _encoded(subject, "Subject")),
@@ -258,7 +260,7 @@ def build_email_messages(
             recipient_unit=digest.recipient.code,
             round_id=round_id,
             extra_headers=[("X-Duban-Round", digest.round_key)],
-            also_to=[a for a in addresses if a != address],
+            also_to=addresses if len(addresses) > 1 else (),
             message_key=digest_key(digest, EMAIL, "*"),
         )
         for address in addresses

@@ -367,6 +367,16 @@ def history_cn(item: NoticeItem) -> str:
     return f"自{when}起已通知{before}次，仍未整改到位，{tail}。"
 
 
+def months_cn(item: NoticeItem) -> str:
+    """The months a missing-figures item lists: 2023年6月, or 2023年6月—9月（共4个月）."""
+    months = [str(m) for m in item.details.get("missing_months") or []]
+    if len(months) <= 1:
+        return item.period_label
+    from duban.engine.evaluate import _months_label
+
+    return _months_label([(int(m[:4]), int(m[5:7])) for m in months])
+
+
 def change_cn(item: NoticeItem) -> str:
     """What changed in a revision (灯色调整): the figure last told and the figure now."""
     before, now = item.previous, item.details
@@ -415,6 +425,7 @@ def _filters() -> dict[str, Any]:
         "bound_label": bound_label,
         "history_cn": history_cn,
         "change_cn": change_cn,
+        "months_cn": months_cn,
     }
 
 

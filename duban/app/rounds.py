@@ -33,7 +33,7 @@ from duban.notifiers.message import (
     build_email_messages,
 )
 from duban.notifiers.outbox import enqueue
-from duban.notifiers.render import DigestRenderer, TemplateProblem, name_with_months
+from duban.notifiers.render import DigestRenderer, TemplateProblem, name_with_months, period_cn
 from duban.notifiers.reports.periods import report_links as matching_reports
 from duban.notifiers.transports.settings import configured_channels
 from duban.store.db import transaction
@@ -634,12 +634,8 @@ def _num(value: Any) -> str:
 
 
 def _label(period: str) -> str:
-    from duban.store.periods import parse_period
-
-    try:
-        return parse_period(period.split("/")[0]).label
-    except ValueError:
-        return period.split("/")[0]
+    """2023年6月, 2023年第二季度, 2023年12月31日, 规划期: never a code or an ISO date."""
+    return period_cn(period.split("/")[0])
 
 
 def send_outbox(engine: Engine, rule_set: RuleSet | None = None, *, limit: int | None = None,
