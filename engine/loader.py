@@ -152,7 +152,8 @@ CADENCE_FIELDS: tuple[Field, ...] = (
 
 SETTINGS_FIELDS: tuple[Field, ...] = (
     Field("programme", "id", required=True, description="Programme code; must match the database's programme."),
-    Field("name", "str", description="The document's full title, as notices cite it in 《》: "
+    Field("name", "str", description="Programme name, e.g. 湖州市服务业高质量发展“十百千”工程."),
+    Field("title", "str", description="The document's full title, as notices cite it in 《》: "
           "温州市鹿城区服务业高质量发展“十百千”工程实施方案（2023-2027年）."),
     Field("document", "str", description="Document number, e.g. 温鹿政办〔2023〕55号."),
     Field("issued", "date", description="Date the document was issued (成文日期), e.g. 2023-08-24; "
@@ -502,6 +503,7 @@ def _settings(checker: _FileChecker, document: Any, directory: Path) -> Settings
         admin_email=values.get("admin_email", ""),
         subject_prefix=values.get("subject_prefix", ""),
         calendar=(directory / calendar) if calendar else None,
+        title=values.get("title", ""),
         issued=values.get("issued"),
         start=values.get("start"),
         mechanism=values.get("mechanism", ""),

@@ -147,6 +147,7 @@ class Settings:
     admin_email: str = ""
     subject_prefix: str = ""
     calendar: Path | None = None
+    title: str = ""  # the document's full title, cited in 《》 (with 实施方案)
     issued: dt.date | None = None  # the document's date (成文日期)
     start: dt.date | None = None  # first day of notices; default `issued`
     mechanism: str = ""  # the document's sentence on urging, cited by every 督办提醒

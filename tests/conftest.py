@@ -94,4 +94,8 @@ def rules_copy(tmp_path: Path) -> Path:
     """A private copy of rules/ (lucheng, templates, calendar overrides) that a test may edit."""
     target = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", target, ignore=shutil.ignore_patterns("huzhou"))
+    # The document is dated 24 August 2023 and notices start then; these tests run the 2023 cadence
+    # from January, so the copy starts on 1 January (test_simulate checks the document's own date).
+    programme = target / "lucheng" / "programme.yaml"
+    programme.write_text(programme.read_text(encoding="utf-8") + "start: 2023-01-01\n", encoding="utf-8")
     return target

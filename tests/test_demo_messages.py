@@ -131,10 +131,13 @@ def _items(text: str) -> list[str]:
 
 @pytest.mark.parametrize("programme", PROGRAMMES)
 def test_praise_and_closing_ask_for_nothing(demo: Path, programme: str) -> None:
-    asking = []
+    asking, twice = [], []
     seen = Counter[str]()
     for message in _messages(demo, programme):
         text, _html = _parts(message)
+        praised = re.findall(r"【表扬】.*\n   事项：(.+)", text)
+        if len(praised) != len(set(praised)):
+            twice.append(f"{message['Subject']}: {praised}")
         for item in _items(text):
             kind = item.split("】", 1)[0].rsplit("【", 1)[-1]
             if kind in ("表扬", "销号"):
@@ -144,6 +147,7 @@ def test_praise_and_closing_ask_for_nothing(demo: Path, programme: str) -> None:
                     asking.append(item)
     assert seen["表扬"] and seen["销号"], f"{programme}: the span should include praise and 销号: {seen}"
     assert not asking, "\n\n".join(asking[:3])
+    assert not twice, twice[:3]
 
 
 @pytest.mark.parametrize("programme", PROGRAMMES)
@@ -165,7 +169,7 @@ def test_one_message_per_unit_and_address_at_one_moment(demo: Path, programme: s
 @pytest.mark.parametrize("programme", PROGRAMMES)
 def test_every_citation_is_in_the_programmes_document(demo: Path, programme: str) -> None:
     document = _document(programme)
-    title = re.search(r"^name:\s*(.+)$", (RULES / programme / "programme.yaml").read_text(encoding="utf-8"), re.M)
+    title = re.search(r"^title:\s*(.+)$", (RULES / programme / "programme.yaml").read_text(encoding="utf-8"), re.M)
     assert title and _squeeze(title[1]) in document
     missing: set[str] = set()
     for message in _messages(demo, programme):

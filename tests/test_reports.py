@@ -6,6 +6,7 @@ examples are imported into real SQLite files.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 from collections.abc import Iterator
@@ -282,7 +283,7 @@ def test_each_report_is_cut_off_at_the_meeting_that_reads_it(lucheng):
 
 def test_after_a_replay_the_closing_list_shows_what_opened_closed_and_carried_over(tmp_path):
     engine = _store(tmp_path, "lucheng")
-    rules = load_rule_set("rules/lucheng")
+    rules = _from_january(load_rule_set("rules/lucheng"))
     replay(engine, rules, dt.datetime(2023, 1, 1, tzinfo=SHANGHAI), dt.datetime(2023, 7, 21, tzinfo=SHANGHAI))
     written = generate(engine, rules, "quarterly", "2023-Q2", tmp_path / "reports")
     report = written.report
@@ -318,12 +319,21 @@ def _bodies(engine: Engine, round_key: str) -> list[str]:
     return texts
 
 
-def test_the_monthly_dispatch_and_quarterly_digests_name_the_report_they_read(tmp_path):
+def _from_january(rules):
+    """The Lucheng document is dated 24 August 2023; these replays run its cadence from January."""
+    rules.settings = dataclasses.replace(rules.settings, start=dt.date(2023, 1, 1))
+    return rules
+
+
+def test_the_monthly_dispatch_and_quarterly_digests_name_the_report_they_read(tmp_path, monkeypatch):
     engine = _store(tmp_path, "lucheng")
-    rules = load_rule_set("rules/lucheng")
+    rules = _from_january(load_rule_set("rules/lucheng"))
+    monkeypatch.setenv("DUBAN_REPORTS_URL", "https://duban.example.org/reports")
     replay(engine, rules, dt.datetime(2023, 7, 17, tzinfo=SHANGHAI), dt.datetime(2023, 7, 21, tzinfo=SHANGHAI))
-    dispatch = _bodies(engine, "lucheng.monthly_dispatch@2023-07-17T09:00:00+08:00")
-    assert dispatch and all("2023年6月月度专报（monthly-2023-06.html" in text for text in dispatch)
+    # 17 July: the 专班会商 and the 月调度 fire together; their one round is keyed by the first.
+    dispatch = _bodies(engine, "lucheng.consultation@2023-07-17T09:00:00+08:00")
+    assert dispatch and all("2023年6月月度专报：https://duban.example.org/reports/monthly-2023-06.html" in text
+                            for text in dispatch)
     quarterly = _bodies(engine, "lucheng.quarterly_analysis@2023-07-20T09:00:00+08:00")
     assert quarterly and all("2023年第二季度季度通报" in text for text in quarterly)
     daily = _bodies(engine, "lucheng.daily_check@2023-07-18T08:30:00+08:00")
@@ -366,11 +376,14 @@ def test_the_demo_writes_the_reports_its_replay_reached_and_lists_them_in_its_in
     result = CliRunner().invoke(main, ["demo", "--workspace", str(workspace), "--from", "2023-06-01",
                                        "--to", "2023-07-21"])
     assert result.exit_code == 0, result.output
-    for programme in ("lucheng", "huzhou"):
-        names = sorted(path.name for path in (workspace / programme / "reports").iterdir())
-        # The annual assessment runs in January 2024, after this replay: no annual report yet.
-        assert names == ["monthly-2023-06.html", "monthly-2023-06.xlsx", "quarterly-2023-Q2.html",
-                         "quarterly-2023-Q2.xlsx"]
+    # Huzhou's document is dated 3 April 2023: its June and July dispatches and its July meeting link
+    # these reports, and the demo writes every report a mail links.
+    names = sorted(path.name for path in (workspace / "huzhou" / "reports").iterdir())
+    # The annual assessment runs in January 2024, after this replay: no annual report yet.
+    assert names == ["monthly-2023-05.html", "monthly-2023-05.xlsx", "monthly-2023-06.html", "monthly-2023-06.xlsx",
+                     "quarterly-2023-Q2.html", "quarterly-2023-Q2.xlsx"]
+    # Lucheng's is dated 24 August 2023: no round before it, so no report is linked or written.
+    assert not list((workspace / "lucheng" / "reports").glob("*.html"))
     index = (workspace / "index.html").read_text(encoding="utf-8")
-    assert "<a href='lucheng/reports/quarterly-2023-Q2.html'>HTML</a>" in index
+    assert "<a href='huzhou/reports/quarterly-2023-Q2.html'>网页版</a>" in index
     assert "2023年第二季度湖州市服务业高质量发展“十百千”工程推进情况通报" in index

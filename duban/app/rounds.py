@@ -416,10 +416,16 @@ def build_digests(rule_set: RuleSet, snapshot: Snapshot, notices: Sequence[Plann
         by_unit.setdefault(code, {})
     for notice in notices:
         item = _item(notice, rules.get(notice.alert_key[0]), snapshot, rule_set, round_key)
-        # The same praise (or any item) twice in one mail — two rules, one subject and period —
-        # reads as a mistake: the first one stands.
-        same = (item.kind, item.subject, item.period.split("/")[0], item.title)
-        by_unit[notice.recipient_unit].setdefault("|".join(same), item)
+        # The same praise twice in one mail (a pace rule's 快于序时进度 and a praise rule's 提前完成年度目标
+        # for one subject) reads as a mistake: one praise per subject, the praise rule's first.
+        kept = by_unit[notice.recipient_unit]
+        same = f"praise|{item.subject}" if item.kind == "praise" else \
+            "|".join((item.kind, item.subject, item.period.split("/")[0], item.title))
+        rule = rules.get(notice.alert_key[0])
+        if same not in kept or (item.kind == "praise" and rule is not None and rule.kind == "praise"
+                                and kept[same].rule != item.rule
+                                and getattr(rules.get(kept[same].rule), "kind", "") != "praise"):
+            kept[same] = item
     settings = rule_set.settings
     programme = snapshot.programme
     digests = []
@@ -428,7 +434,7 @@ def build_digests(rule_set: RuleSet, snapshot: Snapshot, notices: Sequence[Plann
         if unit is None or not unit.emails:
             continue
         digests.append(Digest(
-            programme_name=settings.name or (programme.name if programme else settings.programme),
+            programme_name=settings.title or settings.name or (programme.name if programme else settings.programme),
             document=settings.document or (programme.document if programme else ""),
             round_key=round_key, round_title=title, at=at,
             recipient=Recipient(unit.code, unit.name, unit.kind, unit.emails),
@@ -564,14 +570,15 @@ def _closing(notices: list[PlannedNotice], alerts: Mapping[AlertKey, Alert], res
 def _closing_candidate(notice: PlannedNotice, facts: Mapping[str, Any], assessed: Mapping[AlertKey, Any],
                        snapshot: Snapshot, at: dt.datetime) -> AlertCandidate:
     rule, subject_type, subject, period = notice.alert_key
-    name = name_with_months(str(facts.get("subject_name") or subject), str(facts.get("value_period") or ""))
+    assessment = assessed.get(notice.alert_key)
+    value_period = (assessment.details.get("value_period") if assessment is not None else None) or facts.get("value_period")
+    name = name_with_months(str(facts.get("subject_name") or subject), str(value_period or ""))
     units = tuple(facts.get("units") or ())
     measure = str(facts.get("measure") or "")
     value = threshold = expected = None
     deadline = None
     details: dict[str, Any] = {"previous_title": notice.title}
     closing = "经核实已整改到位"
-    assessment = assessed.get(notice.alert_key)
     if subject_type == "task":
         task = snapshot.tasks.get(subject)
         deadline = task.deadline if task else None

@@ -433,7 +433,7 @@ class Service:
             try:
                 report = record_round(self.engine, rules.rule_set, now, key=key, job=cadence.id, name=cadence.name,
                                       groups=cadence.groups, evaluator=evaluator, started_at=now,
-                                      companions=self.companions(cadence, fire))
+                                      companions=self.companions(cadence, fire, now))
             except RoundError as exc:
                 log_event("round_failed", logging.ERROR, key=key, error=str(exc))
                 self.count_failure(cadence, fire, now, exc)
@@ -489,15 +489,15 @@ class Service:
             log_event("admin_mail_failed", logging.ERROR, reason=f"round-failed:{key}", error=str(failure))
         return True
 
-    def companions(self, cadence: Cadence, fire: dt.datetime) -> list[Companion]:
-        """The other cadences firing at the same moment: their round is this one (one mail per moment)."""
+    def companions(self, cadence: Cadence, fire: dt.datetime, now: dt.datetime) -> list[Companion]:
+        """The other cadences whose latest fire is this same moment: their round is this one (one mail
+        per unit per moment). A catch-up of an older fire takes no companion whose latest is later."""
         rules = self.current()
         found = []
         for other in rules.cadences:
-            schedule = rules.schedules.get(other.id)
-            if other.id == cadence.id or schedule is None:
+            if other.id == cadence.id or other.id not in rules.schedules:
                 continue
-            if any(True for _ in schedule.fire_times(fire, fire + dt.timedelta(microseconds=1))):
+            if self.latest_fire(other, now) == fire:
                 found.append(Companion(round_key(other, fire), other.id, other.name, other.groups))
         return found
 

@@ -275,7 +275,7 @@ def _find_alert(session: Session, ref: str) -> Alert:
 @click.option("--by", "by", default=None, help="确认人（默认：当前系统用户名）。")
 @pass_app
 def ack(app: AppContext, alert_ref: str, until_text: str, by: str | None) -> None:
-    """确认一条预警：到期前不再重复催办；如升级为红灯仍会通知。"""
+    """确认一条预警：到期前不再重复催办；升级、灯色调整和销号仍会通知。"""
     from duban.cli import _os_user
 
     now = now_utc()
@@ -286,8 +286,10 @@ def ack(app: AppContext, alert_ref: str, until_text: str, by: str | None) -> Non
             acknowledge(alert, until=until, by=by if by is not None else _os_user(), now=now)
         except AlertActionError as exc:
             raise UserError(str(exc)) from None
+        # A red alert cannot be escalated further: promising "如升级为红灯仍会通知" to it would be wrong.
+        after = "如升级为红灯仍会通知" if alert.level != "red" else "灯色或数据如有变化（调整为黄灯、销号）仍会通知"
         click.echo(f"已确认告警 #{alert.id}：{alert.title}（{LEVEL_LABELS.get(alert.level or '', '—')}）。"
-                   f"{when_cn(until)} 前不再催办；如升级为红灯仍会通知。")
+                   f"{when_cn(until)} 前不再催办；{after}。")
 
 
 # --- duban silence ----------------------------------------------------------------------------
