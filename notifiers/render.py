@@ -322,8 +322,8 @@ def subject_cn(item: NoticeItem) -> str:
     period = item.period.split("/")[0]
     value_period = str(details.get("value_period") or "")
     name = name_with_months(item.subject_name, value_period)
-    if name != item.subject_name:
-        return name
+    if name != item.subject_name or re.search(r"\d{4}年1—\d+月", name):
+        return name  # the months are in the name already
     parts = []
     if "@" in item.subject and item.units:
         parts.append(item.units[0].name)
