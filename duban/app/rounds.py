@@ -484,7 +484,7 @@ def annual_summaries(rule_set: RuleSet, snapshot: Snapshot, result: EvaluationRe
             tasks[unit][outcome] += 1
     title = f"{year}年度综合评估"
     summaries: dict[str, list[str]] = {}
-    wg = rule_set.settings.working_group
+    wg = working_group_of(rule_set, snapshot)
     for unit in sorted(set(lights) | set(tasks)):
         code = unit or wg
         if code not in snapshot.units:
@@ -524,7 +524,8 @@ def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set
     days_left = candidate.days_left if candidate else None
     details = dict(candidate.details) if candidate else {}
     return NoticeItem(
-        kind=notice.kind, level=notice.level, title=notice.title, rule=rule_id,
+        kind=notice.kind, level=notice.level, title=name_with_months(notice.title, str(facts.get("value_period") or "")),
+        rule=rule_id,
         rule_file=str(rule.position) if rule else "", template=template, subject_type=subject_type,
         subject=subject, subject_name=candidate.subject_name if candidate else notice.title,
         period=period, period_label=str((facts.get("value_period") and _label(facts["value_period"])) or _label(period)),

@@ -22,7 +22,7 @@ from duban.app.rounds import Companion, RoundReport, record_round
 from duban.engine.evaluate import Evaluator
 from duban.engine.rules import Cadence, RuleSet
 from duban.engine.schedule import Schedule, parse_schedule
-from duban.notifiers.render import DigestRenderer
+from duban.notifiers.render import DigestRenderer, name_with_months
 from duban.store.db import create_all, make_engine
 from duban.store.models import (
     Delivery,
@@ -156,7 +156,9 @@ def timeline(engine: Engine) -> list[TimelineEntry]:
             name = str((r.summary or {}).get("name") or r.key.split("@")[0].split(".", 1)[-1])
             entries.append(TimelineEntry(r.at, r.key, name, notice["recipient_unit"],
                                          units.get(notice["recipient_unit"], notice["recipient_unit"]),
-                                         notice["kind"], notice["level"], notice["title"], dict(notice["facts"] or {})))
+                                         notice["kind"], notice["level"],
+                                         name_with_months(notice["title"], str((notice["facts"] or {}).get("value_period") or "")),
+                                         dict(notice["facts"] or {})))
     return entries
 
 
