@@ -126,7 +126,7 @@ def build_email(
     message_id = message_id_for(message_key or idempotency_key, from_addr.split("@")[1] or FALLBACK_ID_DOMAIN)
     # The To header lists the unit's addresses in the unit's order, the same in every copy.
     everyone = [validate_address(a, f"收件人“{to_name}”的邮箱地址") for a in also_to]
-    to_header = ", ".join(_mailbox(to_name, a, "To") for a in dict.fromkeys(everyone if address in everyone
+    to_header = ",\r\n ".join(_mailbox(to_name, a, "To") for a in dict.fromkeys(everyone if address in everyone
                                                                        else [address, *everyone]))
 
     headers = [
