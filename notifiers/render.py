@@ -251,6 +251,13 @@ CHINESE_DIGITS = "零一二三四五六七八九十"
 
 
 _CITED = re.compile(r"^(?P<sentence>.+?[。！；.])\s*[（(](?P<citation>.+)[）)]\s*$", re.S)
+# A source whose sentence has no full stop before its section: "…分支机构1家（第11项）". The section is
+# the last parenthesis, holding no parenthesis of its own.
+_CITED_BARE = re.compile(r"^(?P<sentence>.+?)\s*[（(](?P<citation>[^（）()]+)[）)]\s*$", re.S)
+
+
+def _cited(source: str) -> re.Match[str] | None:
+    return _CITED.match(source) or _CITED_BARE.match(source)
 
 
 def cite_source(source: str, document: str = "") -> str:
@@ -259,7 +266,7 @@ def cite_source(source: str, document: str = "") -> str:
     Rule sources are written "sentence。（文号 section）" or "sentence。（section）": quoting the
     whole source after the document number printed the number twice, inside the quotes.
     """
-    match = _CITED.match(source.strip())
+    match = _cited(source.strip())
     if match is None:
         return f"{document}“{source.strip()}”"
     citation = match["citation"]
@@ -269,7 +276,7 @@ def cite_source(source: str, document: str = "") -> str:
 
 def quote_source(source: str) -> str:
     """“sentence”（section）: a mechanism quoted inline, after the document it belongs to is named."""
-    match = _CITED.match(source.strip())
+    match = _cited(source.strip())
     if match is None:
         return f"“{source.strip().rstrip('。；;.')}”" if source.strip() else ""
     return f"“{match['sentence'].rstrip('。；;.')}”（{match['citation']}）"

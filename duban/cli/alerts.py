@@ -26,7 +26,7 @@ from duban.app.alerts import AlertActionError, acknowledge, create_silence, expi
 from duban.cli import AppContext, UserError, main, pass_app
 from duban.cli.rules import parse_at
 from duban.engine.lifecycle import QUIET_KINDS, SilenceRule
-from duban.notifiers.render import format_number, period_cn
+from duban.notifiers.render import format_number, name_with_months, period_cn
 from duban.store.db import transaction
 from duban.store.models import Alert, Delivery, Notice, Round, Silence, Unit
 from duban.store.periods import SHANGHAI
@@ -449,11 +449,15 @@ def ledger_rows(session: Session, *, unit: str | None = None, rule: str | None =
     for notice, round_key, round_name in found:
         facts = notice.facts or {}
         status, addresses, sent_at = _delivery_summary(deliveries.get((notice.round_id, notice.recipient_unit), []))
+        # "1—N月" in an indicator's name is a placeholder: the ledger, like the mail, writes the months.
+        value_period = str(facts.get("value_period") or "")
         rows.append(LedgerRow(
             id=notice.id, created_at=notice.created_at, round_key=round_key, rule=notice.rule,
-            subject=notice.subject, subject_name=str(facts.get("subject_name") or notice.subject),
+            subject=notice.subject,
+            subject_name=name_with_months(str(facts.get("subject_name") or notice.subject), value_period),
             period=notice.period, kind=notice.kind, level=notice.level, recipient_unit=notice.recipient_unit,
-            recipient_name=names.get(notice.recipient_unit, notice.recipient_unit), title=notice.title,
+            recipient_name=names.get(notice.recipient_unit, notice.recipient_unit),
+            title=name_with_months(notice.title, value_period),
             figures=_figures(facts), delivery=status, addresses=addresses, sent_at=sent_at, alert_id=notice.alert_id,
             round_name=round_name,
         ))
