@@ -254,8 +254,6 @@ def test_reports_are_chinese(demo: Path, programme: str) -> None:
     assert not _report_words(demo, programme, text_filter="1—N月"), _report_words(demo, programme, "1—N月")
 
 
-@pytest.mark.xfail(reason="reports (notifiers/reports, another helper's area) still print the indicator name's "
-                          "“1—N月” placeholder; notices write the months (notifiers.render.name_with_months)")
 @pytest.mark.parametrize("programme", PROGRAMMES)
 def test_reports_write_the_months_of_a_running_total(demo: Path, programme: str) -> None:
     assert not _report_words(demo, programme)

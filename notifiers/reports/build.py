@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from statistics import fmean
 
 from duban.engine.evaluate import AlertCandidate, Assessment, EvaluationResult
 from duban.engine.rules import RuleSet
+from duban.notifiers.render import name_with_months
 from duban.notifiers.reports.model import (
     KIND_NAMES,
     LEVEL_ORDER,
@@ -60,7 +61,9 @@ def build_report(
     report = Report(
         kind=kind, period=period.code, period_label=period.label,
         title=_title(kind, period, name), kind_name=KIND_NAMES[kind], programme_name=name,
+        document_title=settings.title or name,
         document=settings.document or (programme.document if programme else ""), signer=signer,
+        urging_name=_urging_name(settings.mechanism),
         cutoff=snapshot.at, since=since, time_progress=progress, progress_label=progress_label,
         warnings=list(result.warnings),
     )
@@ -70,7 +73,7 @@ def build_report(
     report.indicators, report.indicator_count = _indicator_rows(result.assessments, snapshot, names, due_days)
     report.projects, report.categories, report.project_count = _project_rows(result.assessments, snapshot, names)
     report.tasks, report.task_summary = _task_rows(result.assessments, snapshot, names)
-    report.praise, report.urging = _lists(result.candidates, rule_set, names)
+    report.praise, report.urging = _lists(result.candidates, rule_set, names, snapshot)
     report.ranking = _ranking(result.assessments, report.tasks, snapshot, result.candidates, names)
     if kind != "monthly":
         report.period_tasks, report.period_task_summary = _period_tasks(report.tasks, period)
@@ -85,8 +88,54 @@ def build_report(
     if ledger is None:
         report.rounds_recorded = False
     else:
-        report.opened, report.closed, report.still_open = _ledger(ledger, since, snapshot.at, names)
+        report.opened, report.closed, report.still_open = _ledger(ledger, since, snapshot.at, names, snapshot)
     return report
+
+
+def _urging_name(mechanism: str) -> str:
+    """What the document calls urging: 亮灯督促 where its mechanism sentence says so (Lucheng), else
+    督促 (湖政办发〔2023〕16号 has no lights: "对于进度缓慢的予以督促")."""
+    return "亮灯督促" if not mechanism or "亮灯" in mechanism else "督促"
+
+
+def months_of(period: str, details: Mapping[str, object]) -> str:
+    """The month a running total runs to, as `name_with_months` reads it ("2023-06"), or "".
+
+    Threshold rules say it (`value_period`); a year's pace item has its year and the months ended;
+    a report_due item's period is the month itself. Programme-end items have none ("累计")."""
+    value_period = details.get("value_period")
+    if isinstance(value_period, str) and value_period:
+        return value_period
+    base = period.split("/")[0]
+    if len(base) == 7 and base[4] == "-" and base[5] != "Q":
+        return base
+    ended = details.get("months_ended")
+    forecast = details.get("forecast")
+    if not isinstance(ended, int) and isinstance(forecast, Mapping):  # a year-end forecast: months it ran on
+        ended = forecast.get("months")
+    if len(base) == 4 and base.isdigit() and isinstance(ended, int) and 1 <= ended <= 12 and not details.get("derived"):
+        return f"{base}-{ended:02d}"
+    return ""
+
+
+def _months_named(text: str, period: str, details: Mapping[str, object], snapshot: Snapshot | None = None,
+                  subject: str = "") -> str:
+    """`text` with an indicator name's "1—N月" made the real months (as the notices write them).
+
+    Where the rule does not say which month its figure is (a milestone: "到2023年底前…"), the latest
+    month the store holds for the indicator in that year (or before) at the cut-off; a programme-end
+    total keeps "累计"."""
+    months = months_of(period, details)
+    base = period.split("/")[0]
+    if not months and snapshot is not None and subject and base != "final" and not details.get("derived") \
+            and "1—N月" in text:
+        code, _, unit = subject.partition("@")
+        by_unit = snapshot.observations.get(code, {})
+        series = [by_unit.get(unit, {})] if unit else list(by_unit.values())
+        found = [c for one in series for c in one if len(c) == 7 and c[4] == "-" and c[5] != "Q"
+                 and (not (len(base) == 4 and base.isdigit()) or c[:4] <= base)]
+        months = max(found) if found else ""
+    return name_with_months(text, months)
 
 
 def _title(kind: str, period: Period, name: str) -> str:
@@ -269,7 +318,7 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
         if bound and not _is_number(bound):  # a standard read from another indicator: say which, by name
             for other, other_info in sorted(snapshot.indicators.items(), key=lambda kv: -len(kv[0])):
                 bound = bound.replace(other, other_info.name)
-            note.insert(0, f"标准：{bound.replace(' ', '')}")
+            note.insert(0, _months_named(f"标准：{bound.replace(' ', '')}", a.period, a.details, snapshot, a.subject))
         gap = None if a.value is None or a.threshold is None else a.value - a.threshold
         completion = progress = None
     elif a.rule_kind == "milestone":
@@ -287,7 +336,8 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
         progress = _float(a.details.get("time_progress"))
         gap = completion - progress if completion is not None and progress is not None else None
     return IndicatorRow(
-        index=index, code=code, name=info.name if info else a.subject_name,
+        index=index, code=code, name=_months_named(info.name if info else a.subject_name, a.period, a.details,
+                                             snapshot, a.subject),
         unit_name=a.unit_name if sub or "@" in a.subject else "", sub=sub, measure=a.measure, basis=basis,
         target=a.threshold, value=a.value, value_label="累计至今" if a.rule_kind == "milestone" else a.period_label,
         completion=completion, time_progress=progress,
@@ -401,8 +451,8 @@ def _task_rows(assessments: Sequence[Assessment], snapshot: Snapshot,
 # --- 通报表扬 / 亮灯督促 ------------------------------------------------------------------------------
 
 
-def _lists(candidates: Sequence[AlertCandidate], rule_set: RuleSet,
-           names: _UnitNames) -> tuple[list[ListItem], list[ListItem]]:
+def _lists(candidates: Sequence[AlertCandidate], rule_set: RuleSet, names: _UnitNames,
+           snapshot: Snapshot | None = None) -> tuple[list[ListItem], list[ListItem]]:
     rules = {r.id: r for r in rule_set.rules}
     order = {r.id: i for i, r in enumerate(rule_set.rules)}
     praise = [c for c in candidates if c.kind == "praise"]
@@ -412,9 +462,12 @@ def _lists(candidates: Sequence[AlertCandidate], rule_set: RuleSet,
 
     def item(index: int, c: AlertCandidate) -> ListItem:
         rule = rules.get(c.rule)
+        subject = c.subject if c.subject_type == "indicator" else ""
         answerable = names.members(c.units) or list(c.units)
-        return ListItem(index=index, level=c.level if c.kind != "praise" else "green", title=c.title,
-                        subject_name=c.subject_name, units=names.join(answerable), units_short=names.short(answerable),
+        return ListItem(index=index, level=c.level if c.kind != "praise" else "green",
+                        title=_months_named(c.title, c.period, c.details, snapshot, subject),
+                        subject_name=_months_named(c.subject_name, c.period, c.details, snapshot, subject),
+                        units=names.join(answerable), units_short=names.short(answerable),
                         figures=_figures(c), action=rule.action if rule else "", source=rule.source if rule else "",
                         rule=c.rule)
 
@@ -538,8 +591,8 @@ def _state_at(record: AlertRecord, at: dt.datetime) -> tuple[str | None, str, dt
     return level, state, since, before
 
 
-def _ledger(records: Sequence[AlertRecord], since: dt.datetime, cutoff: dt.datetime,
-            names: _UnitNames) -> tuple[list[LedgerRow], list[LedgerRow], list[LedgerRow]]:
+def _ledger(records: Sequence[AlertRecord], since: dt.datetime, cutoff: dt.datetime, names: _UnitNames,
+            snapshot: Snapshot | None = None) -> tuple[list[LedgerRow], list[LedgerRow], list[LedgerRow]]:
     opened: list[LedgerRow] = []
     closed: list[LedgerRow] = []
     still_open: list[LedgerRow] = []
@@ -556,7 +609,10 @@ def _ledger(records: Sequence[AlertRecord], since: dt.datetime, cutoff: dt.datet
                 record: AlertRecord = record, units: str = units, units_short: str = units_short,
                 notices: int = notices) -> LedgerRow:
             end = closed_at or cutoff
-            return LedgerRow(index=0, title=record.title, units=units, level=lv, first_seen=record.first_seen,
+            title = (name_with_months(record.title, record.value_period) if record.value_period else
+                     _months_named(record.title, record.period, {}, snapshot,
+                                   record.subject if record.subject_type == "indicator" else ""))
+            return LedgerRow(index=0, title=title, units=units, level=lv, first_seen=record.first_seen,
                              status=status, status_label=label, closed_at=closed_at, notices=notices,
                              days_open=max(0, (local_date(end) - local_date(record.first_seen)).days),
                              units_short=units_short)
@@ -658,16 +714,19 @@ def _movement(ranking: Sequence[UnitRank], before: Sequence[UnitRank]) -> list[U
     return moved
 
 
-def _red_items(assessments: Sequence[Assessment], names: _UnitNames) -> dict[str, list[str]]:
+def _red_items(assessments: Sequence[Assessment], names: _UnitNames,
+               snapshot: Snapshot | None = None) -> dict[str, list[str]]:
     """Each member unit's red indicators and projects, by name."""
     found: dict[str, list[str]] = defaultdict(list)
     for a in assessments:
         if a.level != "red" or a.rule_kind not in ("threshold", "pace") or a.period == "final":
             continue
         units = [str(a.details.get("unit"))] if "@" in a.subject and a.details.get("unit") else names.members(a.units)
+        name = _months_named(a.subject_name, a.period, a.details, snapshot,
+                             a.subject if a.subject_type == "indicator" else "")
         for unit in units:
-            if a.subject_name not in found[unit]:
-                found[unit].append(a.subject_name)
+            if name not in found[unit]:
+                found[unit].append(name)
     return found
 
 
@@ -685,7 +744,7 @@ def _supervision(assessments: Sequence[Assessment], report: Report, snapshot: Sn
                  names: _UnitNames) -> list[SupervisionItem]:
     """The quarter's 督导服务名单 (附件2 五（二）: 每季度开展督导服务): member units with red
     indicators or projects, overdue tasks, or that fell three places or more in the ranking."""
-    reds = _red_items(assessments, names)
+    reds = _red_items(assessments, names, snapshot)
     overdue = _overdue_tasks(report, snapshot, names)
     moves = {r.code: r.movement for r in report.ranking}
     fell = {r.code for r in report.ranking
@@ -736,7 +795,7 @@ def _assessment(assessments: Sequence[Assessment], report: Report, snapshot: Sna
         info = snapshot.tasks.get(task.code)
         for unit in names.members(info.units if info else ()):
             due[unit].append(task)
-    reds = _red_items(assessments, names)
+    reds = _red_items(assessments, names, snapshot)
     rows = []
     for code in set(ranked) | set(due):
         rank = ranked.get(code)

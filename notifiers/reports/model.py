@@ -32,6 +32,7 @@ class AlertRecord:
     first_seen: dt.datetime
     level_history: tuple[tuple[dt.datetime, str | None, str], ...]  # (at, level, state), oldest first
     notices: tuple[dt.datetime, ...]  # the rounds that sent a notice about it (台账), oldest first
+    value_period: str = ""  # the month its figures run to ("2023-06"): "1—N月" in the title reads 2023年1—6月
 
 
 @dataclass(frozen=True)
@@ -258,10 +259,10 @@ class Report:
     kind: str
     period: str  # 2023-06, 2023-Q2, 2023
     period_label: str  # 2023年6月, 2023年第二季度, 2023年
-    title: str  # the document title
+    title: str  # the report's own title
     kind_name: str  # 月度专报 …
     programme_name: str
-    document: str
+    document: str  # the document's number (文号)
     signer: str
     cutoff: dt.datetime
     since: dt.datetime  # the previous report's cut-off: the 销号 list covers (since, cutoff]
@@ -290,6 +291,10 @@ class Report:
     supervision: list[SupervisionItem] = field(default_factory=list)
     assessment: list[UnitAssessment] = field(default_factory=list)
     import_notes: list[ImportNote] = field(default_factory=list)
+    # The document as every citation names it: its full title from programme.yaml's `title` (with 实施方案)
+    document_title: str = ""
+    # What the document calls urging: 亮灯督促 (Lucheng), 督促 (Huzhou: no lights in its text)
+    urging_name: str = "亮灯督促"
 
     @property
     def file_stem(self) -> str:

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from duban.engine.evaluate import Evaluator
 from duban.engine.rules import RuleSet
-from duban.notifiers.reports.build import build_report
+from duban.notifiers.render import name_with_months
+from duban.notifiers.reports.build import build_report, months_of
 from duban.notifiers.reports.html import render_html
 from duban.notifiers.reports.model import AlertRecord, ImportNote, Report
 from duban.notifiers.reports.periods import cutoff, previous_period, report_period
@@ -59,6 +60,7 @@ def load_ledger(session: Session, at: dt.datetime) -> list[AlertRecord] | None:
             kind=alert.kind, title=alert.title, units=tuple(alert.units or ()), first_seen=_aware(alert.first_seen),
             # One round notifies several units at once: count the rounds, not the letters.
             level_history=tuple(history), notices=tuple(sorted(set(notices.get(alert.id, [])))),
+            value_period=months_of(alert.period, alert.facts or {}),
         ))
     return records
 
@@ -90,7 +92,7 @@ def load_import_notes(session: Session, at: dt.datetime, year: str) -> list[Impo
             label = parse_period(period).label
         except ValueError:
             label = period
-        newest[observation_id] = ImportNote(indicator=name, unit_name=units.get(unit, unit) if unit else "",
+        newest[observation_id] = ImportNote(indicator=name_with_months(name, period), unit_name=units.get(unit, unit) if unit else "",
                                             period_label=label, value=value, message=message, note=note)
     return list(newest.values())
 

@@ -32,7 +32,7 @@ LIGHT_FONT_COLOURS = {"red": "#9C0006", "yellow": "#9C5700", "green": "#006100"}
 HEADER_FILL = "#D9D9D9"
 GROUP_FILL = "#F2F2F2"
 BORDER_COLOUR = "#808080"
-FORMATS = {"num": "#,##0.00", "pct": '0.00"%"', "int": "0", "signed": '+0.00;-0.00;0.00', "date": "yyyy-mm-dd"}
+FORMATS = {"num": "#,##0.00", "pct": '0.00"%"', "int": "0", "signed": '+0.00;-0.00;0.00', "date": 'yyyy"年"m"月"d"日"'}
 HEADER_ROW = 3  # 1-based, as Excel shows it
 
 
@@ -236,6 +236,12 @@ def _cn(value: dt.datetime | dt.date | None) -> str:
     return "—" if day is None else f"{day.year}年{day.month}月{day.day}日"
 
 
+def _datetime_cn(value: dt.datetime) -> str:
+    """2023年7月17日 09:00, as the report's text writes a moment."""
+    local = value.astimezone(SHANGHAI)
+    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "—"
@@ -255,9 +261,10 @@ def _cover(book: _Book, report: Report) -> None:
     lines: list[tuple[str, Any, str | None]] = [
         ("报告", report.kind_name, None),
         ("工程", report.programme_name, None),
-        ("文件依据", report.document, None),
+        ("文件依据", f"《{report.document_title or report.programme_name}》（{report.document}）"
+                     if report.document else report.document_title or report.programme_name, None),
         ("报告期", report.period_label, None),
-        ("评估时点", report.cutoff.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"), None),
+        ("评估时点", _datetime_cn(report.cutoff), None),
         ("数据期", report.progress_label, None),
         ("序时进度", f"{_fmt(report.time_progress)}%", None),
         ("主要指标", f"{count.total}项：绿灯{count.green}项，黄灯{count.yellow}项，红灯{count.red}项"
@@ -265,7 +272,7 @@ def _cover(book: _Book, report: Report) -> None:
         ("重大项目", f"{len(report.projects)}个，年度计划投资{_fmt(planned)}亿元，已完成{_fmt(done)}亿元", None),
         ("重点任务", f"{summary.total}项：已完成{summary.done}项（按时{summary.done_on_time}项），"
                      f"推进中{summary.open}项，逾期{summary.overdue}项", None),
-        ("表扬督促", f"通报表扬{len(report.praise)}项，亮灯督促{len(report.urging)}项", None),
+        ("表扬督促", f"通报表扬{len(report.praise)}项，{report.urging_name}{len(report.urging)}项", None),
         ("督导销号", (f"本期新增{len(report.opened)}项，销号{len(report.closed)}项，结转{len(report.still_open)}项"
                       if report.rounds_recorded else "系统尚未记录督办轮次，督导服务销号表暂无事项"), None),
         ("", "", None),
@@ -395,10 +402,10 @@ def _lists(book: _Book, report: Report, subtitle: str) -> None:
         Column("完成情况", 44, "text", lambda pair: pair[1].figures),
         Column("督办要求", 44, "text", lambda pair: pair[1].action),
     ]
-    ws = _sheet(book, "表扬督促", f"{report.period_label}通报表扬和亮灯督促事项", subtitle, columns)
-    items: list[tuple[str, ListItem]] = [("通报表扬", i) for i in report.praise] + [("亮灯督促", i) for i in report.urging]
+    ws = _sheet(book, "表扬督促", f"{report.period_label}通报表扬和{report.urging_name}事项", subtitle, columns)
+    items: list[tuple[str, ListItem]] = [("通报表扬", i) for i in report.praise] + [(report.urging_name, i) for i in report.urging]
     if not _rows(ws, items):
-        _empty(ws, "本期无通报表扬和亮灯督促事项")
+        _empty(ws, f"本期无通报表扬和{report.urging_name}事项")
 
 
 def _ledger(book: _Book, report: Report) -> None:
@@ -414,12 +421,11 @@ def _ledger(book: _Book, report: Report) -> None:
         Column("督办次数", 9, "int", lambda pair: pair[1].notices),
         Column("历时（天）", 9, "int", lambda pair: pair[1].days_open),
     ]
-    since = report.since.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-    until = report.cutoff.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    since, until = _datetime_cn(report.since), _datetime_cn(report.cutoff)
     ws = _sheet(book, "督导服务销号表", f"{report.period_label}督导服务销号表",
-                f"{report.programme_name}　统计期间 {since} 至 {until}", columns)
+                f"{report.programme_name}　统计期间{since}至{until}", columns)
     if not report.rounds_recorded:
-        _empty(ws, "系统尚未记录督办轮次（未运行定时督办或 evaluate --send），督导服务销号表暂无事项")
+        _empty(ws, "系统尚未记录督办轮次（定时督办服务未运行，也未手动发送督办通知），督导服务销号表暂无事项")
         return
     items: list[tuple[str, LedgerRow]] = ([("本期新增", r) for r in report.opened] + [("本期销号", r) for r in report.closed]
                                           + [("上期结转督办中", r) for r in report.still_open])
