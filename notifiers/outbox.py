@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -45,7 +45,7 @@ from duban.notifiers.render import format_datetime_cn
 from duban.notifiers.transports import Outcome, Rate, SendResult, Transport
 from duban.notifiers.transports.redact import scrub
 from duban.store.db import transaction
-from duban.store.models import Delivery, DeliveryPayload, Setting
+from duban.store.models import Delivery, DeliveryPayload, Setting, Unit
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 ADMIN_REPORT_PREFIX = "admin-report|"
@@ -705,6 +705,8 @@ def enqueue_admin_report(
     key = f"{ADMIN_REPORT_PREFIX}{now.isoformat()}|{uuid.uuid4().hex[:12]}"
     count = len(failures)
     lines = ["管理员：", ""]
+    with Session(engine) as session:
+        names = unit_names(session)
     if problems:
         lines += [f"督办系统于{format_datetime_cn(now)}发送通知时遇到以下问题，相关通知已保留在发件箱、不会丢失，"
                   "问题排除后自动续发（同一问题只报告一次）：", ""]
@@ -716,7 +718,7 @@ def enqueue_admin_report(
         lines += [f"督办系统于{format_datetime_cn(now)}发送通知时，有{count}封未能送达，已停止重试，请核实处理：", ""]
         for index, failure in enumerate(failures, start=1):
             lines += [
-                f"{index}. 收件单位：{failure.recipient_unit or '—'}，地址：{failure.address}",
+                f"{index}. 收件单位：{unit_label(failure.recipient_unit, names)}，地址：{failure.address}",
                 f"   主题：{failure.subject}",
                 f"   尝试次数：{failure.attempts}；原因：{scrub(failure.error)}",
                 "",
@@ -743,7 +745,7 @@ def enqueue_admin_report(
             text="\n".join(lines),
             html=None,
             at=now,
-            recipient_unit="admin",
+            recipient_unit=ADMIN_UNIT,
         )
     except MessageError:
         return None  # a bad admin address is reported by the CLI before draining
@@ -842,6 +844,26 @@ class DeliveryRow:
     attempts: int
     next_attempt_at: datetime
     last_error: str
+    recipient_name: str = ""  # the unit as the office names it: 区发改局（fgj）
+
+
+ADMIN_UNIT = "admin"  # recipient_unit of the admin's own reports
+
+
+def unit_names(session: Session) -> dict[str, str]:
+    """Unit code -> Chinese name, from the store's unit list."""
+    return {code: name for code, name in session.execute(select(Unit.code, Unit.name))}
+
+
+def unit_label(code: str, names: Mapping[str, str]) -> str:
+    """A recipient as an admin reads it: the unit's name, its code in brackets for commands that
+    take it (silence --unit, notices --unit); the admin's own reports as 系统管理员."""
+    if not code:
+        return "—"
+    if code == ADMIN_UNIT and code not in names:
+        return "系统管理员"
+    name = names.get(code)
+    return f"{name}（{code}）" if name and name != code else code
 
 
 @dataclass(frozen=True)
@@ -868,6 +890,7 @@ def outbox_status(session: Session, *, limit: int = 200) -> OutboxStatus:
         .order_by(Delivery.status, Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
     ).all()
+    names = unit_names(session)
     listed = [
         DeliveryRow(
             id=row.id,
@@ -879,6 +902,7 @@ def outbox_status(session: Session, *, limit: int = 200) -> OutboxStatus:
             attempts=row.attempts,
             next_attempt_at=row.next_attempt_at,
             last_error=row.last_error,
+            recipient_name=unit_label(row.recipient_unit, names),
         )
         for row in rows
     ]

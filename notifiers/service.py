@@ -218,7 +218,7 @@ def status_lines(status: OutboxStatus) -> list[str]:
             current = row.status
             lines += ["", f"【{STATUS_LABELS[row.status]}】"]
         channel = CHANNEL_LABELS.get(row.channel, row.channel)
-        lines.append(f"  #{row.id} {channel} {row.recipient_unit} <{row.address}> {row.subject}")
+        lines.append(f"  #{row.id} {channel} {row.recipient_name or row.recipient_unit} <{row.address}> {row.subject}")
         detail = f"已尝试{row.attempts}次"
         if row.status == PENDING:
             detail += f"，下次发送：{format_datetime_cn(row.next_attempt_at)}"

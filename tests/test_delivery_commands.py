@@ -112,10 +112,14 @@ def test_a_550_fails_one_message_reports_it_and_retry_requeues_it(duban: Duban, 
     assert "报告已发出" in result.output and f"（{ADMIN}）" in result.output
     reports = [m for m in sink.handler.messages() if ADMIN in str(m["To"])]
     assert len(reports) == 1 and "fgj@lucheng.example.org" in reports[0].get_content()
+    # The unit by its name; its code only in brackets, for the commands that take it (--unit fgj).
+    assert "收件单位：区发改局（fgj），" in reports[0].get_content()
     failed = [row for row in duban.rows() if row.status == "failed"]
     assert [row.address for row in failed] == ["fgj@lucheng.example.org"]
     listed = duban("outbox")
     assert f"#{failed[0].id}" in listed.output and "--retry" in listed.output
+    assert f"#{failed[0].id} 邮件 区发改局（fgj） <fgj@lucheng.example.org>" in listed.output, listed.output
+    assert " fgj <" not in listed.output
     del sink.handler.rcpt_replies["fgj@lucheng.example.org"]
     retried = duban("outbox", "--retry", "--failed")
     assert retried.exit_code == 0 and "已重新排队1封" in retried.output
