@@ -218,6 +218,22 @@ def _mailbox(display_name: str, addr_spec: str, name: str = "To") -> str:
     return f"{_fold(words)}{joiner}<{addr_spec}>"
 
 
+def decoded_mailboxes(header: str) -> list[tuple[str, str]]:
+    """(display name, address) of each mailbox of a raw To/From header, names decoded as RFC 2047
+    says: the whitespace between adjacent encoded-words is dropped (§6.2), so a name split over
+    several words comes back whole. (Python's `email.policy.default` address parser keeps that
+    whitespace as a space: "…工程 建设工作专班"; read headers with this instead.)"""
+    from email.header import decode_header, make_header
+    from email.utils import getaddresses
+
+    unfolded = header.replace("\r\n", "").replace("\n", "")
+    out = []
+    for raw_name, address in getaddresses([unfolded]):
+        name = str(make_header(decode_header(raw_name))) if "=?" in raw_name else raw_name
+        out.append((name, address))
+    return out
+
+
 def _base64_part(subtype: str, content: str) -> str:
     body = base64.encodebytes(content.encode("utf-8")).decode("ascii").replace("\n", _CRLF)
     return (f"Content-Type: text/{subtype}; charset=\"utf-8\"{_CRLF}"

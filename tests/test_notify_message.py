@@ -143,3 +143,36 @@ def test_a_long_chinese_unit_name_with_ascii_quotes_comes_back_whole_in_the_to_h
     parsed = message_from_bytes(message.payload, policy=policy.compat32)
     assert str(make_header(decode_header(parsed["To"]))) == f"{name} <zb@lucheng.example.org>"
     assert all(len(word) <= 75 for word in parsed["To"].split())
+
+
+@pytest.mark.parametrize("name", [
+    '区服务业高质量发展"十百千"工程建设工作专班',
+    '市服务业高质量发展"十百千"工程建设工作专班（办公室设在市发展改革委）',
+    "湖州市服务业高质量发展“十百千”工程建设工作专班",
+])
+def test_the_working_groups_name_decodes_unchanged_from_a_to_with_several_addresses(name: str, tmp_path: Path) -> None:
+    """A name split over encoded-words decodes without a stray space ("工程 建设工作专班"): by RFC 2047
+    decoders (email.header, mblaze's mhdr) and by what duban itself shows (the demo's index.html)."""
+    import datetime as dt
+    import shutil
+    import subprocess
+    from email.header import decode_header, make_header
+
+    from duban.app.simulate import _mail_label
+    from duban.notifiers.message import decoded_mailboxes
+
+    addresses = ["zhuanban@lucheng.example.org", "zhuanban-fgj@lucheng.example.org"]
+    message = build_email(idempotency_key="k", mail_from="鹿城区“十百千”工作专班 <duban@example.org>",
+                          to_address=addresses[0], to_name=name, subject="【鹿城区“十百千”工作专班】督办提醒",
+                          text="正文", html=None, at=dt.datetime(2023, 7, 3, 1, tzinfo=dt.UTC), also_to=addresses)
+    parsed = email.message_from_bytes(message.payload, policy=email.policy.compat32)
+    raw = str(parsed["To"])
+    assert all(len(line) <= 76 for line in message.payload.decode("ascii").split("\r\n")[:12])
+    assert str(make_header(decode_header(raw))) == ", ".join(f"{name} <{a}>" for a in addresses)
+    assert decoded_mailboxes(raw) == [(name, a) for a in addresses]
+    path = tmp_path / "m.eml"
+    path.write_bytes(message.payload)
+    assert _mail_label(path) == f"{name}：【鹿城区“十百千”工作专班】督办提醒"
+    if shutil.which("mhdr"):
+        shown = subprocess.run(["mhdr", "-h", "to", "-d", str(path)], capture_output=True, text=True, check=True)
+        assert shown.stdout.strip() == ", ".join(f"{name} <{a}>" for a in addresses)

@@ -237,13 +237,18 @@ def _when_cn(at: dt.datetime) -> str:
 def _mail_label(path: Path) -> str:
     """A message as its recipient sees it in the inbox: recipient and subject, not a file name."""
     from email import policy
+    from email.header import decode_header, make_header
     from email.parser import BytesHeaderParser
 
+    from duban.notifiers.message import decoded_mailboxes
+
     with path.open("rb") as handle:
-        headers = BytesHeaderParser(policy=policy.default).parse(handle)
+        headers = BytesHeaderParser(policy=policy.compat32).parse(handle)
+    # Decoded as RFC 2047 says (policy.default would put a space where a long name is split in two).
     to = headers.get("To")
-    names = "、".join(dict.fromkeys(a.display_name or a.addr_spec for a in to.addresses)) if to is not None else ""
-    return f"{names}：{headers.get('Subject', '')}"
+    names = "、".join(dict.fromkeys(name or address for name, address in decoded_mailboxes(str(to)))) if to else ""
+    subject = str(make_header(decode_header(str(headers.get("Subject", "")))))
+    return f"{names}：{subject}"
 
 
 def describe(entry: TimelineEntry) -> str:
