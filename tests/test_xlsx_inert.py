@@ -8,7 +8,9 @@ defaults, `=HYPERLINK(...)` would be a live link in the report officials open; h
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import load_workbook
@@ -123,3 +125,59 @@ def test_every_module_that_writes_a_workbook_goes_through_the_shared_helper() ->
                 writers.append((path.relative_to(root).as_posix(), "duban.store.xlsx_text" in text))
     assert len(writers) >= 3, writers
     assert all(uses for _, uses in writers), f"writes a workbook without duban.store.xlsx_text: {writers}"
+
+
+AWKWARD = (EVIL, *OTHERS, " 前导空格", "尾随空格 ", "a & b < c > d \"引号\"", "控制\x01字符\x1f", "_x0041_ 字面转义",
+           "<r><t>富文本</t></r>", "换行\n第二行", "\ufffe", "长" * 20000)
+
+
+def test_the_report_rows_written_directly_are_the_bytes_xlsxwriter_would_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's list rows go straight into XlsxWriter's row file (docs/reports.md, Speed): every
+    part of the workbook is byte for byte what XlsxWriter's own cell writers make of the same report,
+    text that needs escaping, numbers, blanks, dates and NaN included."""
+    import zipfile
+    from dataclasses import replace
+
+    from duban.notifiers.reports import xlsx
+
+    report = _report()
+    row = report.indicators[0]
+    report.indicators = [replace(row, index=str(i), name=text, note=text, value=value, level=level)
+                         for i, text in enumerate(AWKWARD)
+                         for value, level in ((4.0, "red"), (float("nan"), "stale"), (None, None), (123456789.125, "green"))]
+    task = report.tasks[0]
+    report.tasks = [task, replace(task, title=AWKWARD[5], deadline=None, level=None)]
+    direct = write_xlsx(report, tmp_path / "direct.xlsx")
+    monkeypatch.setattr(xlsx, "_rows", xlsx._rows_by_cell)
+    by_cell = write_xlsx(report, tmp_path / "by-cell.xlsx")
+    a, b = zipfile.ZipFile(direct), zipfile.ZipFile(by_cell)
+    assert a.namelist() == b.namelist()
+    # Style numbers are given out on first use, and XlsxWriter uses a sheet's last row's styles only
+    # when the workbook closes: the numbering may differ, what each cell is styled with may not.
+    sheets = [name for name in a.namelist() if name.startswith("xl/worksheets/sheet")]
+    unstyled = [name for name in sheets
+                if re.sub(r' s="\d+"', "", a.read(name).decode()) != re.sub(r' s="\d+"', "", b.read(name).decode())]
+    # One deliberate difference: XlsxWriter writes a string that looks like "<r>…</r>" as raw rich-text
+    # XML; the direct path escapes it like any other text.
+    assert unstyled == ["xl/worksheets/sheet2.xml"]
+    assert "&lt;r&gt;&lt;t&gt;富文本" in a.read(unstyled[0]).decode("utf-8")
+    book_a, book_b = load_workbook(direct), load_workbook(by_cell)
+    for sheet_a, sheet_b in zip(book_a.worksheets, book_b.worksheets, strict=True):
+        for row_a, row_b in zip(sheet_a.iter_rows(), sheet_b.iter_rows(), strict=True):
+            for cell_a, cell_b in zip(row_a, row_b, strict=True):
+                if cell_a.value != cell_b.value:
+                    assert str(cell_b.value).startswith("富文本") and cell_a.value == AWKWARD[10]
+                    continue
+                assert _style(cell_a) == _style(cell_b), (sheet_a.title, cell_a.coordinate)
+    cells = _text_cells(direct)["主要指标进度表"]
+    shown = {value for _, value, _ in cells}
+    assert {" 前导空格", "尾随空格 ", "a & b < c > d \"引号\"", "换行\n第二行", "长" * 20000} <= shown
+    assert all(kind != "f" for _, _, kind in cells)
+
+
+def _style(cell: object) -> tuple[object, ...]:
+    c: Any = cell
+    return (c.data_type, c.number_format, c.font.b, c.font.name, c.font.sz, c.font.color.rgb if c.font.color else None,
+            c.fill.fill_type, c.fill.fgColor.rgb, c.border.left.style, c.alignment.horizontal, c.alignment.vertical,
+            c.alignment.wrap_text)

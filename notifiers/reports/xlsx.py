@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,9 @@ from typing import Any
 
 import xlsxwriter
 from xlsxwriter.format import Format
+from xlsxwriter.utility import _preserve_whitespace, _utf16_len, _utf16_truncate, xl_col_to_name
 from xlsxwriter.worksheet import Worksheet
+from xlsxwriter.xmlwriter import XMLwriter
 
 from duban.notifiers.reports.model import LEVEL_NAMES, IndicatorRow, LedgerRow, ListItem, Report
 from duban.store.periods import SHANGHAI
@@ -165,8 +168,101 @@ def _sheet(book: _Book, title: str, heading: str, subtitle: str, columns: Sequen
 
 
 def _rows(sheet: _Sheet, items: Iterable[Any]) -> int:
-    """The list's rows. The hot loop of a province-size report (300,000 cells): formats are looked
-    up once per column (per light for the 亮灯 column) and each value goes straight to its writer."""
+    """The list's rows. The hot loop of a province-size report (480,000 cells in the 季度通报).
+
+    Each row's XML goes straight into the worksheet's constant-memory row file, as XlsxWriter's own
+    row writer would write it (`<row r="n">`, `<c r="A5" s="3" t="inlineStr">…`): the same
+    bytes, without its per-cell bookkeeping, which took three quarters of the workbook's time
+    (docs/reports.md, Speed). Text is an inline string: never a formula, never a link. A sheet whose
+    rows carry their own row formats or comments goes through XlsxWriter cell by cell instead.
+    """
+    ws = sheet.ws
+    if not _fast_path_ok(ws, sheet.row):
+        return _rows_by_cell(sheet, items)
+    book = sheet.book
+    plain = {c.kind: book.cell_format(c.kind, None) for c in sheet.columns if c.kind != "light"}
+    lights = {level: book.cell_format("light", level) for level in (*FILLS, None)}
+    light_names = {level: LEVEL_NAMES[level] for level in LEVEL_NAMES}
+    columns = [(xl_col_to_name(col), column.value, column.kind == "light", plain.get(column.kind))
+               for col, column in enumerate(sheet.columns)]
+    first = row = sheet.row
+    ws._write_single_row(first)  # flushes the rows XlsxWriter still holds (title, header, subtotals)
+    write = ws.fh.write
+    convert_date = ws._convert_date_time
+    for item in items:
+        number = row + 1
+        cells = [f'<row r="{number}">']
+        add = cells.append
+        for letter, get, is_light, fmt in columns:
+            value = get(item)
+            if is_light:
+                shown = light_names.get(value) if value is not None else None
+                cell_format = lights[value] if value in FILLS else lights[None]
+                xf = cell_format._get_xf_index()
+                if shown:
+                    add(f'<c r="{letter}{number}" s="{xf}" t="inlineStr"><is><t>{shown}</t></is></c>')
+                else:
+                    add(f'<c r="{letter}{number}" s="{xf}"/>')
+                continue
+            assert fmt is not None
+            xf = fmt._get_xf_index()
+            kind = type(value)
+            if value is None or value == "":
+                add(f'<c r="{letter}{number}" s="{xf}"/>')
+            elif kind is str:
+                add(_inline_string(f'<c r="{letter}{number}" s="{xf}"', value))
+            elif kind is float or kind is int:
+                if math.isfinite(value):
+                    add(f'<c r="{letter}{number}" s="{xf}"><v>{value:.16G}</v></c>')
+                else:
+                    add(f'<c r="{letter}{number}" s="{xf}"/>')
+            elif kind is bool:
+                add(f'<c r="{letter}{number}" s="{xf}" t="b"><v>{int(value)}</v></c>')
+            elif isinstance(value, dt.datetime | dt.date):
+                add(f'<c r="{letter}{number}" s="{xf}"><v>{convert_date(value):.16G}</v></c>')
+            else:
+                add(_inline_string(f'<c r="{letter}{number}" s="{xf}"', str(value)))
+        add("</row>")
+        write("".join(cells))
+        row += 1
+    count = row - first
+    if count:
+        # What XlsxWriter's checks would have recorded: the sheet's extent (<dimension>), and that
+        # these rows are written (a later write starts below them).
+        ws._check_dimensions(row - 1, len(columns) - 1)
+        ws._check_dimensions(first, 0)
+        ws.previous_row = row
+    sheet.row = row
+    return count
+
+
+# Text XlsxWriter would not write as it stands: control characters (written as _xHHHH_), a literal
+# "_x0041_" (its underscore escaped), the two non-characters.
+_TEXT_NEEDS_ESCAPES = re.compile(r"[\x00-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9a-fA-F]{4}_")
+_TEXT_LIMIT = 32767  # Excel's longest string (UTF-16 units); XlsxWriter truncates to it
+
+
+def _inline_string(head: str, text: str) -> str:
+    """`<c …>` of one inline-string cell, escaped as XlsxWriter's constant-memory writer escapes it."""
+    if len(text) > _TEXT_LIMIT // 2 and _utf16_len(text) > _TEXT_LIMIT:
+        text = _utf16_truncate(text, _TEXT_LIMIT)
+    if _TEXT_NEEDS_ESCAPES.search(text):
+        text = XMLwriter._escape_control_characters(text)
+    preserve = ' xml:space="preserve"' if _preserve_whitespace(text) else ""
+    if "&" in text or "<" in text or ">" in text:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f'{head} t="inlineStr"><is><t{preserve}>{text}</t></is></c>'
+
+
+def _fast_path_ok(ws: Worksheet, first: int) -> bool:
+    """Rows from `first` on may be written directly: constant-memory mode, and no row formats,
+    heights or comments set on them (the header's and title's rows are above)."""
+    return bool(ws.constant_memory) and not ws.comments and all(r < first for r in ws.row_info) \
+        and ws.previous_row <= first
+
+
+def _rows_by_cell(sheet: _Sheet, items: Iterable[Any]) -> int:
+    """The rows through XlsxWriter's own cell writers (the reference the direct path reproduces)."""
     book, ws = sheet.book, sheet.ws
     plain = {c.kind: book.cell_format(c.kind, None) for c in sheet.columns if c.kind != "light"}
     lights = {level: book.cell_format("light", level) for level in (*FILLS, None)}
