@@ -757,12 +757,16 @@ async def silence_create(request: Request) -> Response:
 
 @route("/office/outbox", "office")
 async def outbox_view(request: Request) -> Response:
-    from duban.notifiers.outbox import outbox_status
+    from duban.notifiers.outbox import outbox_status, unit_label, unit_names
 
     with db(request) as session:
         status = outbox_status(session, limit=300)
         recent = list(session.scalars(select(Delivery).order_by(Delivery.id.desc()).limit(30)))
-    return render(request, "outbox.html.j2", status=status, recent=recent)
+        names = unit_names(session)
+    # The unit by its name (its code in brackets, as `duban outbox` shows it), the status in Chinese.
+    units = {d.recipient_unit: unit_label(d.recipient_unit, names) for d in recent}
+    return render(request, "outbox.html.j2", status=status, recent=recent, units=units,
+                  status_names={"pending": "待发送", "sending": "发送中", "sent": "已发送", "failed": "发送失败"})
 
 
 @route("/office/outbox/{id:int}/retry", "office", ("POST",))

@@ -162,3 +162,20 @@ def test_a_rounds_digests_get_their_units_links_when_the_web_has_an_address(site
     assert linked[0].links[REPORT_LABEL].startswith("https://duban.example.org/signin/")
     assert linked[0].links[REPORT_LABEL].endswith("?next=/unit/fgj/report")
     assert linked[1].links == {}  # the working group has no unit account
+
+
+def test_the_office_outbox_names_the_unit_and_the_status_in_chinese(site):
+    from duban.store.models import Delivery
+
+    with transaction(site.engine) as session:
+        session.add(Delivery(idempotency_key="k-outbox-page", message_id="<m@x>", channel="email", recipient_unit=UNIT,
+                             address="fgj@lucheng.example.org", subject="【督办提醒】测试", status="failed", attempts=3,
+                             next_attempt_at=dt.datetime(2023, 7, 17, 1, tzinfo=dt.UTC), last_error="550 mailbox",
+                             created_at=dt.datetime(2023, 7, 17, 1, tzinfo=dt.UTC)))
+    client = site.client()
+    page = client.get("/login")
+    client.post("/login", data={"csrf": csrf_of(page.text), "login": "office", "password": PASSWORD})
+    outbox = client.get("/office/outbox")
+    assert outbox.status_code == 200
+    assert "区发改局（fgj）" in outbox.text and "发送失败" in outbox.text
+    assert ">failed<" not in outbox.text and f"<td>{UNIT}</td>" not in outbox.text
