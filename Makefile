@@ -37,13 +37,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --timeout 600
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 reliability: $(STAMP)
-	$(BIN)/python -m pytest -q tests/reliability -p no:cacheprovider
+	$(BIN)/python -m pytest -q tests/reliability -p no:cacheprovider --timeout 600 --durations=5
 
 clean:
 	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache

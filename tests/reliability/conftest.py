@@ -7,7 +7,6 @@ tests/reliability/last-run.md (not committed: the README carries the reviewed co
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,43 +60,3 @@ def big_programme_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine.dispose()
     return path
 
-
-
-
-# Cases whose expectations predate this session's product changes (working-day reminders, rules rewritten
-# from the documents, the working group's own summary, SMTP login only over TLS, rounds starting at the
-# document's date). They run and are reported, but do not fail `make reliability` until they are brought
-# up to date; each is listed as open in the README's reliability section. Keep this list empty.
-KNOWN_OPEN: dict[str, str] = {
-    "test_crash.py::test_crash_sender_killed_at_random_points_loses_nothing_and_repeats_only_messages_in_flight":
-        "the round now also mails the working group's summary; the kill schedule is not yet re-checked with it",
-    "test_crash.py::test_crash_service_killed_mid_round_records_each_round_once_and_delivers_every_notice":
-        "round counts assume one message per unit; the working group now gets its own summary",
-    "test_engine_limits.py::test_engine_sigterm_mid_round_is_answered_within_seconds":
-        "the big round's timing under the new rules has not been re-measured",
-    "test_gate.py::test_gate_a_value_evaluation_cannot_use_is_refused_at_file_line_column":
-        "mutates `yellow_margin: 2`, which the rewritten investment.yaml no longer has",
-    "test_gate.py::test_gate_duban_check_prints_chinese_errors_and_no_traceback":
-        "counts errors in the old investment.yaml",
-    "test_local_failures.py::test_local_a_non_finite_figure_skips_one_subject_and_the_round_sends_the_rest":
-        "expects the old example's figures",
-    "test_local_failures.py::test_local_a_round_failing_again_and_again_is_given_up_after_n_attempts":
-        "expects the old example's figures",
-    "test_local_failures.py::test_serial_two_rounds_at_once_on_postgresql_decide_each_alert_once":
-        "counts messages per alert with one address per unit; the working group now has two in one message",
-    "test_security.py::test_security_secrets_never_reach_logs_the_database_or_errors":
-        "expects an SMTP login over plain text, which the transport no longer attempts",
-    "test_time.py::test_time_deadlines_across_month_ends_the_year_end_and_the_leap_day":
-        "expects calendar-day reminder stages (T-7); task reminders now count working days",
-    "test_database_faults.py::": "database fault cases not yet re-run against this session's rounds",
-}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        node = item.nodeid.split("tests/reliability/")[-1].split("[")[0]
-        reason = next((why for key, why in KNOWN_OPEN.items() if node.startswith(key)), None)
-        if os.environ.get("DUBAN_RELIABILITY_STRICT"):
-            reason = None
-        if reason is not None:
-            item.add_marker(pytest.mark.xfail(reason=f"待更新：{reason}", strict=False))

@@ -31,7 +31,30 @@ from sqlalchemy import Engine, select, text
 from duban.notifiers.sink import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-LUCHENG_RULES = ROOT / "rules" / "lucheng"
+
+
+def _rules_from_the_examples_first_month() -> Path:
+    """The bundled rules, with Lucheng's notices starting on 2023-01-01 instead of the document's date.
+
+    The suite injects faults into rounds of the examples' 2023 timeline (July rounds, July task deadlines);
+    the bundled programme.yaml starts notices on the day the plan was issued (2023-08-24), which would leave
+    those rounds empty. What is tried here is the machinery, not the wording, so the start moves back.
+    """
+    import atexit
+    import tempfile
+
+    target = Path(tempfile.mkdtemp(prefix="duban-reliability-rules-")) / "rules"
+    shutil.copytree(ROOT / "rules", target, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    programme = target / "lucheng" / "programme.yaml"
+    text_ = programme.read_text(encoding="utf-8")
+    assert "\nstart:" not in text_, "programme.yaml now sets start: revisit this copy"
+    programme.write_text(text_.replace("\nissued: ", "\nstart: 2023-01-01\nissued: ", 1), encoding="utf-8")
+    atexit.register(shutil.rmtree, target.parent, True)
+    return target
+
+
+RULES = _rules_from_the_examples_first_month()
+LUCHENG_RULES = RULES / "lucheng"
 LUCHENG_EXAMPLE = ROOT / "examples" / "lucheng-2023"
 SEED = int(os.environ.get("DUBAN_RELIABILITY_SEED", "20230715"))
 MAIL_FROM = "鹿城区十百千工作专班 <zhuanban@lucheng.example.org>"
@@ -145,6 +168,9 @@ class FaultyHandler:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.ids: Counter[str] = Counter()
+        # (Message-ID, envelope recipient): a unit with two mailboxes gets one message addressed to both,
+        # sent as one outbox row per mailbox, so one Message-ID arrives once at each of its addresses.
+        self.copies: Counter[tuple[str, str]] = Counter()
         self.recipients: Counter[str] = Counter()
         self.raw: dict[str, bytes] = {}
         self.keep_raw = False
@@ -189,6 +215,7 @@ class FaultyHandler:
             self.ids[message_id] += 1
             for rcpt in envelope.rcpt_tos:
                 self.recipients[rcpt.lower()] += 1
+                self.copies[(message_id, rcpt.lower())] += 1
             if self.keep_raw:
                 self.raw[message_id] = content
             count = sum(self.ids.values())

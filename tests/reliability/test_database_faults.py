@@ -29,6 +29,7 @@ from duban.store.models import Delivery, ImportBatch, Notice, Round
 from .support import (
     LUCHENG_EXAMPLE,
     ROOT,
+    RULES,
     SEED,
     assert_no_traceback,
     database_url,
@@ -64,6 +65,9 @@ def consistent(engine: Engine) -> None:
             assert round_row.finished_at is not None, round_row.key
             notices = session.scalar(select(func.count()).select_from(Notice).where(Notice.round_id == round_row.id))
             messages = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.round_id == round_row.id))
+            if "merged_into" in round_row.summary:  # a cadence due at the same moment: sent in the other's digest
+                assert notices == messages == 0, round_row.key
+                continue
             assert notices == round_row.summary["notices"], round_row.key
             assert messages == round_row.summary["messages"], round_row.key
 
@@ -83,10 +87,11 @@ def test_sqlite_an_import_and_a_round_at_once_both_complete(
 ) -> None:
     rng = random.Random(SEED + 2)
     env = duban_env(str(lucheng_file), DUBAN_TRANSPORT="file", DUBAN_OUTBOX_DIR=str(tmp_path / "outbox"),
-                    DUBAN_RULES=str(ROOT / "rules"))
+                    DUBAN_RULES=str(RULES))
     for attempt, at in enumerate(ROUND_TIMES):
         figures = changed_figures(tmp_path / f"figures-{attempt}", bump=attempt + 1)
-        importer = spawn_duban("import", str(figures), env=env)
+        # Every figure moves by the same amount, so small ones jump: the 审核 query is answered with a note.
+        importer = spawn_duban("import", str(figures), "--note", "可靠性测试：全部数据统一修订", env=env)
         time.sleep(rng.uniform(0.0, 0.4))  # the two start at a random offset
         runner = spawn_duban("run", "--once", "--at", at, env=env)
         outputs = [*importer.communicate(timeout=120), *runner.communicate(timeout=120)]
@@ -103,7 +108,7 @@ def test_sqlite_a_write_lock_held_past_the_timeout_is_a_chinese_error_and_nothin
     lucheng_file: Path, sqlite_engine: Engine, tmp_path: Path, ledger
 ) -> None:
     env = duban_env(str(lucheng_file), DUBAN_TRANSPORT="file", DUBAN_OUTBOX_DIR=str(tmp_path / "outbox"),
-                    DUBAN_RULES=str(ROOT / "rules"), DUBAN_SQLITE_TIMEOUT="1")
+                    DUBAN_RULES=str(RULES), DUBAN_SQLITE_TIMEOUT="1")
     before = store_fingerprint(sqlite_engine)
     sqlite_engine.dispose()
     holder = sqlite3.connect(lucheng_file, isolation_level=None, check_same_thread=False)
@@ -160,7 +165,7 @@ def test_postgresql_restarted_during_a_round_the_round_commits_whole_and_the_ser
     assert report.ok
     url = database_url(pg_engine)
     env = duban_env(url, DUBAN_TRANSPORT="file", DUBAN_OUTBOX_DIR=str(tmp_path / "outbox"),
-                    DUBAN_RULES=str(ROOT / "rules"))
+                    DUBAN_RULES=str(RULES))
     holder = make_engine(url)
     blocking = holder.connect()
     blocking.begin()

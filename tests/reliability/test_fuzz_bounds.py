@@ -25,7 +25,7 @@ from duban.store.db import create_all, make_engine
 from duban.store.importer import import_paths
 from duban.store.snapshot import load_snapshot
 
-from .support import LUCHENG_EXAMPLE, LUCHENG_RULES, ROOT
+from .support import LUCHENG_EXAMPLE, LUCHENG_RULES, RULES
 
 CASES = 200
 FILES = ["investment.yaml", "reporting.yaml", "talent.yaml", "tasks.yaml", "praise.yaml"]
@@ -64,7 +64,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, str]:
 
 
 def test_fuzz_bounds_what_the_gate_accepts_evaluates(tmp_path: Path, ledger) -> None:
-    shutil.copy(ROOT / "rules" / "calendar-overrides.yaml", tmp_path / "calendar-overrides.yaml")
+    shutil.copy(RULES / "calendar-overrides.yaml", tmp_path / "calendar-overrides.yaml")
     directory = tmp_path / "lucheng"
     directory.mkdir()
     engine = make_engine("sqlite://")

@@ -19,7 +19,7 @@ from duban.engine.calendar import WorkingCalendar
 from duban.engine.loader import RuleSetInvalid, load_rule_set
 from duban.engine.schedule import ScheduleError, parse_schedule
 
-from .support import LUCHENG_RULES, ROOT
+from .support import LUCHENG_RULES, RULES
 
 CASES = 1000
 FILES = sorted(p.name for p in LUCHENG_RULES.glob("*.yaml"))
@@ -67,7 +67,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
 def test_fuzz_rules_every_mutation_gives_a_rule_set_or_chinese_errors_at_file_and_line(
     tmp_path: Path, ledger
 ) -> None:
-    shutil.copy(ROOT / "rules" / "calendar-overrides.yaml", tmp_path / "calendar-overrides.yaml")
+    shutil.copy(RULES / "calendar-overrides.yaml", tmp_path / "calendar-overrides.yaml")
     directory = tmp_path / "lucheng"
     directory.mkdir()
     tried: list[str] = []

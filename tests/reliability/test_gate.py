@@ -54,8 +54,8 @@ CASES = [
     ("at_least: .nan", "at_least: 2/3", "at_least: .nan", "at_least"),
     ("at_least: -.inf", "at_least: 2/3", "at_least: -.inf", "at_least"),
     ("at_least: .inf", "at_least: 2/3", "at_least: .inf", "at_least"),
-    ("yellow_margin: .nan", "yellow_margin: 2", "yellow_margin: .nan", "yellow_margin"),
-    ("yellow_margin: 1e400", "yellow_margin: 2", "yellow_margin: 1e400", "yellow_margin"),
+    ("yellow_margin: .nan", "level: red", "yellow_margin: .nan", "yellow_margin"),
+    ("yellow_margin: 1e400", "level: red", "yellow_margin: 1e400", "yellow_margin"),
     ("at_least: 1/0", "at_least: 2/3", "at_least: 1/0", "除数为零"),
     ("at_least: 2/(1-1)", "at_least: 2/3", "at_least: 2/(1-1)", "除数为零"),
     ("a 400-digit integer bound", "at_least: 2/3", "at_least: " + "9" * 400, "位的整数"),
@@ -121,7 +121,7 @@ def test_gate_an_alias_bomb_is_refused_in_a_second_without_expanding(tmp_path: P
 def test_gate_duban_check_prints_chinese_errors_and_no_traceback(tmp_path: Path, ledger) -> None:
     directory = _rules_with(tmp_path, "at_least: 2/3", "at_least: '" + "(" * 10_000 + "1" + ")" * 10_000 + "'")
     text = (directory / "investment.yaml").read_text(encoding="utf-8")
-    text = text.replace("yellow_margin: 2", "yellow_margin: .nan").replace("repeat: 7d", "repeat: 99999999999d", 1)
+    text = text.replace("level: red", "yellow_margin: .nan", 1).replace("repeat: 7d", "repeat: 99999999999d", 1)
     (directory / "investment.yaml").write_text(text, encoding="utf-8")
     done = duban("check", str(directory), env=duban_env(str(tmp_path / "unused.db")))
     assert done.returncode == 1, done.stdout + done.stderr

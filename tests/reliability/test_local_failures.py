@@ -28,7 +28,7 @@ from duban.store.models import Delivery, Notice, Observation, ProjectInvestment,
 from .support import (
     ADMIN,
     LUCHENG_EXAMPLE,
-    ROOT,
+    RULES,
     FaultyHandler,
     assert_no_traceback,
     database_url,
@@ -71,7 +71,7 @@ def test_local_a_non_finite_figure_skips_one_subject_and_the_round_sends_the_res
                         .values(value=1e308))  # two 1e308 rows: the yearly sum overflows to inf
     outbox = tmp_path / "outbox"
     env = duban_env(str(engine.url.database), DUBAN_TRANSPORT="file", DUBAN_OUTBOX_DIR=str(outbox),
-                    DUBAN_RULES=str(ROOT / "rules"))
+                    DUBAN_RULES=str(RULES))
     first = duban("run", "--once", "--at", "2023-07-15T10:00", env=env)
     assert_no_traceback(first.stdout, first.stderr)
     assert first.returncode == 0, first.stderr
@@ -100,7 +100,7 @@ def test_local_a_round_failing_again_and_again_is_given_up_after_n_attempts(
 ) -> None:
     engine = _imported(sqlite_engine)
     sent: list[str] = []
-    service = Service(engine, ROOT / "rules" / "lucheng", send=lambda _e, _r: sent.append("drain") or "")
+    service = Service(engine, RULES / "lucheng", send=lambda _e, _r: sent.append("drain") or "")
     service.start()
 
     def broken(*_args: object, **_kwargs: object) -> None:
@@ -131,7 +131,7 @@ def test_serial_a_manual_round_earlier_than_the_latest_is_refused_unless_forced(
     # `evaluate --send` at 10-16 then at 07-17 re-sent 9 warnings and 3 "升级督办" in the wrong order.
     engine = _imported(sqlite_engine)
     env = duban_env(str(engine.url.database), DUBAN_TRANSPORT="file", DUBAN_OUTBOX_DIR=str(tmp_path / "outbox"),
-                    DUBAN_RULES=str(ROOT / "rules"))
+                    DUBAN_RULES=str(RULES))
     later = duban("evaluate", "--at", "2023-10-16T10:00", "--send", env=env)
     assert later.returncode == 0, later.stderr
     with transaction(engine) as session:
@@ -156,7 +156,7 @@ def test_serial_two_rounds_at_once_on_postgresql_decide_each_alert_once(
     handler = FaultyHandler()
     with smtp_server(handler) as port:
         env = duban_env(database_url(engine), DUBAN_TRANSPORT="smtp", DUBAN_SMTP_HOST="127.0.0.1",
-                        DUBAN_SMTP_PORT=str(port), DUBAN_SMTP_TIMEOUT="10", DUBAN_RULES=str(ROOT / "rules"))
+                        DUBAN_SMTP_PORT=str(port), DUBAN_SMTP_TIMEOUT="10", DUBAN_RULES=str(RULES))
         first = duban("evaluate", "--at", "2023-07-17T10:00", "--send", env=env)
         assert first.returncode == 0, first.stderr
         attempts = 2
@@ -175,8 +175,9 @@ def test_serial_two_rounds_at_once_on_postgresql_decide_each_alert_once(
         recorded = session.scalar(select(func.count()).select_from(Round))
     duplicated = sum(count - 1 for count in repeats.values() if count > 1)
     assert repeats, "the concurrent rounds decided nothing: the test proves nothing"
-    ids = handler.ids
-    assert sum(ids.values()) == deliveries and all(count == 1 for count in ids.values())
+    ids, copies = handler.ids, handler.copies
+    # Each outbox row (one message to one mailbox) arrived once: no mailbox got a message twice.
+    assert sum(copies.values()) == deliveries and all(count == 1 for count in copies.values()), copies
     assert duplicated == 0, [key for key, count in repeats.items() if count > 1]
     ledger("serial", inputs=2 * attempts + 1, faults=attempts, duplicated=duplicated, rounds=recorded,
            note=f"PostgreSQL, two `evaluate --send` at once ×{attempts}: {len(ids)} Message-IDs, each once")
@@ -195,8 +196,8 @@ def test_local_a_bound_whose_divisor_of_indicators_is_zero_is_reported_not_silen
 
     engine = _imported(sqlite_engine)
     rules = tmp_path / "lucheng"
-    shutil.copytree(ROOT / "rules" / "lucheng", rules, ignore=shutil.ignore_patterns("tests"))
-    shutil.copy(ROOT / "rules" / "calendar-overrides.yaml", tmp_path / "calendar-overrides.yaml")
+    shutil.copytree(RULES / "lucheng", rules, ignore=shutil.ignore_patterns("tests"))
+    shutil.copy(RULES / "calendar-overrides.yaml", tmp_path / "calendar-overrides.yaml")
     text = (rules / "investment.yaml").read_text(encoding="utf-8")
     (rules / "investment.yaml").write_text(text.replace(
         "at_least: 2/3", "at_least: 'service_investment_growth / (service_investment_growth - service_investment_growth)'",

@@ -26,7 +26,7 @@ from .support import (
     LUCHENG_EXAMPLE,
     LUCHENG_RULES,
     MAIL_FROM,
-    ROOT,
+    RULES,
     FaultyHandler,
     assert_no_traceback,
     duban,
@@ -65,7 +65,7 @@ LEAKS = ("<class", "function", "module", "globals", "subclasses", "root:x:0", "b
 @pytest.fixture
 def templates(tmp_path: Path) -> Path:
     target = tmp_path / "templates"
-    shutil.copytree(ROOT / "rules" / "templates", target)
+    shutil.copytree(RULES / "templates", target)
     return target
 
 
@@ -90,7 +90,7 @@ def test_security_rule_text_is_data_never_code(tmp_path: Path, ledger) -> None:
     canary = tmp_path / CANARY
     directory = tmp_path / "lucheng"
     shutil.copytree(LUCHENG_RULES, directory, ignore=shutil.ignore_patterns("tests"))
-    shutil.copy(ROOT / "rules" / "calendar-overrides.yaml", tmp_path / "calendar-overrides.yaml")
+    shutil.copy(RULES / "calendar-overrides.yaml", tmp_path / "calendar-overrides.yaml")
     investment = (directory / "investment.yaml").read_text(encoding="utf-8")
     attacks = {
         "title: 服务业投资占全区固定资产投资比重低于2/3": f"title: !!python/object/apply:os.system ['touch {canary}']",
@@ -112,7 +112,7 @@ def test_security_rule_text_is_data_never_code(tmp_path: Path, ledger) -> None:
 
     # Text that looks like a template or a format string is shown as written, never evaluated.
     item = sample_item(title="{{ 7*7 }}{subject.__class__}", action="{% for x in range(3) %}x{% endfor %}")
-    rendered = DigestRenderer(ROOT / "rules" / "templates").render(sample_digest(items=(item,)))
+    rendered = DigestRenderer(RULES / "templates").render(sample_digest(items=(item,)))
     assert "{{ 7*7 }}{subject.__class__}" in rendered.text and "49" not in rendered.text
     assert "{% for x in range(3) %}" in rendered.text and "xxx" not in rendered.text
 
@@ -147,7 +147,7 @@ def test_security_a_hostile_unit_name_from_a_spreadsheet_never_reaches_a_header(
     handler.keep_raw = True
     with smtp_server(handler) as port:
         env = duban_env(str(database), DUBAN_TRANSPORT="smtp", DUBAN_SMTP_PORT=str(port),
-                        DUBAN_RULES=str(ROOT / "rules"))
+                        DUBAN_RULES=str(RULES))
         assert duban("db", "upgrade", env=env).returncode == 0
         imported = duban("import", str(lists), env=env)
         run = duban("run", "--once", "--at", "2023-07-15T10:00", env=env) if imported.returncode == 0 else imported
@@ -167,7 +167,7 @@ def test_security_html_is_escaped_everywhere_a_value_is_shown(ledger) -> None:
                        source=f"依据{payload}", measure=payload)
     digest = sample_digest(recipient=Recipient("evil", f"单位{payload}", "department", ("a@example.cn",)),
                            items=(item,))
-    rendered = DigestRenderer(ROOT / "rules" / "templates").render(digest)
+    rendered = DigestRenderer(RULES / "templates").render(digest)
     ledger("security", faults=1, inputs=6)
     assert "<script" not in rendered.html and "<img" not in rendered.html
     assert rendered.html.count("&lt;script&gt;alert(2)&lt;/script&gt;") >= 4
@@ -232,7 +232,7 @@ def test_security_secrets_never_reach_logs_the_database_or_errors(
         # Both channels from the first round: DingTalk rows exist only when a transport carries them.
         settings = {"DUBAN_TRANSPORT": "smtp,dingtalk", "DUBAN_SMTP_PORT": str(port), "DUBAN_SMTP_USER": "zhuanban",
                     "DUBAN_DINGTALK_WEBHOOK": webhook, "DUBAN_DINGTALK_SECRET": DINGTALK_SECRET,
-                    "DUBAN_RULES": str(ROOT / "rules"), "DUBAN_ADMIN_EMAIL": "admin@lucheng.example.org"}
+                    "DUBAN_RULES": str(RULES), "DUBAN_ADMIN_EMAIL": "admin@lucheng.example.org"}
         if source == "env":
             settings["DUBAN_SMTP_PASSWORD"] = PASSWORD
         else:

@@ -18,7 +18,7 @@ import pytest
 from duban.notifiers.render import MAX_DIGEST_CHARS, MAX_ITEM_CHARS, DigestRenderer
 from duban.notifiers.samples import sample_digest
 
-from .support import ROOT
+from .support import RULES
 
 HOSTILE = [
     ("nested range(100000) loops", "items/warning.txt.j2",
@@ -43,7 +43,7 @@ def test_templates_a_template_beyond_its_bounds_falls_back_within_seconds(
 ) -> None:
     monkeypatch.setenv("DUBAN_TEMPLATE_SECONDS", "0.5")
     templates = tmp_path / "templates"
-    shutil.copytree(ROOT / "rules" / "templates", templates)
+    shutil.copytree(RULES / "templates", templates)
     (templates / name).write_text(source, encoding="utf-8")
     renderer = DigestRenderer(templates)
     digest = sample_digest()
@@ -65,7 +65,7 @@ def test_templates_a_template_beyond_its_bounds_falls_back_within_seconds(
 
 def test_templates_the_time_limit_does_not_touch_renders_that_finish(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DUBAN_TEMPLATE_SECONDS", "0.2")
-    renderer = DigestRenderer(ROOT / "rules" / "templates")
+    renderer = DigestRenderer(RULES / "templates")
     for _ in range(50):
         rendered = renderer.render(sample_digest())
         assert not rendered.problems

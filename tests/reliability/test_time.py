@@ -113,17 +113,18 @@ def test_time_the_holiday_block_and_the_tiaoxiu_weekend(lucheng: Engine, rules_c
 @pytest.mark.parametrize(
     ("task", "timeline"),
     [
-        # A deadline on Sunday 30 April (a month end): T-7, T-1, then overdue on 1 May (a holiday).
-        ("R-APR", {"2023-04-22": None, "2023-04-23": ("2023-04-30/T-7", "blue", 7),
+        # A deadline on Sunday 30 April (a month end): reminders 5 working days before (the 调休 Sunday 23 April
+        # counts) and 1 working day before, then overdue on 1 May (a holiday).
+        ("R-APR", {"2023-04-22": None, "2023-04-23": ("2023-04-30/T-5", "blue", 7),
                    "2023-04-29": ("2023-04-30/T-1", "blue", 1), "2023-05-01": ("2023-04-30", "yellow", -1)}),
         # The year end: reminders in December, overdue on 2 January (1 January is a holiday), red after 15 days.
-        ("R-YEAR", {"2023-12-24": ("2023-12-31/T-7", "blue", 7), "2023-12-30": ("2023-12-31/T-1", "blue", 1),
+        ("R-YEAR", {"2023-12-24": ("2023-12-31/T-5", "blue", 7), "2023-12-30": ("2023-12-31/T-1", "blue", 1),
                     "2024-01-02": ("2023-12-31", "yellow", -2), "2024-01-16": ("2023-12-31", "red", -16)}),
-        # The leap day 2024-02-29: T-7 on 02-22, T-1 on 02-28, overdue on 1 March.
-        ("R-LEAP", {"2024-02-21": None, "2024-02-22": ("2024-02-29/T-7", "blue", 7),
+        # The leap day 2024-02-29: 5 working days before on 02-22, 1 on 02-28, overdue on 1 March.
+        ("R-LEAP", {"2024-02-21": None, "2024-02-22": ("2024-02-29/T-5", "blue", 7),
                     "2024-02-28": ("2024-02-29/T-1", "blue", 1), "2024-03-01": ("2024-02-29", "yellow", -1)}),
         # A deadline inside the national day holiday block.
-        ("R-NATL", {"2023-09-24": ("2023-10-01/T-7", "blue", 7), "2023-10-02": ("2023-10-01", "yellow", -1)}),
+        ("R-NATL", {"2023-09-24": ("2023-10-01/T-5", "blue", 7), "2023-10-02": ("2023-10-01", "yellow", -1)}),
     ],
 )
 def test_time_deadlines_across_month_ends_the_year_end_and_the_leap_day(
