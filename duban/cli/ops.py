@@ -88,34 +88,22 @@ def doctor(ctx: click.Context, as_json: bool, no_network: bool, timeout: float) 
     选择时，逐个检查每个方案。
     """
     from duban.app.doctor import diagnose, exit_code
-    from duban.config import apply
-    from duban.store.db import make_engine, resolve_url
+    from duban.app.programmes import programme_targets
 
     app: AppContext = ctx.obj
     now = dt.datetime.now(dt.UTC)
     reports = []
-    targets: list[tuple[str | None, dict[str, str]]] = []
-    if app.unselected and app.config is not None:
-        for selected in app.unselected:
-            environ = dict(os.environ)
-            programme = app.config.programmes[selected]
-            for key, value in programme.values.items():
-                environ[key] = value  # this programme's own database beats the shared settings
-            apply(app.config, programme, environ)
-            targets.append((selected, environ))
-    else:
-        targets.append((app.programme, dict(os.environ)))
-    for programme_code, environ in targets:
-        if programme_code is not None and app.unselected:
-            url = resolve_url(environ.get("DUBAN_DB"))
-            engine = make_engine(url, schema=environ.get("DUBAN_DB_SCHEMA", ""))
-            rules_root = Path(environ.get("DUBAN_RULES") or app.rules_dir)
-        else:
-            url, engine, rules_root = app.db_url, app.engine, app.rules_dir
-        shown = _shown_db(AppContext(db_url=url, rules_dir=rules_root))
+
+    def examine(code: str | None, engine: Engine, db_url: str, rules_root: Path, environ: dict[str, str]) -> None:
+        shown = _shown_db(AppContext(db_url=db_url, rules_dir=rules_root))
         reports.append(diagnose(engine, shown_db=shown, rules_root=rules_root, env=environ, now=now,
-                                programme=programme_code, network_timeout=timeout,
-                                probe_network=not no_network))
+                                programme=code, network_timeout=timeout, probe_network=not no_network))
+
+    if app.unselected and app.config is not None:
+        for target in programme_targets(app.config, app.unselected, app.rules_dir):
+            examine(target.code, target.engine(), target.db_url, target.rules_root, target.environ)
+    else:
+        examine(app.programme, app.engine, app.db_url, app.rules_dir, dict(os.environ))
     code = exit_code(reports)
     if as_json:
         click.echo(json.dumps({"status": ["ok", "warn", "fail"][code], "programmes": [r.as_dict() for r in reports]},
@@ -166,16 +154,11 @@ def db_backup(ctx: click.Context, path: Path | None, directory: Path | None, kee
 
 def _each_programme(app: AppContext) -> list[tuple[str | None, Engine]]:
     """The selected programme's engine, or every programme's when the file lists several and none is chosen."""
-    from duban.store.db import make_engine, resolve_url
+    from duban.app.programmes import programme_targets
 
     if not (app.unselected and app.config is not None):
         return [(app.programme, app.engine)]
-    engines: list[tuple[str | None, Engine]] = []
-    for code in app.unselected:
-        values = app.config.programmes[code].values
-        url = os.environ.get("DUBAN_DB") or values.get("DUBAN_DB")
-        engines.append((code, make_engine(resolve_url(url), schema=values.get("DUBAN_DB_SCHEMA", ""))))
-    return engines
+    return [(target.code, target.engine()) for target in programme_targets(app.config, app.unselected, app.rules_dir)]
 
 
 @db.command("restore")
