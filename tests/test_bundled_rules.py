@@ -85,3 +85,19 @@ def test_the_schema_accepts_every_bundled_file_and_rejects_a_misspelt_key() -> N
     assert any("at_lest" in m for m in messages)
     wrong_kind_key = {"rules": [{"id": "x", "kind": "deadline", "title": "t", "source": "s", "tasks": "all", "at_least": 1}]}
     assert list(rules.iter_errors(wrong_kind_key)), "at_least is not a deadline key"
+
+
+def test_a_rule_test_file_with_an_alias_bomb_is_refused_at_its_line_without_expanding(tmp_path: Path) -> None:
+    # Rule test files pass the same gate as rule files: an alias is refused before anything is built.
+    import time
+
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]" for n in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\ntests: *a8\n", encoding="utf-8")
+    started = time.monotonic()
+    outcome = run_rule_test_files([path])
+    assert time.monotonic() - started < 5
+    assert not outcome.ok
+    problems = [line for _name, lines_ in outcome.failed for line in lines_]
+    assert any(f"{path}:2:" in line and "别名" in line for line in problems), problems

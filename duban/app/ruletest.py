@@ -34,7 +34,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from duban.engine.evaluate import AlertCandidate, Evaluator
-from duban.engine.loader import RuleSetInvalid, load_rule_set
+from duban.engine.loader import RuleSetInvalid, load_rule_set, yaml_structure_problem
+from duban.engine.yaml_errors import explain as explain_yaml_error
 from duban.store.db import create_all, make_engine
 from duban.store.importer import import_paths
 from duban.store.periods import SHANGHAI
@@ -127,9 +128,22 @@ def _matches(expected: Mapping[str, Any], candidate: AlertCandidate, programme: 
 def run_rule_test_file(path: Path) -> RuleTestOutcome:
     outcome = RuleTestOutcome()
     try:
-        document = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (MarkedYAMLError, OSError) as exc:
-        outcome.failed.append((str(path), [f"无法读取测试文件：{exc}"]))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        outcome.failed.append((str(path), [f"无法读取测试文件：{getattr(exc, 'strerror', None) or exc}"]))
+        return outcome
+    yaml = YAML(typ="safe")
+    # The same gate as rule files: no aliases (an alias bomb expands to gigabytes), no deep nesting.
+    refused = yaml_structure_problem(text, yaml)
+    if refused is not None:
+        line, column, message = refused
+        outcome.failed.append((str(path), [f"{path}:{line}:{column}: {message}"]))
+        return outcome
+    try:
+        document = yaml.load(text)
+    except MarkedYAMLError as exc:
+        problem = explain_yaml_error(exc)
+        outcome.failed.append((str(path), [f"{path}:{problem.line}:{problem.column}: {problem.message}"]))
         return outcome
     if not isinstance(document, Mapping) or not isinstance(document.get("tests"), list):
         outcome.failed.append((str(path), ["测试文件须包含 `tests:` 列表"]))
