@@ -35,7 +35,7 @@ def test_the_task_list_says_which_tasks_are_ongoing_duties_in_chinese(engine, tm
     report = import_paths(engine, [tmp_path], now=NOW, imported_by="统计员")
     assert report.ok, report.problem_lines()
     with transaction(engine) as session:
-        kinds = dict(session.execute(select(Task.code, Task.kind)).tuples().all())
+        kinds = {code: kind for code, kind in session.execute(select(Task.code, Task.kind))}
     assert kinds == {"L06-3": "ongoing", "L06-5": "deadline", "L06-6": "deadline"}
 
 
