@@ -713,7 +713,7 @@ class _ImportRun:
         """The stored observation each queried staged row became."""
         found: dict[tuple[int, int], int] = {}
         for source, row, observation_id in self.conn.exec_driver_sql(
-            f"SELECT s.source, s.src_row, o.id FROM {STAGE} s JOIN observations o ON o.indicator_code = s.indicator_code"
+            f"SELECT s.source, s.src_row, o.id FROM {STAGE} s CROSS JOIN observations o WHERE o.indicator_code = s.indicator_code"
             " AND o.period = s.period AND o.unit_code = s.unit_code"
         ):
             if (source, row) in self.queried:

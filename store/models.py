@@ -111,6 +111,7 @@ class IndicatorUnit(Base):
     """An indicator's responsible units, in document order (lead unit first)."""
 
     __tablename__ = "indicator_units"
+    __table_args__ = (Index("ix_indicator_units_unit", "unit_code"),)  # a unit's own page
     indicator_code: Mapped[str] = mapped_column(ForeignKey("indicators.code"), primary_key=True)
     unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
@@ -142,6 +143,9 @@ class Observation(Base):
     __table_args__ = (
         UniqueConstraint("indicator_code", "period", "unit_code", name="uq_observation"),
         Index("ix_observation_period", "period"),
+        # One series (an indicator's figures for one unit) in period order: the importer's series
+        # check, a unit's owed figures, the board's chart.
+        Index("ix_observation_series", "indicator_code", "unit_code", "period"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     indicator_code: Mapped[str] = mapped_column(ForeignKey("indicators.code"))
@@ -185,6 +189,7 @@ class Project(Base):
 
 class ProjectUnit(Base):
     __tablename__ = "project_units"
+    __table_args__ = (Index("ix_project_units_unit", "unit_code"),)  # a unit's own page
     project_code: Mapped[str] = mapped_column(ForeignKey("projects.code"), primary_key=True)
     unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
@@ -232,6 +237,7 @@ class Task(Base):
 
 class TaskUnit(Base):
     __tablename__ = "task_units"
+    __table_args__ = (Index("ix_task_units_unit", "unit_code"),)  # a unit's own page
     task_code: Mapped[str] = mapped_column(ForeignKey("tasks.code"), primary_key=True)
     unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, default=0)

@@ -140,6 +140,7 @@ class AuditEntry(Base):
     """留痕: who did what, when, from which address. Append-only."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_object", "object_type", "object_id"),)  # one request's history
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -181,6 +182,17 @@ class BoardLight(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
+class BoardLightUnit(Base):
+    """Each unit a light concerns, so a unit's page finds its lights by index instead of reading every
+    light's `units_text`. Written and deleted with the lights."""
+
+    __tablename__ = "board_light_units"
+    unit_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(200), primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(20), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
 class BoardRanking(Base):
     """晾晒: each unit's score and rank for a month, kept so the next month shows the movement."""
 
@@ -205,6 +217,7 @@ __all__ = [
     "Attachment",
     "AuditEntry",
     "BoardLight",
+    "BoardLightUnit",
     "BoardRanking",
     "LoginAttempt",
     "SignInLink",

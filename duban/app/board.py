@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, or_, select
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from duban.engine.evaluate import Assessment, Evaluator
@@ -30,7 +30,7 @@ from duban.store.db import transaction
 from duban.store.models import Indicator, IndicatorUnit, Observation, Setting, Target, Unit
 from duban.store.periods import SHANGHAI
 from duban.store.snapshot import build_snapshot, read_rows
-from duban.store.web_models import BoardLight, BoardRanking
+from duban.store.web_models import BoardLight, BoardLightUnit, BoardRanking
 
 LEVEL_ORDER = {"red": 0, "yellow": 1, "green": 2, "blue": 3, "": 4}
 LEVEL_SCORE = {"red": 0.0, "yellow": 60.0, "green": 100.0, "blue": 80.0}
@@ -75,6 +75,27 @@ def _light_rows(assessments: Iterable[Assessment], at: dt.datetime) -> list[dict
     return list(rows.values())
 
 
+def _link_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One `board_light_units` row per unit a light concerns."""
+    return [{"unit_code": unit, "rule": row["rule"], "subject_type": row["subject_type"], "subject": row["subject"]}
+            for row in rows for unit in dict.fromkeys(u for u in row["units_text"].split(";") if u)]
+
+
+def _insert_lights(session: Session, rows: list[dict[str, Any]]) -> None:
+    links = _link_rows(rows)
+    for start in range(0, len(rows), _CHUNK):
+        session.execute(insert(BoardLight), rows[start:start + _CHUNK])
+    for start in range(0, len(links), _CHUNK):
+        session.execute(insert(BoardLightUnit), links[start:start + _CHUNK])
+
+
+def _join_unit(query: Any, unit_code: str) -> Any:
+    return query.join(BoardLightUnit, and_(BoardLightUnit.rule == BoardLight.rule,
+                                           BoardLightUnit.subject_type == BoardLight.subject_type,
+                                           BoardLightUnit.subject == BoardLight.subject)
+                      ).where(BoardLightUnit.unit_code == unit_code)
+
+
 @dataclass(frozen=True)
 class RefreshReport:
     lights: int
@@ -93,8 +114,8 @@ def refresh_all(engine: Engine, rule_set: RuleSet, at: dt.datetime, evaluator: E
             result = evaluator.evaluate(snapshot)
             rows = _light_rows(result.assessments, at)
             session.execute(delete(BoardLight))
-            for start in range(0, len(rows), _CHUNK):
-                session.execute(insert(BoardLight), rows[start:start + _CHUNK])
+            session.execute(delete(BoardLightUnit))
+            _insert_lights(session, rows)
             update_ranking(session, at)
             _bump(session, at)
     finally:
@@ -128,9 +149,11 @@ def refresh_indicators(engine: Engine, rule_set: RuleSet, at: dt.datetime, indic
             rows = [row for row in _light_rows(result.assessments, at) if row["rule"] in rule_ids]
             stale = or_(BoardLight.subject.in_(list(wanted)),
                         *(BoardLight.subject.startswith(f"{code}@") for code in sorted(wanted)))
+            stale_links = or_(BoardLightUnit.subject.in_(list(wanted)),
+                              *(BoardLightUnit.subject.startswith(f"{code}@") for code in sorted(wanted)))
             session.execute(delete(BoardLight).where(BoardLight.rule.in_(list(rule_ids)), stale))
-            if rows:
-                session.execute(insert(BoardLight), rows)
+            session.execute(delete(BoardLightUnit).where(BoardLightUnit.rule.in_(list(rule_ids)), stale_links))
+            _insert_lights(session, rows)
             _bump(session, at)
     finally:
         if owned:
@@ -248,7 +271,7 @@ def board_page(session: Session, filt: BoardFilter, *, page: int = 1, per_page: 
     count = select(func.count()).select_from(BoardLight)
     conditions: list[Any] = []
     if filt.unit:
-        conditions.append(BoardLight.units_text.contains(f";{filt.unit};"))
+        query, count = _join_unit(query, filt.unit), _join_unit(count, filt.unit)
     if filt.kind:
         conditions.append(BoardLight.subject_type == filt.kind)
     if filt.level:
@@ -269,7 +292,7 @@ def level_totals(session: Session, filt: BoardFilter | None = None) -> dict[str,
     """{subject_type: {level: count}} for the summary tiles."""
     query = select(BoardLight.subject_type, BoardLight.level, func.count()).group_by(BoardLight.subject_type, BoardLight.level)
     if filt and filt.unit:
-        query = query.where(BoardLight.units_text.contains(f";{filt.unit};"))
+        query = _join_unit(query, filt.unit)
     totals: dict[str, dict[str, int]] = defaultdict(dict)
     for kind, level, n in session.execute(query):
         totals[kind][level] = n
@@ -283,7 +306,7 @@ def unit_light(session: Session, unit_code: str) -> str:
 
 
 def unit_lights(session: Session, unit_code: str, limit: int = 200) -> list[BoardLight]:
-    return list(session.scalars(select(BoardLight).where(BoardLight.units_text.contains(f";{unit_code};"))
+    return list(session.scalars(_join_unit(select(BoardLight), unit_code)
                                 .order_by(BoardLight.level.in_(["red", "yellow"]).desc(), BoardLight.level,
                                           BoardLight.subject).limit(limit)))
 

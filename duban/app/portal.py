@@ -227,10 +227,12 @@ def submit_form(engine: Engine, who: Principal, unit_code: str, entries: list[tu
     keys = [f"{i}|{p}|{u}" for i, p, u, _ in filled]
     note = "；".join(f"{i} {p}{'（' + u + '）' if u else ''}：{explanations[k]}"
                      for k, (i, p, u, _v) in zip(keys, filled, strict=True) if k in explanations)
-    # Checked first, writing nothing: one row's 说明 must not let another row's queried figure in.
-    checked = _outcome(validate_rows(engine, "observations", rows, note=note or None), keys, explanations)
-    if not checked.ok:
-        return checked
+    if note:
+        # Checked first, writing nothing: one row's 说明 must not let another row's queried figure in.
+        # Without any 说明 the import itself refuses every queried figure, so it needs no rehearsal.
+        checked = _outcome(validate_rows(engine, "observations", rows, note=note), keys, explanations)
+        if not checked.ok:
+            return checked
     report = import_rows(engine, "observations", rows, now=now, imported_by=_by(who), note=note or None)
     outcome = _outcome(report, keys, explanations)
     if not outcome.ok:

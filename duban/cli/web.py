@@ -36,11 +36,10 @@ def web(app: AppContext, host: str, port: int, workers: int, no_refresh: bool, a
     地址写入邮件链接时用 DUBAN_WEB_URL；经反向代理部署时设 DUBAN_WEB_TRUST_PROXY=1（取 X-Forwarded-For）
     和 DUBAN_WEB_SECURE_COOKIES=1（仅 HTTPS 发送 Cookie）。
     """
-    import uvicorn
-
     from duban.app.board import refresh_all
     from duban.cli.rules import load_programme_rules, parse_at
     from duban.store.migrate import upgrade
+    from duban.web.server import serve
 
     at = parse_at(at_text, "--at") if at_text else None
     upgrade(app.engine)
@@ -52,8 +51,7 @@ def web(app: AppContext, host: str, port: int, workers: int, no_refresh: bool, a
     if at is not None:
         os.environ["DUBAN_WEB_AT"] = at.isoformat()
     click.echo(f"督办网页：http://{host}:{port}/board （Ctrl+C 停止）")
-    uvicorn.run("duban.web.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", proxy_headers=False)
+    serve(host, port, workers)
 
 
 @main.group("users")

@@ -43,3 +43,33 @@ def config_from_env() -> WebConfig:
 def app_from_env() -> Starlette:
     """uvicorn factory: `uvicorn --factory duban.web.server:app_from_env`."""
     return create_app(config_from_env())
+
+
+def serve(host: str, port: int, workers: int = 1, *, log_level: str = "warning") -> None:
+    """Run the portal under uvicorn, as `duban web` does.
+
+    With several workers uvicorn binds the listening socket itself without naming the protocol, and
+    asyncio then leaves Nagle's algorithm on for every connection accepted from it (it sets
+    TCP_NODELAY only on sockets whose `proto` is TCP): on a kept-alive connection each response's
+    body waited for the client's delayed ACK of its headers, 40 ms per request. Linux hands
+    TCP_NODELAY on from the listening socket to each accepted one, so it is set there.
+    """
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("duban.web.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                            log_level=log_level, proxy_headers=False)
+    if config.workers <= 1:
+        uvicorn.Server(config).run()
+        return
+    sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    import inspect
+
+    if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.30 passed the server's run
+        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
+    else:
+        Multiprocess(config, sockets=[sock]).run()

@@ -54,6 +54,10 @@ class ObservationStage:
         self.conn = conn
         self.sqlite = conn.dialect.name == "sqlite"
         self.rows = 0
+        # The staged rows come first in every join with observations, so each costs one index lookup
+        # whatever the size of the store: SQLite keeps the left table of a CROSS JOIN outside (its
+        # temporary table has no statistics to plan by); PostgreSQL plans a CROSS JOIN + WHERE freely.
+        self._then = "CROSS JOIN"
         marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         self._insert_sql = (f"INSERT INTO {STAGE} (seq, source, src_row, indicator_code, period, unit_code, value, "
                             f"reported_on) VALUES ({', '.join([marker] * 8)})")
@@ -114,14 +118,17 @@ class ObservationStage:
         figures come with source -1. Months sort before quarters of the same year ("2023-12" <
         "2023-Q1"), and the caller keeps the two apart. Streamed: memory does not grow with it.
         """
-        same_series = "t.indicator_code = o.indicator_code AND t.unit_code = o.unit_code"
         self.conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {STAGE}_series ON {STAGE} (indicator_code, unit_code, period)")
+        # Driven by the staged series: each is looked up in observations' series index
+        # (ix_observation_series), never a scan of the whole table.
         result = self.conn.exec_driver_sql(
             f"SELECT indicator_code, unit_code, period, value, source, src_row FROM {STAGE}"
             " UNION ALL"
-            " SELECT o.indicator_code, o.unit_code, o.period, o.value, -1, 0 FROM observations o"
-            f" WHERE EXISTS (SELECT 1 FROM {STAGE} t WHERE {same_series})"
-            f" AND NOT EXISTS (SELECT 1 FROM {STAGE} t WHERE {same_series} AND t.period = o.period)"
+            " SELECT o.indicator_code, o.unit_code, o.period, o.value, -1, 0"
+            f" FROM (SELECT DISTINCT indicator_code, unit_code FROM {STAGE}) t {self._then} observations o"
+            " WHERE o.indicator_code = t.indicator_code AND o.unit_code = t.unit_code"
+            f" AND NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE s.indicator_code = o.indicator_code"
+            " AND s.unit_code = o.unit_code AND s.period = o.period)"
             " ORDER BY 1, 2, 3, 5",
             execution_options={"yield_per": 10_000},
         )
@@ -136,7 +143,7 @@ class ObservationStage:
         unchanged, changed = conn.exec_driver_sql(
             f"SELECT COALESCE(SUM(CASE WHEN {differs} THEN 0 ELSE 1 END), 0),"
             f" COALESCE(SUM(CASE WHEN {differs} THEN 1 ELSE 0 END), 0)"
-            f" FROM {STAGE} s JOIN observations o ON {_KEYS_MATCH}"
+            f" FROM {STAGE} s {self._then} observations o WHERE {_KEYS_MATCH}"
         ).one()
         stamp = {"now": now, "by": changed_by}
         now_param = bindparam("now", type_=UTCDateTime())
@@ -146,9 +153,8 @@ class ObservationStage:
                     "INSERT INTO observation_revisions"
                     " (observation_id, old_value, new_value, changed_by, source_file, changed_at)"
                     " SELECT o.id, o.value, s.value, :by, src.label, :now"
-                    f" FROM {STAGE} s JOIN observations o ON {_KEYS_MATCH}"
-                    f" JOIN {STAGE_SOURCES} src ON src.source = s.source"
-                    " WHERE o.value <> s.value ORDER BY s.seq"
+                    f" FROM {STAGE} s {self._then} observations o JOIN {STAGE_SOURCES} src ON src.source = s.source"
+                    f" WHERE {_KEYS_MATCH} AND o.value <> s.value ORDER BY s.seq"
                 ).bindparams(now_param),
                 stamp,
             )
@@ -163,9 +169,9 @@ class ObservationStage:
                     f" reported_on = COALESCE((SELECT s.reported_on FROM {STAGE} s WHERE {match_outer}),"
                     "  observations.reported_on),"
                     " imported_at = :now"
-                    f" WHERE EXISTS (SELECT 1 FROM {STAGE} s WHERE {match_outer} AND (s.value <> observations.value"
-                    "  OR (s.reported_on IS NOT NULL AND (observations.reported_on IS NULL"
-                    "   OR observations.reported_on <> s.reported_on))))"
+                    # The rows to change, found from the staged keys (a lookup each), not by testing every stored row.
+                    f" WHERE observations.id IN (SELECT o.id FROM {STAGE} s {self._then} observations o"
+                    f"  WHERE {_KEYS_MATCH} AND {differs})"
                 ).bindparams(now_param),
                 stamp,
             )
