@@ -55,6 +55,22 @@ def version(session: Session) -> str:
     return session.scalar(select(Setting.value).where(Setting.key == VERSION_KEY)) or ""
 
 
+def store_version(session: Session) -> tuple[Any, ...]:
+    """What a unit's page depends on, read in one statement of index look-ups: the lights' version,
+    the newest audit row (every step taken in the web), import batch (any import, the CLI's too),
+    request and submission."""
+    from duban.store.models import ImportBatch
+    from duban.store.web_models import AuditEntry, Submission, UnitRequest
+
+    return tuple(session.execute(select(
+        select(Setting.value).where(Setting.key == VERSION_KEY).scalar_subquery(),
+        select(func.max(AuditEntry.id)).scalar_subquery(),
+        select(func.max(ImportBatch.id)).scalar_subquery(),
+        select(func.max(UnitRequest.id)).scalar_subquery(),
+        select(func.max(Submission.id)).scalar_subquery(),
+    )).one())
+
+
 def _light_rows(assessments: Iterable[Assessment], at: dt.datetime) -> list[dict[str, Any]]:
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for a in assessments:

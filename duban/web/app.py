@@ -61,6 +61,9 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "duban_session"
 PRE_COOKIE = "duban_pre"  # double-submit token for the forms shown before sign-in
 MAX_FORM_BYTES = 12 * 1024 * 1024
+# A unit's cached page is rendered again after this long even when no version moved (a restored
+# backup, a change made behind the application's back).
+UNIT_PAGE_SECONDS = 60.0
 
 
 @dataclass
@@ -412,20 +415,29 @@ class PageCache:
     every worker serves the same board and none serves a stale one. Bounded; not state: a lost
     entry is rendered again."""
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 1024) -> None:
         from collections import OrderedDict
 
         self.size = size
-        self.entries: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+        self.entries: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
 
-    def get(self, key: tuple[Any, ...]) -> str | None:
+    def get(self, key: tuple[Any, ...], max_age: float | None = None) -> str | None:
+        import time
+
         found = self.entries.get(key)
-        if found is not None:
-            self.entries.move_to_end(key)
-        return found
+        if found is None:
+            return None
+        if max_age is not None and time.monotonic() - found[0] > max_age:
+            del self.entries[key]
+            return None
+        self.entries.move_to_end(key)
+        return found[1]
 
     def put(self, key: tuple[Any, ...], value: str) -> None:
-        self.entries[key] = value
+        import time
+
+        self.entries[key] = (time.monotonic(), value)
+        self.entries.move_to_end(key)
         if len(self.entries) > self.size:
             self.entries.popitem(last=False)
 
@@ -500,20 +512,31 @@ async def subject_view(request: Request) -> Response:
 
 @route("/unit/{code}", "own")
 async def unit_view(request: Request) -> Response:
-    _, code = own_unit(request)
+    me, code = own_unit(request)
     cfg = config(request)
     at = now(request)
+    cache: PageCache = request.app.state.pages
     with db(request) as session:
-        name = unit_name(session, code)
-        owed = portal.owed_figures(session, cfg.rule_set, cfg.calendar, code, at)
-        lights = board.unit_lights(session, code, limit=100)
-        tasks = unit_requests.unit_tasks(session, code)
-        reqs = unit_requests.requests_of(session, unit_code=code, limit=30)
-        receipts = list(session.scalars(select(Submission).where(Submission.unit_code == code)
-                                        .order_by(Submission.id.desc()).limit(10)))
-        light = board.unit_light(session, code)
-    return render(request, "unit.html.j2", code=code, name=name, owed=owed, lights=lights, tasks=tasks, reqs=reqs,
-                  receipts=receipts, light=light, today=local_date(at))
+        # A unit's page changes with the lights (board.version), with every audited step (submissions,
+        # requests, decisions, web imports), with any import (CLI ones too) and with the day.
+        key = ("unit", code, me.is_unit, at.date(), *board.store_version(session))
+        cached = cache.get(key, max_age=UNIT_PAGE_SECONDS)
+        if cached is None:
+            name = unit_name(session, code)
+            owed = portal.owed_figures(session, cfg.rule_set, cfg.calendar, code, at)
+            lights = board.unit_lights(session, code, limit=100)
+            tasks = unit_requests.unit_tasks(session, code)
+            reqs = unit_requests.requests_of(session, unit_code=code, limit=30)
+            receipts = list(session.scalars(select(Submission).where(Submission.unit_code == code)
+                                            .order_by(Submission.id.desc()).limit(10)))
+            light = board.unit_light(session, code)
+            body = ENV.get_template("unit_main.html.j2").render(
+                me=me, code=code, name=name, owed=owed, lights=lights, tasks=tasks, reqs=reqs, receipts=receipts,
+                light=light, today=local_date(at))
+            cached = f"{name}\x00{body}"
+            cache.put(key, cached)
+    name, _, body = cached.partition("\x00")
+    return render(request, "page.html.j2", title=name, body=Markup(body))
 
 
 @route("/unit/{code}/report", "own")
@@ -771,17 +794,19 @@ async def outbox_view(request: Request) -> Response:
 
 @route("/office/outbox/{id:int}/retry", "office", ("POST",))
 async def outbox_retry(request: Request) -> Response:
-    from duban.app.deliveries import retry_delivery
+    from duban.notifiers.outbox import requeue
 
     await form_of(request)
     me = who(request)
-    try:
-        with transaction(config(request).engine) as session:
-            retry_delivery(session, request.path_params["id"], now(request))
+    delivery_id = request.path_params["id"]
+    # The one way back into the queue, the same as `duban outbox --retry ID`.
+    with transaction(config(request).engine) as session:
+        result = requeue(session, ids=[delivery_id], now=now(request))
+        if result.requeued:
             audit.record(session, me, "retry", at=now(request), address=client_address(request),
-                         object_type="delivery", object_id=request.path_params["id"])
-    except ValueError as exc:
-        return render(request, "error.html.j2", status_code=422, message=str(exc), status=422)
+                         object_type="delivery", object_id=delivery_id)
+    if not result.requeued:
+        return render(request, "error.html.j2", status_code=422, message="；".join(result.lines()), status=422)
     return RedirectResponse("/office/outbox", status_code=303)
 
 

@@ -162,3 +162,29 @@ def test_script_in_every_field_a_unit_writes_is_shown_as_text(site):
         assert "<script>alert" not in html and "<img src=x" not in html and "<svg onload" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[3]
+
+
+def _failed_delivery(site, status="failed") -> int:
+    with transaction(site.engine) as session:
+        row = Delivery(idempotency_key=f"test|{status}", message_id=f"<{status}@test>", channel="email", address="fgj@lucheng.example.org",
+                       subject="【督办提醒】测试", status=status, attempts=8, next_attempt_at=site.clock(),
+                       created_at=site.clock(), last_error="550 mailbox unavailable", recipient_unit=UNIT)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_the_office_retries_a_failed_delivery_through_the_outboxs_requeue(site):
+    failed, sent = _failed_delivery(site), _failed_delivery(site, "sent")
+    office = site.sign_in("office")
+    page = office.get("/office/outbox")
+    assert f"/office/outbox/{failed}/retry" in page.text
+    assert office.post(f"/office/outbox/{failed}/retry", data={"csrf": csrf_of(page.text)}).status_code == 303
+    refused = office.post(f"/office/outbox/{sent}/retry", data={"csrf": csrf_of(page.text)})
+    assert refused.status_code == 422 and "已发送成功，不会重复发送" in refused.text
+    with transaction(site.engine) as session:
+        row = session.get(Delivery, failed)
+        assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, site.clock())
+        assert session.get(Delivery, sent).status == "sent"
+        retries = [(a.actor, a.object_id) for a in session.scalars(select(AuditEntry).where(AuditEntry.action == "retry"))]
+        assert retries == [("office", str(failed))]
