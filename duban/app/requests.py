@@ -193,7 +193,7 @@ def decide(session: Session, who: Principal, request_id: int, approve: bool, com
             resolved, messages = _close_alerts(session, task, request, now)
         elif request.kind == "extend" and request.new_deadline is not None:
             task.deadline = request.new_deadline
-            task.deadline_text = f"{request.new_deadline.isoformat()}（经批准延期）"
+            task.deadline_text = f"{audit.chinese_date(request.new_deadline)}（经批准延期）"
     audit.record(session, who, "approve" if approve else "return", at=now, address=address, object_type="request",
                  object_id=request.id, unit_code=request.unit_code, kind=request.kind, task=request.task_code,
                  comment=comment, resolved_alerts=resolved)

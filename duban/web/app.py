@@ -45,6 +45,7 @@ from duban.engine.calendar import WorkingCalendar
 from duban.engine.rules import RuleSet
 from duban.store.db import session_factory, transaction
 from duban.store.models import Alert, Delivery, Indicator, Notice, Silence, Task, Unit
+from duban.notifiers.render import format_datetime_cn
 from duban.store.periods import SHANGHAI, local_date
 from duban.store.web_models import (
     REQUEST_KIND_LABELS,
@@ -127,7 +128,8 @@ def read_only_engine(engine: Engine) -> Engine:
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters["when"] = lambda v: v.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if v else "—"
+    env.filters["when"] = lambda v: format_datetime_cn(v) if v else "—"
+    env.filters["day"] = audit.chinese_date
     env.filters["num"] = lambda v: "—" if v is None else (f"{v:,.2f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v))
     env.globals.update(LEVEL_LABELS=board.LEVEL_LABELS, SUBJECT_LABELS=board.SUBJECT_LABELS, ROLE_LABELS=ROLE_LABELS,
                        REQUEST_KIND_LABELS=REQUEST_KIND_LABELS, REQUEST_STATE_LABELS=REQUEST_STATE_LABELS,
@@ -632,6 +634,21 @@ async def task_view(request: Request) -> Response:
                                       .order_by(Alert.first_seen.desc())))
     return render(request, "task.html.j2", code=code, name=name, task=task, reqs=reqs, files=files, alerts=alerts,
                   error="", can_submit=me.is_unit, today=local_date(now(request)))
+
+
+@route("/unit/{code}/request/{request:int}", "own")
+async def request_view(request: Request) -> Response:
+    """One request and its 留痕: every state change with who, when and why, from the audit rows."""
+    _, code = own_unit(request)
+    with db(request) as session:
+        name = unit_name(session, code)
+        req = session.get(UnitRequest, request.path_params["request"])
+        if req is None or req.unit_code != code:
+            raise Denied(404, "没有这项申请")
+        task = session.get(Task, req.task_code)
+        files = unit_requests.attachments_of(session, [req.id]).get(req.id, [])
+        steps = audit.request_history(session, req)
+    return render(request, "request.html.j2", code=code, name=name, req=req, task=task, files=files, steps=steps)
 
 
 @route("/unit/{code}/task/{task}", "own", ("POST",))

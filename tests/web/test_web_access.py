@@ -39,9 +39,10 @@ def _expected_allowed(access: str, method: str, role: str) -> bool:
     raise AssertionError(access)
 
 
-def _path(template: str, site, attachment_id: int) -> str:
+def _path(template: str, site, attachment_id: int, request_id: int) -> str:
     values = {"code": UNIT, "task": TASK, "kind": "indicator", "subject": "service_investment_growth",
-              "number": "HZ20230715-000001", "id:int": str(attachment_id), "token": site.link(UNIT).removeprefix("/signin/")}
+              "number": "HZ20230715-000001", "id:int": str(attachment_id), "request:int": str(request_id),
+              "token": site.link(UNIT).removeprefix("/signin/")}
     return re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], template)
 
 
@@ -52,6 +53,7 @@ def test_every_route_answers_each_role_as_the_table_says(site):
                                              uploads=[unit_requests.Upload("note.txt", "已完成".encode())])
         session.flush()
         attachment_id = unit_requests.attachments_of(session, [request.id])[request.id][0].id
+        request_id = request.id
     clients = {"anonymous": site.client(), "unit": site.sign_in(UNIT), "other unit": site.sign_in("tjj"),
                "member": site.sign_in("member"), "leader": site.sign_in("leader"), "office": site.sign_in("office")}
     tokens = {}
@@ -69,7 +71,7 @@ def test_every_route_answers_each_role_as_the_table_says(site):
             row: dict[str, int] = {}
             for role in ROLES:
                 client = clients[role]
-                path = _path(spec.path, site, attachment_id)
+                path = _path(spec.path, site, attachment_id, request_id)
                 if spec.access == "public" and method == "POST":
                     # Signing in changes who the client is: a fresh client with its own form token.
                     client = site.client()

@@ -188,3 +188,43 @@ def test_the_office_retries_a_failed_delivery_through_the_outboxs_requeue(site):
         assert session.get(Delivery, sent).status == "sent"
         retries = [(a.actor, a.object_id) for a in session.scalars(select(AuditEntry).where(AuditEntry.action == "retry"))]
         assert retries == [("office", str(failed))]
+
+
+def _steps(page_text: str) -> list[list[str]]:
+    import re
+
+    table = page_text.split('<table class="history">', 1)[1].split("</table>", 1)[0]
+    body = table.split("<tbody>", 1)[1]
+    return [[re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+def test_a_requests_history_shows_every_step_with_who_when_and_why(site):
+    unit = site.sign_in(UNIT)
+    _post(unit, "close", "工作专班已组建。", [("印发通知.pdf", io.BytesIO(PDF), "application/pdf")])
+    office = site.sign_in("office")
+    with transaction(site.engine) as session:
+        first = session.scalars(select(UnitRequest.id)).one()
+    assert _decide(office, first, "return", "缺少实施方案印发文件，请补充。").status_code == 303
+    site.clock.at += dt.timedelta(hours=2)
+    _post(unit, "close", "已补充实施方案。", [("实施方案.pdf", io.BytesIO(PDF), "application/pdf")])
+    with transaction(site.engine) as session:
+        second = max(session.scalars(select(UnitRequest.id)))
+    assert _decide(office, second, "approve", "同意销号。").status_code == 303
+
+    for client in (unit, office, site.sign_in("leader")):
+        page = client.get(f"/unit/{UNIT}/request/{first}")
+        assert page.status_code == 200
+        steps = _steps(page.text)
+        assert [s[2] for s in steps] == ["提交销号申请", "退回申请"]
+        assert steps[0][0] == "2023年7月15日 09:00" and steps[0][1].endswith("（责任单位）") and steps[0][3] == "待审批"
+        assert "工作专班已组建" in steps[0][4] and "附件 1 个" in steps[0][5]
+        assert steps[1][1].endswith("（办公室）") and steps[1][3] == "已退回" and "缺少实施方案印发文件" in steps[1][4]
+    steps = _steps(office.get(f"/unit/{UNIT}/request/{second}").text)
+    assert [(s[0], s[2], s[3]) for s in steps] == [("2023年7月15日 11:00", "提交销号申请", "待审批"),
+                                                   ("2023年7月15日 11:00", "同意申请", "已同意")]
+    # The task page and the office's list link each request to its history.
+    assert f'href="/unit/{UNIT}/request/{first}"' in unit.get(f"/unit/{UNIT}/task/{TASK}").text
+    assert site.sign_in("tjj").get(f"/unit/{UNIT}/request/{first}").status_code == 403
+    assert office.get(f"/unit/tjj/request/{first}").status_code == 404
+    assert office.get(f"/unit/{UNIT}/request/9999").status_code == 404
