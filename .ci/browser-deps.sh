@@ -7,6 +7,8 @@ need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if ! fc-list :lang=zh 2>/dev/null | grep -q .; then need+=(fonts-noto-cjk); fi
+# Chromium's own Chinese strings (the file picker's 选择文件), so screenshots show what an official's browser shows.
+[ -e /usr/lib/chromium/locales/zh-CN.pak ] || need+=(chromium-l10n)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "browser tests: missing ${need[*]} and cannot apt-get install them here; those tests will be skipped" >&2

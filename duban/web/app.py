@@ -45,6 +45,7 @@ from duban.engine.calendar import WorkingCalendar
 from duban.engine.rules import RuleSet
 from duban.store.db import session_factory, transaction
 from duban.store.models import Alert, Delivery, Indicator, Notice, Silence, Task, Unit
+from duban.notifiers.digest import KIND_LABELS as NOTICE_KIND_LABELS
 from duban.notifiers.render import format_datetime_cn
 from duban.store.periods import SHANGHAI, local_date
 from duban.store.web_models import (
@@ -125,15 +126,21 @@ def read_only_engine(engine: Engine) -> Engine:
 # --- rendering ---------------------------------------------------------------------------------------
 
 
+RULE_KIND_LABELS = {"threshold": "指标门槛", "pace": "序时进度", "deadline": "时限", "report_due": "按时报送",
+                    "praise": "表扬", "milestone": "节点", "forecast": "预测"}
+
+
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = lambda v: format_datetime_cn(v) if v else "—"
     env.filters["day"] = audit.chinese_date
+    env.filters["month"] = lambda m: f"{m[:4]}年{int(m[5:7])}月" if len(m) == 7 and m[4] == "-" and m[5:].isdigit() else m
     env.filters["num"] = lambda v: "—" if v is None else (f"{v:,.2f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v))
     env.globals.update(LEVEL_LABELS=board.LEVEL_LABELS, SUBJECT_LABELS=board.SUBJECT_LABELS, ROLE_LABELS=ROLE_LABELS,
                        REQUEST_KIND_LABELS=REQUEST_KIND_LABELS, REQUEST_STATE_LABELS=REQUEST_STATE_LABELS,
-                       ACTION_LABELS=audit.ACTION_LABELS, task_done=unit_requests.task_done)
+                       ACTION_LABELS=audit.ACTION_LABELS, task_done=unit_requests.task_done,
+                       RULE_KIND_LABELS=RULE_KIND_LABELS, NOTICE_KIND_LABELS=NOTICE_KIND_LABELS)
     return env
 
 
@@ -505,8 +512,10 @@ async def subject_view(request: Request) -> Response:
                                        .order_by(Notice.id.desc()).limit(50)))
         replies = unit_requests.requests_of(session, task_code=code) if kind == "task" else []
         task = session.get(Task, code) if kind == "task" else None
+        wanted = {n.recipient_unit for n in notices} | {r.unit_code for r in replies}
+        unit_names = dict(session.execute(select(Unit.code, Unit.name).where(Unit.code.in_(wanted))).all()) if wanted else {}
     return render(request, "subject.html.j2", kind=kind, subject=subject, today=local_date(now(request)), name=name, lights=lights, chart=chart,
-                  alerts=alerts, notices=notices, replies=replies, task=task)
+                  alerts=alerts, notices=notices, replies=replies, task=task, unit_names=unit_names)
 
 
 # --- a unit's pages -----------------------------------------------------------------------------------

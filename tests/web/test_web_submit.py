@@ -26,7 +26,7 @@ def test_the_unit_sees_what_it_owes_with_the_calendars_due_date(site):
     client = site.sign_in(UNIT)
     page = _form(client)
     assert "服务业投资增速" in page.text and "2023年6月" in page.text
-    assert "2023-07-10" in page.text  # the 10th of July is a working day (a Monday)
+    assert "2023年7月10日" in page.text  # the 10th of July is a working day (a Monday)
     assert f'name="{JUNE}"' in page.text
 
 
