@@ -58,7 +58,7 @@ def main() -> None:
     from duban.store.db import transaction
     from duban.store.models import IndicatorUnit
 
-    print("load average %.2f %.2f %.2f" % os.getloadavg(), flush=True)
+    print("load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     rule_set = load_rule_set(RULES_DIR)
     with tempfile.TemporaryDirectory(prefix="duban-web-bench-") as tmp:
         db = Path(tmp) / "province.db"
@@ -135,7 +135,7 @@ def main() -> None:
         print(f"incremental / full evaluation: {incremental.seconds:.3f} s / {again.seconds:.2f} s = "
               f"1/{again.seconds / max(incremental.seconds, 1e-6):.0f}")
         engine.dispose()
-    print("load average %.2f %.2f %.2f" % os.getloadavg(), flush=True)
+    print("load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
 
 
 def _load(base: str, path: str, cookie: str, label: str) -> None:

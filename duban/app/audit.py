@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -74,7 +73,7 @@ def request_history(session: Session, request: UnitRequest) -> list[Step]:
     steps = []
     for row in rows:
         detail = row.detail or {}
-        name = names.get(row.user_id) or row.actor or "—"
+        name = (names.get(row.user_id) if row.user_id is not None else None) or row.actor or "—"
         who = f"{name}（{ROLE_LABELS.get(row.role, row.role)}）" if row.role else name
         notes: list[str] = []
         if row.action in ("request", "progress"):

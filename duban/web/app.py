@@ -43,10 +43,10 @@ from duban.app.accounts import AccountError, LiveSession, Principal
 from duban.app.portal import Forbidden, PortalError
 from duban.engine.calendar import WorkingCalendar
 from duban.engine.rules import RuleSet
-from duban.store.db import session_factory, transaction
-from duban.store.models import Alert, Delivery, Indicator, Notice, Silence, Task, Unit
 from duban.notifiers.digest import KIND_LABELS as NOTICE_KIND_LABELS
 from duban.notifiers.render import format_datetime_cn
+from duban.store.db import session_factory, transaction
+from duban.store.models import Alert, Delivery, Indicator, Notice, Silence, Task, Unit
 from duban.store.periods import SHANGHAI, local_date
 from duban.store.web_models import (
     REQUEST_KIND_LABELS,
