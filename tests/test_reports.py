@@ -357,6 +357,8 @@ def test_report_commands_write_html_and_xlsx_and_print_their_paths(tmp_path):
         assert result.exit_code == 0, result.output
         assert str(out / f"{stem}.html") in result.stdout and str(out / f"{stem}.xlsx") in result.stdout
         assert (out / f"{stem}.html").stat().st_size > 0 and (out / f"{stem}.xlsx").stat().st_size > 0
+        if stem == "monthly-2023-06":  # reviewed at the July dispatch, in Beijing time and Chinese dates
+            assert "（评估时点 2023年7月" in result.stdout and "2023-07" not in result.stdout.split("（评估时点")[1]
     assert "2023年度湖州市服务业高质量发展“十百千”工程综合评估报告" in (out / "annual-2023.html").read_text(encoding="utf-8")
 
 

@@ -19,6 +19,7 @@ def report() -> None:
 def _write(app: AppContext, kind: str, code: str, out: Path, at_text: str | None) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from duban.notifiers.render import format_datetime_cn
     from duban.notifiers.reports import ReportPeriodError, ReportTemplateError, generate
 
     rule_set = load_programme_rules(app)
@@ -36,7 +37,7 @@ def _write(app: AppContext, kind: str, code: str, out: Path, at_text: str | None
     result = written.report
     for warning in result.warnings:
         click.echo(f"警告：{warning}", err=True)
-    when = result.cutoff.strftime("%Y-%m-%d %H:%M")
+    when = format_datetime_cn(result.cutoff)  # Beijing time, as the report itself writes it
     if result.cutoff > dt.datetime.now(dt.UTC):
         click.echo(f"注意：评估时点 {when} 尚未到来，报告按库中现有数据生成，仅供预览。", err=True)
     click.echo(f"{result.title}（评估时点 {when}）")
