@@ -61,7 +61,8 @@ class RoundReport:
     round_id: int | None = None
 
     def __str__(self) -> str:
-        when = self.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+        local = self.at.astimezone(SHANGHAI)
+        when = f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
         if self.skipped:
             return f"轮次 {self.key}（{when}）此前已完成，本次未重复记录或发送。"
         text = (f"轮次 {self.key}（{when}）：预警候选 {self.candidates} 项，生成通知 {self.notices} 条，"
@@ -253,7 +254,8 @@ ROUND_LOCK_CLASS = 0x6475_6272  # "dubr": rounds; the service's instance lease u
 
 
 def _local(at: dt.datetime) -> str:
-    return at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+    local = at.astimezone(SHANGHAI)
+    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M:%S}"
 
 
 def _tell_admin(session: Session, rule_set: RuleSet, report: RoundReport, name: str, at: dt.datetime) -> bool:
