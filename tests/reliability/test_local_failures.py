@@ -180,7 +180,8 @@ def test_serial_two_rounds_at_once_on_postgresql_decide_each_alert_once(
     assert sum(copies.values()) == deliveries and all(count == 1 for count in copies.values()), copies
     assert duplicated == 0, [key for key, count in repeats.items() if count > 1]
     ledger("serial", inputs=2 * attempts + 1, faults=attempts, duplicated=duplicated, rounds=recorded,
-           note=f"PostgreSQL, two `evaluate --send` at once ×{attempts}: {len(ids)} Message-IDs, each once")
+           note=f"PostgreSQL, two `evaluate --send` at once ×{attempts}: {len(ids)} Message-IDs, "
+                f"{sum(copies.values())} copies (one per mailbox), none twice")
 
 
 def test_local_a_bound_whose_divisor_of_indicators_is_zero_is_reported_not_silently_skipped(
