@@ -818,7 +818,8 @@ def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Contex
             expected, lag = _pace_lag(target, done, p)
             completion = round(100.0 * done / target.value, 2) if target.value else 0.0
             details = {**base, **target.payload(), "completion": completion, "time_progress": round(p, 2),
-                       "months_ended": month, "months_total": 12, "derived": False}
+                       "months_ended": month, "months_total": 12, "derived": False,
+                       "value_period": month_code(year, month)}
             item = _Pending(rule, "indicator", subject, info.name, recipients, str(year), info.measure,
                             value=done, threshold=target.value, expected=expected, period_label=f"{year}年1—{month}月",
                             unit_name=unit_info.name if unit_info else "", details=details)
@@ -885,6 +886,9 @@ def _derive_milestone(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _C
             gap = max(gap, 0.01) if not target.met(value) else 0.0
             details = {"indicator": info.code, "unit": unit, **target.payload(), "judged": judged,
                        "derived": False, "completion": round(100.0 * value / target.value, 2) if target.value else 0.0}
+            if covered is not None and (totals is None or len(totals.by_year) == 1):
+                # The latest month its figure covers; a total over several years has no "1—N月".
+                details["value_period"] = month_code(*covered)
             item = _Pending(rule, "indicator", info.code if not unit else f"{info.code}@{unit}", info.name,
                             (unit,) if unit else info.units, scope, info.measure, value=value, threshold=target.value,
                             deadline=spec.due, days_left=days_left, period_label=_due_label(spec.due),
@@ -932,7 +936,8 @@ def _derive_forecast(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Co
             forecast = {"value": round(projected, 2), "percent": round(percent, 1), "method": method,
                         "months": month, "warn_below": rule.warn_below}
             details = {"indicator": info.code, "unit": unit, **target.payload(), "derived": False,
-                       "completion": round(100.0 * done / target.value, 2), "forecast": forecast}
+                       "completion": round(100.0 * done / target.value, 2), "forecast": forecast,
+                       "value_period": month_code(year, month)}
             item = _Pending(rule, "indicator", info.code if not unit else f"{info.code}@{unit}", info.name,
                             (unit,) if unit else info.units, str(year), info.measure, value=done,
                             threshold=target.value, expected=projected, period_label=f"{year}年1—{month}月",
@@ -1148,7 +1153,8 @@ def _derive_praise(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Cont
                 value=done, threshold=target.value, expected=expected,
                 period_label=f"{scope}年1—{ended}月", unit_name=unit_info.name if unit_info else "",
                 details={"completion": round(100.0 * done / target.value, 2), "time_progress": round(p, 2),
-                         "indicator": info.code, "unit": unit, **target.payload(), "derived": False},
+                         "indicator": info.code, "unit": unit, **target.payload(), "derived": False,
+                         "months_ended": ended, "value_period": month_code(year, ended)},
             )
             if rule.basis == "target_met_early":
                 # "Early" while months of the year remain: never once the year is over.

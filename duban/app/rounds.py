@@ -530,7 +530,7 @@ def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set
         rule=rule_id,
         rule_file=str(rule.position) if rule else "", template=template, subject_type=subject_type,
         subject=subject, subject_name=candidate.subject_name if candidate else notice.title,
-        period=period, period_label=str((facts.get("value_period") and _label(facts["value_period"])) or _label(period)),
+        period=period, period_label=_item_period_label(rule, period, details),
         value=candidate.value if candidate else None, threshold=candidate.threshold if candidate else None,
         expected=candidate.expected if candidate else None, measure=candidate.measure if candidate else "",
         deadline=candidate.deadline if candidate else None,
@@ -545,6 +545,21 @@ def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set
         closed_on=_local_date(notice.candidate.at) if notice.kind == "resolved" and notice.candidate else None,
         closing=str(details.get("closing", "")) if notice.kind == "resolved" else "",
     )
+
+
+def _item_period_label(rule: Rule | None, period: str, details: Mapping[str, Any]) -> str:
+    """What a notice's figure covers: 2023年6月 for a month's figure (threshold), 2023年1—6月 for a
+    year's running total (pace, praise, forecast), else the alert's period (2023年, 2023年第二季度)."""
+    value_period = str(details.get("value_period") or "")
+    if not value_period:
+        return _label(period)
+    if rule is not None and rule.kind in ("pace", "praise", "forecast") and len(value_period) == 7 \
+            and value_period[4] == "-" and value_period[5] != "Q":
+        month = int(value_period[5:7])
+        return f"{value_period[:4]}年1—{month}月" if month > 1 else f"{value_period[:4]}年1月"
+    if rule is not None and rule.kind == "milestone":
+        return _label(period)
+    return _label(value_period)
 
 
 def _closing(notices: list[PlannedNotice], alerts: Mapping[AlertKey, Alert], result: EvaluationResult,
