@@ -24,8 +24,10 @@ from ruamel.yaml.error import MarkedYAMLError
 from duban.engine.expr import ExpressionError, parse_bound
 from duban.engine.rules import (
     AGGREGATES,
+    LIST_NAMES,
     NOTIFY_CHOICES,
     PRAISE_BASES,
+    REPORT_NAMES,
     RULE_KINDS,
     STRENGTHS,
     Cadence,
@@ -167,6 +169,18 @@ SETTINGS_FIELDS: tuple[Field, ...] = (
     Field("admin_email", "str", description="Where rule, template and delivery errors are reported."),
     Field("subject_prefix", "str", description="E-mail subject prefix, e.g. 【鹿城区“十百千”工作专班】."),
     Field("calendar", "str", description="Calendar override file (relative to this directory)."),
+    *(Field(f"report_{kind}", "str", description=f"What the {kind} report is called, as the document names it "
+            f"(default {name}); e.g. {example}.")
+      for kind, name, example in (("monthly", "月度监测报告", "月度专报"), ("quarterly", "季度分析报告", "季度通报"),
+                                  ("annual", "年度评价报告", "年度评估"))),
+    *(Field(f"list_{key}", "str", description=f"What the reports' {what} is called, as the document names it "
+            f"(default {LIST_NAMES[key]}); e.g. {example}.")
+      for key, what, example in (("indicators", "indicator list", "主要指标进度表"),
+                                 ("projects", "project list", "重大项目实施表"),
+                                 ("tasks", "task list", "重点任务攻坚表"),
+                                 ("ranking", "ranking of units", "争先创优晾晒表"),
+                                 ("ledger", "ledger of notices opened and closed", "督导服务销号表"),
+                                 ("focus", "quarter's list of units to supervise", "督导服务名单"))),
 )
 
 # "" means: the item template named after the notice kind (warning, reminder, overdue, praise …).
@@ -508,6 +522,8 @@ def _settings(checker: _FileChecker, document: Any, directory: Path) -> Settings
         start=values.get("start"),
         mechanism=values.get("mechanism", ""),
         praise_mechanism=values.get("praise_mechanism", ""),
+        report_names={kind: values[f"report_{kind}"] for kind in REPORT_NAMES if values.get(f"report_{kind}")},
+        list_names={key: values[f"list_{key}"] for key in LIST_NAMES if values.get(f"list_{key}")},
     )
 
 

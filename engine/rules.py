@@ -152,11 +152,30 @@ class Settings:
     start: dt.date | None = None  # first day of notices; default `issued`
     mechanism: str = ""  # the document's sentence on urging, cited by every 督办提醒
     praise_mechanism: str = ""  # the document's sentence on praise, cited by a 通报
+    # What the reports and their lists are called: the document's own names (Lucheng: 月度专报,
+    # 争先创优晾晒表 …), or neutral ones where the document names none (REPORT_NAMES, LIST_NAMES).
+    report_names: dict[str, str] = field(default_factory=dict)
+    list_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def notices_from(self) -> dt.date | None:
         """No notice cites a document before it exists: rounds before this day send nothing."""
         return self.start or self.issued
+
+    def report_name(self, kind: str) -> str:
+        """monthly → 月度专报 (Lucheng) or 月度监测报告 (a document without a name for it)."""
+        return self.report_names.get(kind) or REPORT_NAMES[kind]
+
+    def list_name(self, key: str) -> str:
+        """indicators, projects, tasks, ranking, ledger, focus → the list's name (争先创优晾晒表 …)."""
+        return self.list_names.get(key) or LIST_NAMES[key]
+
+
+# Neutral names for a document that names no reports or lists of its own: plain descriptions,
+# never another programme's mechanism (湖政办发〔2023〕16号 has no 月度专报, 季度通报 or 晾晒).
+REPORT_NAMES = {"monthly": "月度监测报告", "quarterly": "季度分析报告", "annual": "年度评价报告"}
+LIST_NAMES = {"indicators": "主要指标进度表", "projects": "重大项目推进表", "tasks": "重点任务推进表",
+              "ranking": "单位推进情况排名表", "ledger": "督办事项办理表", "focus": "重点督促单位名单"}
 
 
 @dataclass(frozen=True)

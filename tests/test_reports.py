@@ -30,6 +30,8 @@ from duban.store.models import Delivery, DeliveryPayload, Round
 from duban.store.periods import SHANGHAI
 
 LIST_SHEETS = ["主要指标进度表", "重大项目实施表", "重点任务攻坚表", "争先创优晾晒表", "表扬督促", "督导服务销号表"]
+# Huzhou's document names no lists of Lucheng's kind: programme.yaml gives them plain names.
+HUZHOU_LIST_SHEETS = ["主要指标进度表", "重大项目实施表", "重点任务推进表", "工作进度评价表", "表扬督促", "督促事项办理表"]
 RED, YELLOW, GREEN = "FFFFC7CE", "FFFFEB9C", "FFC6EFCE"
 
 
@@ -223,9 +225,9 @@ def test_the_workbook_has_a_cover_and_one_sheet_per_list(lucheng_q2):
 
 
 def test_every_list_sheet_freezes_its_header_rows(lucheng_q2, huzhou_q2):
-    for written in (lucheng_q2, huzhou_q2):
+    for written, names in ((lucheng_q2, LIST_SHEETS), (huzhou_q2, HUZHOU_LIST_SHEETS)):
         book = load_workbook(written.xlsx)
-        for name in LIST_SHEETS:
+        for name in names:
             sheet = book[name]
             assert sheet.freeze_panes == "A4", name
             assert sheet["A3"].value in ("序号", "名次", "类别"), name
@@ -359,7 +361,17 @@ def test_report_commands_write_html_and_xlsx_and_print_their_paths(tmp_path):
         assert (out / f"{stem}.html").stat().st_size > 0 and (out / f"{stem}.xlsx").stat().st_size > 0
         if stem == "monthly-2023-06":  # reviewed at the July dispatch, in Beijing time and Chinese dates
             assert "（评估时点 2023年7月" in result.stdout and "2023-07" not in result.stdout.split("（评估时点")[1]
-    assert "2023年度湖州市服务业高质量发展“十百千”工程综合评估报告" in (out / "annual-2023.html").read_text(encoding="utf-8")
+    # Huzhou's document names no 年度评估, 月度专报 or 季度通报: its reports carry programme.yaml's plain names.
+    annual = (out / "annual-2023.html").read_text(encoding="utf-8")
+    assert "2023年度湖州市服务业高质量发展“十百千”工程年度评价报告" in annual
+    monthly = (out / "monthly-2023-06.html").read_text(encoding="utf-8")
+    assert "2023年6月湖州市服务业高质量发展“十百千”工程推进情况月度监测报告" in monthly
+    for text in (annual, monthly, (out / "quarterly-2023-Q2.html").read_text(encoding="utf-8")):
+        for lucheng_only in ("月度专报", "季度通报", "争先创优晾晒表", "督导服务销号表", "重点任务攻坚表", "督导服务名单"):
+            assert lucheng_only not in text, lucheng_only
+    assert "工作进度评价表" in monthly and "督促事项办理表" in monthly
+    sheets = load_workbook(out / "quarterly-2023-Q2.xlsx", read_only=True).sheetnames
+    assert {"工作进度评价表", "督促事项办理表", "重点任务推进表", "重点督促单位名单"} <= set(sheets)
 
 
 def test_a_malformed_period_is_a_chinese_message_not_a_traceback(tmp_path):
@@ -388,4 +400,4 @@ def test_the_demo_writes_the_reports_its_replay_reached_and_lists_them_in_its_in
     assert not list((workspace / "lucheng" / "reports").glob("*.html"))
     index = (workspace / "index.html").read_text(encoding="utf-8")
     assert "<a href='huzhou/reports/quarterly-2023-Q2.html'>网页版</a>" in index
-    assert "2023年第二季度湖州市服务业高质量发展“十百千”工程推进情况通报" in index
+    assert "2023年第二季度湖州市服务业高质量发展“十百千”工程推进情况季度分析报告" in index

@@ -117,7 +117,7 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
     for _title, outbox, _entries in sections:
         click.echo(f"  邮件（.eml，可用邮件客户端打开）：{outbox}{os.sep}")
     for programme, _example in EXAMPLES:
-        click.echo(f"  报告（月度专报、季度通报、年度评估，.html 与 .xlsx）：{workspace / programme / 'reports'}{os.sep}")
+        click.echo(f"  报告（月度、季度、年度，.html 与 .xlsx）：{workspace / programme / 'reports'}{os.sep}")
     click.echo(f"  数据库：{workspace}/<programme>/duban.db，例如 "
                f"{_command_name()} --db {workspace}/lucheng/duban.db --rules rules/lucheng evaluate --at 2023-07-15")
     from duban.cli.web import demo_lines
@@ -171,6 +171,6 @@ def _list_reports(index: Path, workspace: Path, by_programme: list[tuple[str, li
             f"<li>{html.escape(w.report.title)}：<a href='{html.escape(w.html.relative_to(workspace).as_posix())}'>网页版</a>"
             f" · <a href='{html.escape(w.xlsx.relative_to(workspace).as_posix())}'>电子表格</a></li>" for w in written)
         items.append(f"<h3>{html.escape(title)}</h3><ul>{links}</ul>")
-    block = "<h2>工作专班报告（月度专报、季度通报、年度评估）</h2>" + "".join(items)
+    block = "<h2>工作专班报告（月度、季度、年度）</h2>" + "".join(items)
     page = index.read_text(encoding="utf-8")
     index.write_text(page.replace("</h1>", "</h1>" + block, 1), encoding="utf-8")

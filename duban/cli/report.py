@@ -1,4 +1,4 @@
-"""`duban report monthly|quarterly|annual`: the 月度专报, 季度通报 and 年度评估 as HTML and .xlsx."""
+"""`duban report monthly|quarterly|annual`: the monthly, quarterly and annual reports (named in programme.yaml) as HTML and .xlsx."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ _AT = click.option("--at", "at_text", default=None,
 @_AT
 @pass_app
 def monthly(app: AppContext, month: str, out: Path, at_text: str | None) -> None:
-    """月度专报：按次月月调度时的数据反映当月情况。"""
+    """月度报告（如鹿城区的月度专报）：按次月月调度时的数据反映当月情况。"""
     _write(app, "monthly", month, out, at_text)
 
 
@@ -67,7 +67,7 @@ def monthly(app: AppContext, month: str, out: Path, at_text: str | None) -> None
 @_AT
 @pass_app
 def quarterly(app: AppContext, quarter: str, out: Path, at_text: str | None) -> None:
-    """季度通报：按下一次季度分析会时的数据反映本季度情况。"""
+    """季度报告（如鹿城区的季度通报）：按下一次季度会议时的数据反映本季度情况。"""
     _write(app, "quarterly", quarter, out, at_text)
 
 
@@ -77,5 +77,5 @@ def quarterly(app: AppContext, quarter: str, out: Path, at_text: str | None) -> 
 @_AT
 @pass_app
 def annual(app: AppContext, year: str, out: Path, at_text: str | None) -> None:
-    """年度评估：按年度评估会时的数据反映全年情况。"""
+    """年度报告（如鹿城区的年度评估）：按年度评估会议时的数据反映全年情况。"""
     _write(app, "annual", year, out, at_text)

@@ -8,10 +8,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from statistics import fmean
 
 from duban.engine.evaluate import AlertCandidate, Assessment, EvaluationResult
-from duban.engine.rules import RuleSet
+from duban.engine.rules import LIST_NAMES, RuleSet
 from duban.notifiers.render import name_with_months
 from duban.notifiers.reports.model import (
-    KIND_NAMES,
     LEVEL_ORDER,
     AlertRecord,
     CategoryTotal,
@@ -60,7 +59,8 @@ def build_report(
     progress, progress_label = _time_progress(snapshot)
     report = Report(
         kind=kind, period=period.code, period_label=period.label,
-        title=_title(kind, period, name), kind_name=KIND_NAMES[kind], programme_name=name,
+        title=_title(kind, period, name, settings.report_name(kind)), kind_name=settings.report_name(kind),
+        programme_name=name, list_names={key: settings.list_name(key) for key in LIST_NAMES},
         document_title=settings.title or name,
         document=settings.document or (programme.document if programme else ""), signer=signer,
         urging_name=_urging_name(settings.mechanism),
@@ -138,13 +138,13 @@ def _months_named(text: str, period: str, details: Mapping[str, object], snapsho
     return name_with_months(text, months)
 
 
-def _title(kind: str, period: Period, name: str) -> str:
+def _title(kind: str, period: Period, name: str, kind_name: str) -> str:
+    """2023年6月…工程推进情况月度专报; 2023年度…工程年度评估报告 (the report's name from programme.yaml)."""
     project = name.split("（")[0]
-    if kind == "monthly":
-        return f"{period.label}{project}推进情况月度专报"
-    if kind == "quarterly":
-        return f"{period.label}{project}推进情况通报"
-    return f"{period.label}度{project}综合评估报告"
+    if kind == "annual":
+        noun = kind_name if kind_name.endswith("报告") else f"{kind_name}报告"
+        return f"{period.label}度{project}{noun}"
+    return f"{period.label}{project}推进情况{kind_name}"
 
 
 def _time_progress(snapshot: Snapshot) -> tuple[float | None, str]:

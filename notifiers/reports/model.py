@@ -9,8 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from duban.engine.rules import LIST_NAMES
+
 KINDS = ("monthly", "quarterly", "annual")
-KIND_NAMES = {"monthly": "月度专报", "quarterly": "季度通报", "annual": "年度评估"}
+# What each report is called comes from programme.yaml (Settings.report_name): 月度专报 in Lucheng,
+# 月度监测报告 in Huzhou, whose document names no 月度专报.
 # The cadence `digest:` name whose round reads each report (rules/<programme>/cadence.yaml).
 DIGEST_OF_KIND = {"monthly": "monthly_dispatch", "quarterly": "quarterly", "annual": "annual"}
 LEVEL_NAMES = {"red": "红灯", "yellow": "黄灯", "green": "绿灯", "stale": "数据未更新"}
@@ -260,7 +263,7 @@ class Report:
     period: str  # 2023-06, 2023-Q2, 2023
     period_label: str  # 2023年6月, 2023年第二季度, 2023年
     title: str  # the report's own title
-    kind_name: str  # 月度专报 …
+    kind_name: str  # 月度专报 … (programme.yaml's report_monthly …)
     programme_name: str
     document: str  # the document's number (文号)
     signer: str
@@ -295,6 +298,8 @@ class Report:
     document_title: str = ""
     # What the document calls urging: 亮灯督促 (Lucheng), 督促 (Huzhou: no lights in its text)
     urging_name: str = "亮灯督促"
+    # The lists' names (programme.yaml's list_*): indicators, projects, tasks, ranking, ledger, focus
+    list_names: dict[str, str] = field(default_factory=lambda: dict(LIST_NAMES))
 
     @property
     def file_stem(self) -> str:
@@ -302,7 +307,7 @@ class Report:
 
 
 __all__ = [
-    "DIGEST_OF_KIND", "KINDS", "KIND_NAMES", "LEVEL_NAMES", "LEVEL_ORDER", "AlertRecord", "CategoryTotal", "Count",
+    "DIGEST_OF_KIND", "KINDS", "LEVEL_NAMES", "LEVEL_ORDER", "AlertRecord", "CategoryTotal", "Count",
     "ImportNote", "IndicatorChange", "IndicatorRow", "LedgerRow", "ListItem", "ProjectRow", "Report",
     "SupervisionItem", "TaskRow", "TaskSummary", "UnitAssessment", "UnitRank",
 ]

@@ -12,7 +12,7 @@ import datetime as dt
 from duban.engine.calendar import WorkingCalendar
 from duban.engine.rules import Cadence, RuleSet
 from duban.engine.schedule import ScheduleError, parse_schedule
-from duban.notifiers.reports.model import DIGEST_OF_KIND, KIND_NAMES, KINDS
+from duban.notifiers.reports.model import DIGEST_OF_KIND, KINDS
 from duban.store.periods import SHANGHAI, Period, local_date, parse_period
 
 # Where to look for the reading meeting when the programme has no cadence of the report's own kind
@@ -85,8 +85,9 @@ def covered_period(kind: str, at: dt.datetime) -> Period:
     return parse_period(f"{today.year - 1:04d}")
 
 
-def report_label(kind: str, period: Period) -> str:
-    return f"{period.label}{KIND_NAMES[kind]}"
+def report_label(rule_set: RuleSet, kind: str, period: Period) -> str:
+    """2023年6月月度专报 (Lucheng), 2023年6月月度监测报告 (Huzhou): the name programme.yaml gives."""
+    return f"{period.label}{rule_set.settings.report_name(kind)}"
 
 
 def report_links(rule_set: RuleSet, job: str, at: dt.datetime, base_url: str = "") -> list[tuple[str, str]]:
@@ -109,9 +110,9 @@ def report_links(rule_set: RuleSet, job: str, at: dt.datetime, base_url: str = "
         period = covered_period(kind, at)
         stem = f"{kind}-{period.code}"
         if base_url:
-            links.append((report_label(kind, period), f"{base_url.rstrip('/')}/{stem}.html"))
+            links.append((report_label(rule_set, kind, period), f"{base_url.rstrip('/')}/{stem}.html"))
         else:
-            links.append((f"{report_label(kind, period)}（{stem}.html、{stem}.xlsx，由工作专班办公室印发）", ""))
+            links.append((f"{report_label(rule_set, kind, period)}（{stem}.html、{stem}.xlsx，由工作专班办公室印发）", ""))
     return links
 
 

@@ -369,14 +369,15 @@ def _cover(book: _Book, report: Report) -> None:
         ("重点任务", f"{summary.total}项：已完成{summary.done}项（按时{summary.done_on_time}项），"
                      f"推进中{summary.open}项，逾期{summary.overdue}项", None),
         ("表扬督促", f"通报表扬{len(report.praise)}项，{report.urging_name}{len(report.urging)}项", None),
-        ("督导销号", (f"本期新增{len(report.opened)}项，销号{len(report.closed)}项，结转{len(report.still_open)}项"
-                      if report.rounds_recorded else "系统尚未记录督办轮次，督导服务销号表暂无事项"), None),
+        ("督办事项", (f"本期新增{len(report.opened)}项，销号{len(report.closed)}项，结转{len(report.still_open)}项"
+                      if report.rounds_recorded else f"系统尚未记录督办轮次，{report.list_names['ledger']}暂无事项"), None),
         ("", "", None),
         ("亮灯说明", "绿灯：不慢于序时进度或达到标准", "green"),
         ("", "黄灯：慢于序时进度，在规则允许范围内", "yellow"),
         ("", "红灯：明显滞后于序时进度或未达底线标准", "red"),
         ("", "", None),
-        ("工作表", "主要指标进度表、重大项目实施表、重点任务攻坚表、争先创优晾晒表、表扬督促、督导服务销号表", None),
+        ("工作表", "、".join([*(report.list_names[k] for k in ("indicators", "projects", "tasks", "ranking")), "表扬督促",
+                              report.list_names["ledger"]]), None),
         ("口径", "与同期督办通知为同一次评估结果；完成率=累计完成值/年度目标；差距=完成率-序时进度（百分点），"
                  "标准类指标为完成值-标准值。", None),
     ]
@@ -408,7 +409,8 @@ def _indicators(book: _Book, report: Report, subtitle: str) -> None:
         Column("责任单位", 28, "text", lambda r: r.units),
         Column("备注", 24, "text", lambda r: r.note),
     ]
-    ws = _sheet(book, "主要指标进度表", f"{report.period_label}主要指标进度表", subtitle, columns)
+    name = report.list_names["indicators"]
+    ws = _sheet(book, name, f"{report.period_label}{name}", subtitle, columns)
     rows: Sequence[IndicatorRow] = report.indicators
     if not _rows(ws, rows):
         _empty(ws, "本期无纳入监测的指标")
@@ -429,7 +431,8 @@ def _projects(book: _Book, report: Report, subtitle: str) -> None:
         Column("亮灯", 7, "light", lambda r: r.level),
         Column("责任单位", 30, "text", lambda r: r.units),
     ]
-    ws = _sheet(book, "重大项目实施表", f"{report.period_label}重大项目实施表", subtitle, columns)
+    name = report.list_names["projects"]
+    ws = _sheet(book, name, f"{report.period_label}{name}", subtitle, columns)
     for category in report.categories:
         values: list[Any] = ["", f"{category.category}项目（{category.projects}个）小计", category.category, "",
                              category.total_investment, category.planned, category.done, category.expected,
@@ -460,10 +463,11 @@ def _tasks(book: _Book, report: Report, subtitle: str) -> None:
         Column("亮灯", 7, "light", lambda r: r.level),
     ]
     summary = report.task_summary
-    heading = f"{report.period_label}重点任务攻坚表"
+    name = report.list_names["tasks"]
+    heading = f"{report.period_label}{name}"
     sub = (f"{subtitle}　共{summary.total}项，已完成{summary.done}项（按时{summary.done_on_time}项），"
            f"推进中{summary.open}项，逾期{summary.overdue}项")
-    ws = _sheet(book, "重点任务攻坚表", heading, sub, columns)
+    ws = _sheet(book, name, heading, sub, columns)
     if not _rows(ws, report.tasks):
         _empty(ws, "本期无重点任务")
 
@@ -483,7 +487,8 @@ def _ranking(book: _Book, report: Report, subtitle: str) -> None:
         Column("通报表扬", 9, "int", lambda r: r.praised),
         Column("亮灯", 7, "light", lambda r: r.level),
     ]
-    ws = _sheet(book, "争先创优晾晒表", f"{report.period_label}争先创优晾晒表", subtitle, columns)
+    name = report.list_names["ranking"]
+    ws = _sheet(book, name, f"{report.period_label}{name}", subtitle, columns)
     if not _rows(ws, report.ranking):
         _empty(ws, "本期无可排名的单位")
 
@@ -518,10 +523,11 @@ def _ledger(book: _Book, report: Report) -> None:
         Column("历时（天）", 9, "int", lambda pair: pair[1].days_open),
     ]
     since, until = _datetime_cn(report.since), _datetime_cn(report.cutoff)
-    ws = _sheet(book, "督导服务销号表", f"{report.period_label}督导服务销号表",
+    name = report.list_names["ledger"]
+    ws = _sheet(book, name, f"{report.period_label}{name}",
                 f"{report.programme_name}　统计期间{since}至{until}", columns)
     if not report.rounds_recorded:
-        _empty(ws, "系统尚未记录督办轮次（定时督办服务未运行，也未手动发送督办通知），督导服务销号表暂无事项")
+        _empty(ws, f"系统尚未记录督办轮次（定时督办服务未运行，也未手动发送督办通知），{name}暂无事项")
         return
     items: list[tuple[str, LedgerRow]] = ([("本期新增", r) for r in report.opened] + [("本期销号", r) for r in report.closed]
                                           + [("上期结转督办中", r) for r in report.still_open])
@@ -599,7 +605,8 @@ def _supervision(book: _Book, report: Report, subtitle: str) -> None:
         Column("排名变化", 12, "centre", lambda r: r.movement),
         Column("督导重点", 70, "text", lambda r: r.focus),
     ]
-    ws = _sheet(book, "督导服务名单", f"{report.period_label}督导服务名单", subtitle, columns)
+    name = report.list_names["focus"]
+    ws = _sheet(book, name, f"{report.period_label}{name}", subtitle, columns)
     if not _rows(ws, report.supervision):
         _empty(ws, "本季度无需专项督导的单位")
 
