@@ -1051,11 +1051,14 @@ def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _
         reporters = [u for u in info.units if u in observed or any((info.code, scope, u) in snapshot.targets
                                                                    for scope in (str(today.year), "final"))] \
             if rule.per_unit else list(info.units[:1])
+        unseen = snapshot.filed_unseen.get(info.code, {})
         for reporter in reporters:
             series = observed.get(reporter if rule.per_unit else "", {})
             if not rule.per_unit and not series:
                 # Figures filed per unit still count as the jurisdiction's report.
                 series = {k: v for s in observed.values() for k, v in s.items()}
+            # Filed on time at a moment a replay does not know: not chased before its due date.
+            filed = unseen.get(reporter, set()) if rule.per_unit else {p for periods in unseen.values() for p in periods}
             unit = snapshot.units.get(reporter)
             subject = info.code if not rule.per_unit else f"{info.code}@{reporter}"
             overdue: list[tuple[int, int, dt.date, str]] = []
@@ -1065,6 +1068,8 @@ def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _
                 days_left = (due - today).days
                 if days_left < 0:
                     overdue.append((y, m, due, code))
+                    continue
+                if code in filed:
                     continue
                 item = _Pending(rule, "indicator", subject, info.name, (reporter,), code, info.measure,
                                 deadline=due, days_left=days_left, period_label=f"{y}年{m}月",

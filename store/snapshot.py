@@ -6,6 +6,11 @@ A figure is visible from the day it was reported (`reported_on`), else from its 
 (`imported_at`) — or, for a moment before that import (a replay, `evaluate --at` in the past),
 from the due date of its period's figures (the 10th of the following month): the 3 July round
 does not see June figures due on 10 July. This is what makes `simulate` and replays honest.
+
+Such a figure was filed on time, at a moment the store does not know. Lights never read it before
+its due date; but a reminder before the due date ("请于7月10日前报送") must not chase it either:
+the replay cannot tell that the unit had not filed yet, and in the example data every unit files
+on time. The snapshot lists these figures apart (`filed_unseen`) for the report-due rules only.
 """
 
 from __future__ import annotations
@@ -127,6 +132,9 @@ class Snapshot:
     plans: dict[tuple[str, int], float] = field(default_factory=dict)
     investments: dict[str, dict[str, float]] = field(default_factory=dict)
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
+    # indicator -> unit -> periods filed on time at a moment not recorded (imported after T without a
+    # 报送日期, their period ended but not yet due at T): not figures yet, but not to be chased
+    filed_unseen: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
     @property
     def today(self) -> dt.date:
@@ -235,6 +243,8 @@ class StoreRows:
     task_units: dict[str, tuple[str, ...]]
     periods_filtered: bool  # True when only periods ended (and figures known) at the moment read are present
     target_specs: dict[tuple[str, str, str], TargetSpec] = field(default_factory=dict)
+    # periods_filtered: (indicator, unit, period) of figures filed on time, not yet visible (Snapshot.filed_unseen)
+    filed_unseen: Sequence[tuple[str, str, str]] = ()
 
 
 def read_rows(connection: Connection, at: dt.datetime | None) -> StoreRows:
@@ -271,16 +281,53 @@ def read_rows(connection: Connection, at: dt.datetime | None) -> StoreRows:
     if at is None:
         investment_columns += (ProjectInvestment.imported_at,)
     investments = _ended_rows(connection, investment_columns, ProjectInvestment.period, at, ProjectInvestment.imported_at)
-    if at is None:
+    filed_unseen: Sequence[tuple[str, str, str]] = ()
+    if at is not None:
+        filed_unseen = _filed_unseen(connection, at)
+    else:
         cache: dict[Any, Any] = {}
-        observations = [(i, u, p, v, _visible_from(imported, reported, p, cache))
+        # (…, the moment it became known, whether that moment is only its due date: filed on time, when unknown)
+        observations = [(i, u, p, v, _visible_from(imported, reported, p, cache),
+                         reported is None and _imported_after_due(imported, p, cache))
                         for i, u, p, v, imported, reported in observations]
         investments = [(project, p, v, _visible_from(imported, None, p, cache)) for project, p, v, imported in investments]
     tasks = connection.execute(select(Task.code, Task.title, Task.measures, Task.goal, Task.deadline,
                                       Task.deadline_text, Task.status, Task.done_on, Task.kind)).all()
     return StoreRows(ProgrammeInfo(*programme_row) if programme_row else None, units, indicators, targets,
                      observations, projects, plans, investments, tasks, _links(connection, TaskUnit, "task_code"),
-                     periods_filtered=at is not None, target_specs=target_specs)
+                     periods_filtered=at is not None, target_specs=target_specs, filed_unseen=filed_unseen)
+
+
+def _filed_unseen(connection: Connection, at: dt.datetime) -> Sequence[tuple[str, str, str]]:
+    """Figures of periods ended at `at` but not yet due, imported after their due date without a
+    报送日期: a replay's figures filed on time at a moment it does not know (as `_visible_from` and
+    `_imported_after_due` read them). Only the few periods between their end and their due date are
+    read, through the period index; a live round finds none."""
+    today = local_date(at)
+    pending = {code: dt.datetime.combine(figures_due(parse_period(code)), dt.time(), SHANGHAI)
+               for code in _ended_codes(connection.execute(select(Observation.period).distinct()).scalars(), at)
+               if figures_due(parse_period(code)) > today}
+    if not pending:
+        return ()
+    return _plain_rows(connection, select(Observation.indicator_code, Observation.unit_code, Observation.period)
+                       .where(or_(*(and_(Observation.period == code, Observation.imported_at > due)
+                                    for code, due in pending.items())),
+                              Observation.reported_on.is_(None)))
+
+
+def _imported_after_due(imported_at: Any, period: str, cache: dict[Any, Any]) -> bool:
+    key = ("after_due", imported_at, period)
+    found = cache.get(key)
+    if found is None:
+        imported = imported_at if isinstance(imported_at, dt.datetime) else dt.datetime.fromisoformat(str(imported_at))
+        if imported.tzinfo is None:
+            imported = imported.replace(tzinfo=dt.UTC)
+        try:
+            found = imported > dt.datetime.combine(figures_due(parse_period(period)), dt.time(), SHANGHAI)
+        except ValueError:
+            found = False
+        cache[key] = found
+    return bool(found)
 
 
 def _target_spec(scope: str, value: float, shape: str, comparison: str, strength: str, due: Any,
@@ -305,10 +352,12 @@ def _build(rows: StoreRows, at: dt.datetime) -> Snapshot:
                         targets=rows.targets, target_specs=rows.target_specs, projects=rows.projects, plans=rows.plans)
     observation_rows: Iterable[tuple[Any, ...]] = rows.observations
     investment_rows: Iterable[tuple[Any, ...]] = rows.investments
+    filed_unseen: Iterable[tuple[Any, ...]] = rows.filed_unseen
     if not rows.periods_filtered:
         ended = set(_ended_codes({row[2] for row in rows.observations} | {row[1] for row in rows.investments}, at))
         observation_rows = [row for row in rows.observations if row[2] in ended and row[4] <= at]
         investment_rows = [row for row in rows.investments if row[1] in ended and row[3] <= at]
+        filed_unseen = [row for row in rows.observations if row[2] in ended and row[4] > at and row[5]]
     observations: dict[str, dict[str, dict[str, float]]] = {}
     # Rows arrive grouped by series in practice (imported series by series); grouping merges,
     # so any order is still correct.
@@ -316,6 +365,8 @@ def _build(rows: StoreRows, at: dt.datetime) -> Snapshot:
         series = observations.setdefault(indicator, {}).setdefault(unit, {})
         series.update(map(itemgetter(2, 3), group))
     snapshot.observations = observations
+    for indicator, unit, period, *_ in filed_unseen:
+        snapshot.filed_unseen.setdefault(indicator, {}).setdefault(unit, set()).add(period)
     investments: dict[str, dict[str, float]] = {}
     for project, amounts in groupby(investment_rows, key=itemgetter(0)):
         investments.setdefault(project, {}).update(map(itemgetter(1, 2), amounts))
