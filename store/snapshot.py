@@ -158,7 +158,7 @@ def _ended_codes(codes: Iterable[str], at: dt.datetime) -> list[str]:
 
 
 def _ended_rows(connection: Connection, columns: Sequence[Any], period: Any, at: dt.datetime | None,
-                imported_at: Any = None, reported_on: Any = None) -> Sequence[Any]:
+                imported_at: Any = None, reported_on: Any = None, codes: list[str] | None = None) -> Sequence[Any]:
     """Rows of a periodic table whose period had ended at `at` (all rows if None), filtered by the database.
 
     The filter compares `period || ''` rather than `period`: with a bare column SQLite walks the
@@ -167,7 +167,8 @@ def _ended_rows(connection: Connection, columns: Sequence[Any], period: Any, at:
     """
     statement: Select[Any] = select(*columns)
     if at is not None:
-        codes = list(connection.execute(select(period).distinct()).scalars())
+        if codes is None:
+            codes = list(connection.execute(select(period).distinct()).scalars())
         ended = _ended_codes(codes, at)
         if len(ended) < len(codes):
             statement = statement.where(period.concat("").in_(ended))
@@ -269,8 +270,9 @@ def read_rows(connection: Connection, at: dt.datetime | None) -> StoreRows:
     observation_columns: tuple[Any, ...] = (Observation.indicator_code, Observation.unit_code, Observation.period, Observation.value)
     if at is None:
         observation_columns += (Observation.imported_at, Observation.reported_on)
+    periods = list(connection.execute(select(Observation.period).distinct()).scalars()) if at is not None else None
     observations = _ended_rows(connection, observation_columns, Observation.period, at,
-                               Observation.imported_at, Observation.reported_on)
+                               Observation.imported_at, Observation.reported_on, periods)
     project_units = _links(connection, ProjectUnit, "project_code")
     projects = {code: ProjectInfo(code, name, category, level, total, project_units.get(code, ()))
                 for code, name, category, level, total in _plain_rows(connection, select(
@@ -283,7 +285,7 @@ def read_rows(connection: Connection, at: dt.datetime | None) -> StoreRows:
     investments = _ended_rows(connection, investment_columns, ProjectInvestment.period, at, ProjectInvestment.imported_at)
     filed_unseen: Sequence[tuple[str, str, str]] = ()
     if at is not None:
-        filed_unseen = _filed_unseen(connection, at)
+        filed_unseen = _filed_unseen(connection, at, periods or [])
     else:
         cache: dict[Any, Any] = {}
         # (…, the moment it became known, whether that moment is only its due date: filed on time, when unknown)
@@ -298,14 +300,14 @@ def read_rows(connection: Connection, at: dt.datetime | None) -> StoreRows:
                      periods_filtered=at is not None, target_specs=target_specs, filed_unseen=filed_unseen)
 
 
-def _filed_unseen(connection: Connection, at: dt.datetime) -> Sequence[tuple[str, str, str]]:
+def _filed_unseen(connection: Connection, at: dt.datetime, periods: list[str]) -> Sequence[tuple[str, str, str]]:
     """Figures of periods ended at `at` but not yet due, imported after their due date without a
     报送日期: a replay's figures filed on time at a moment it does not know (as `_visible_from` and
     `_imported_after_due` read them). Only the few periods between their end and their due date are
     read, through the period index; a live round finds none."""
     today = local_date(at)
     pending = {code: dt.datetime.combine(figures_due(parse_period(code)), dt.time(), SHANGHAI)
-               for code in _ended_codes(connection.execute(select(Observation.period).distinct()).scalars(), at)
+               for code in _ended_codes(periods, at)
                if figures_due(parse_period(code)) > today}
     if not pending:
         return ()
