@@ -851,7 +851,8 @@ def _project_pace(rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable
         item = _Pending(rule, "project", code, project.name, project.units, str(year), "亿元",
                         value=done, threshold=planned, expected=planned * p / 100, period_label=f"{year}年1—{ended}月",
                         details={"completion": round(c, 2), "time_progress": round(p, 2), "category": project.category,
-                                 "project_level": project.level})
+                                 "project_level": project.level, "months_ended": ended,
+                                 "value_period": month_code(year, ended)})
         yield item, {"completion": c, "lag": p - c, "soft": rule.strength == "soft"}
 
 

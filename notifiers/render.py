@@ -369,9 +369,10 @@ def history_cn(item: NoticeItem) -> str:
     if before <= 0 or since is None:
         return f"{tail}。"
     when = format_date_cn(since)
+    still = "仍未报送" if "missing_months" in item.details else "仍未整改到位"
     if before == 1:
-        return f"此前已于{when}通知1次，仍未整改到位，{tail}。"
-    return f"自{when}起已通知{before}次，仍未整改到位，{tail}。"
+        return f"此前已于{when}通知1次，{still}，{tail}。"
+    return f"自{when}起已通知{before}次，{still}，{tail}。"
 
 
 def months_cn(item: NoticeItem) -> str:

@@ -485,7 +485,7 @@ def annual_summaries(rule_set: RuleSet, snapshot: Snapshot, result: EvaluationRe
         for unit in ("", *(task.units[:1])):
             tasks[unit][outcome] += 1
     title = f"{year}年度综合评估"
-    summaries: dict[str, list[str]] = {}
+    sentences: dict[str, list[str]] = {}
     wg = working_group_of(rule_set, snapshot)
     for unit in sorted(set(lights) | set(tasks)):
         code = unit or wg
@@ -508,7 +508,9 @@ def annual_summaries(rule_set: RuleSet, snapshot: Snapshot, result: EvaluationRe
                                                                ("open", "尚未完成")) if done.get(key)]
             lines.append(f"{'全部' if not unit else '贵单位牵头、'}{year}年到期的重点任务共{total}项，其中{'、'.join(parts)}。")
         if lines:
-            summaries[code] = [f"{title}：{''.join(lines)}"]
+            # The working group reads the whole programme's year first, then what it leads itself.
+            sentences.setdefault(code, []).extend(lines)
+    summaries = {code: [f"{title}：{''.join(lines)}"] for code, lines in sentences.items()}
     return summaries, title
 
 
@@ -613,22 +615,54 @@ def _closing_candidate(notice: PlannedNotice, facts: Mapping[str, Any], assessed
                                              str(facts.get("unit") or ""), m)]
         closing = f"{_months_cn(filed or months[:1])}数据已报送"
         details["filed_months"] = filed
+    elif isinstance(facts.get("forecast"), Mapping) and assessment is None:
+        # A year-end forecast stops once the year's figures are in: nothing was put right, the year
+        # is over. Say how it ended (the pace rule's judgement of the same subject) — never 已整改到位.
+        year = next((a for a in assessed.values() if a.subject_type == subject_type and a.subject == subject
+                     and a.period == period and "completion" in a.details and a.value is not None), None)
+        if year is not None:
+            value, threshold, measure = year.value, year.threshold, year.measure or measure
+            ran_to = str(year.details.get("value_period") or "")
+            label = name_with_months("1—N月", ran_to) if ran_to else f"{period}年"
+            met = threshold is not None and value is not None and value >= threshold
+            closing = (f"{label}累计完成{_num(value)}{measure}，{'已完成' if met else '未完成'}年度目标"
+                       f"{_num(threshold)}{measure}（完成进度{_num(year.details['completion'])}%），年度预警结束"
+                       + ("" if met else "，全年完成情况纳入年度评估"))
+            details.update({k: v for k, v in year.details.items() if k in ("completion", "value_period", "months_ended")})
+            name = name_with_months(str(facts.get("subject_name") or subject), ran_to)
+        else:
+            closing = "全年数据已报送，年度预警结束，全年完成情况纳入年度评估"
+        details["forecast_over"] = True
     elif assessment is not None:
         value, threshold, expected = assessment.value, assessment.threshold, assessment.expected
         measure = assessment.measure or measure
         details.update({k: v for k, v in assessment.details.items() if k in ("completion", "time_progress", "value_period",
                                                                               "bound", "months_ended")})
-        if "completion" in assessment.details and "time_progress" in assessment.details:
-            closing = (f"完成进度{_num(assessment.details['completion'])}%，"
-                       f"已达到序时进度{_num(assessment.details['time_progress'])}%")
+        completion, progress = assessment.details.get("completion"), assessment.details.get("time_progress")
+        forecast = assessment.details.get("forecast")
+        if isinstance(forecast, Mapping) and forecast.get("percent") is not None:
+            closing = (f"按当前进度预计年底完成年度目标的{_num(forecast['percent'])}%，"
+                       f"已不低于预警线{_num(forecast.get('warn_below') or 0)}%")
+        elif completion is not None and progress is not None:
+            if float(completion) < float(progress) and value is not None and expected is not None:
+                # Counts are paced in whole items: 37 of 50 by September is on pace (74% < 75%).
+                closing = (f"累计完成{_num(value)}{measure}，已达到按序时进度应完成的{_num(expected)}{measure}"
+                           f"（完成进度{_num(completion)}%）")
+            else:
+                closing = f"完成进度{_num(completion)}%，已达到序时进度{_num(progress)}%"
         elif value is not None and threshold is not None:
-            label = _label(str(assessment.details.get("value_period") or assessment.period))
+            value_period = str(assessment.details.get("value_period") or assessment.period)
+            label = _label(value_period)
+            if "1—N月" in str(facts.get("subject_name") or "") and len(value_period) == 7 and value_period[5] != "Q":
+                label = name_with_months("1—N月", value_period)  # a running figure: 2023年1—8月, not 2023年8月
             closing = f"{label}为{_num(value)}{measure}，已达到{_num(threshold)}{measure}的要求"
     details["closing"] = closing
     unit = snapshot.units.get(str(facts.get("unit") or ""))
     who = f"（{unit.name}）" if unit is not None and "@" in subject else ""
     if subject_type == "task":
         title = f"重点任务“{name}”销号"
+    elif details.get("forecast_over"):
+        title = f"“{name}”{who}年度目标预警结束"
     elif "filed_months" in details:
         title = f"“{name}”{who}{closing}，销号"
     else:
