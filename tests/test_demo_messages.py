@@ -257,3 +257,28 @@ def test_reports_are_chinese(demo: Path, programme: str) -> None:
 @pytest.mark.parametrize("programme", PROGRAMMES)
 def test_reports_write_the_months_of_a_running_total(demo: Path, programme: str) -> None:
     assert not _report_words(demo, programme)
+
+
+_CLAIMED = re.compile(r"完成进度([\d.]+)%，已达到序时进度([\d.]+)%")
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_a_closing_never_claims_what_its_figures_deny(demo: Path, programme: str) -> None:
+    """A 销号 that says 已达到序时进度 has its completion at or above it; a year-end forecast that stops
+    with the year says how the year ended, never 已整改到位 for a target missed."""
+    for message in _messages(demo, programme):
+        text, _html = _parts(message)
+        for completion, progress in _CLAIMED.findall(text):
+            assert float(completion) >= float(progress), (message["Subject"], completion, progress)
+        for block in text.split("\n\n"):
+            if "年度目标预警结束" in block:
+                assert "已整改到位" not in block and "年度目标" in block and "累计完成" in block, block
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_the_working_groups_annual_assessment_reads_the_whole_programme_first(demo: Path, programme: str) -> None:
+    annual = [m for m in _messages(demo, programme) if "2023年度综合评估" in str(m["Subject"])
+              and "工作专班" in m["To"].addresses[0].display_name]
+    assert annual
+    text, _html = _parts(annual[0])
+    assert "2023年度综合评估：全部" in text
