@@ -73,6 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dingtalk", "secret", "DUBAN_DINGTALK_SECRET", "机器人加签密钥", secret=True),
     Setting("dingtalk", "per_minute", "DUBAN_DINGTALK_PER_MINUTE", "每个机器人每分钟最多发送条数（钉钉限制 20）"),
     Setting("reports", "url", "DUBAN_REPORTS_URL", "专报、通报的发布地址（通知中的链接以此开头）"),
+    Setting("reports", "dir", "DUBAN_REPORTS_DIR", "专报、通报文件所在文件夹（duban web 在 /reports/ 下提供给已登录用户）"),
     Setting("web", "url", "DUBAN_WEB_URL", "网页端对外地址（通知中的报送、反馈链接以此开头）"),
     Setting("web", "secret_key", "DUBAN_WEB_SECRET", "网页端签名密钥（登录链接、会话）", secret=True),
     Setting("web", "upload_dir", "DUBAN_UPLOAD_DIR", "附件保存目录（不填则存入数据库）"),

@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from duban.cli import main
+from duban.cli.demo import WEB_PORTS
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 PROGRAMMES = ("lucheng", "huzhou")
@@ -222,7 +223,10 @@ def test_every_linked_report_exists(demo: Path, programme: str) -> None:
     for message in _messages(demo, programme):
         links |= set(_LINK.findall(_parts(message)[0]))
     assert links, f"{programme}: no report linked"
-    dead = [link for link in links if not Path(link.removeprefix("file://")).is_file()]
+    # A recipient opens the link in a browser: the demo's `duban web --reports` serves the folder at /reports/.
+    served = f"http://127.0.0.1:{WEB_PORTS[programme]}/reports/"
+    assert all(link.startswith(served) for link in links), sorted(links)[:3]
+    dead = [link for link in links if not (demo / programme / "reports" / link.removeprefix(served)).is_file()]
     assert not dead, dead
 
 

@@ -18,6 +18,8 @@ from duban.cli.rules import load_programme_rules, parse_at
 from duban.engine.loader import RuleSetInvalid, load_rule_set
 
 EXAMPLES = (("lucheng", "examples/lucheng-2023"), ("huzhou", "examples/huzhou-2023"))
+# Where the demo's `duban web` serves each programme (its board and the reports its mails link).
+WEB_PORTS = {"lucheng": 8000, "huzhou": 8001}
 
 
 @main.command()
@@ -89,10 +91,11 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
                 for error in invalid.errors:
                     click.echo(str(error), err=True)
                 raise UserError(f"规则集 {app.rules_dir / programme} 无效") from None
-            # The mails link the reports their meeting reads; the demo publishes them beside the mails.
-            reports_dir = (folder / "reports").resolve()
+            # The mails link the reports their meeting reads. The demo publishes them where the web
+            # serves them (`duban web --reports`, printed below): a link a recipient can open in a
+            # browser, not a file on the machine that wrote the mail.
             saved_url = os.environ.get("DUBAN_REPORTS_URL")
-            os.environ["DUBAN_REPORTS_URL"] = saved_url or reports_dir.as_uri()
+            os.environ["DUBAN_REPORTS_URL"] = saved_url or f"http://127.0.0.1:{WEB_PORTS[programme]}/reports/"
             try:
                 rounds = replay(engine, rule_set, start, end)
             finally:
@@ -122,10 +125,12 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
                f"{_command_name()} --db {workspace}/lucheng/duban.db --rules rules/lucheng evaluate --at 2023-07-15")
     from duban.cli.web import demo_lines
 
-    click.echo("  网页（挂图作战、在线报送；时钟固定在回放结束前一天，登录链接一次有效）：")
-    for line in demo_lines(str(workspace / "lucheng" / "duban.db"), _command_name(), "rules",
-                           end - dt.timedelta(days=1)):
-        click.echo(line)
+    click.echo("  网页（挂图作战、在线报送、邮件中的报告链接；时钟固定在回放结束前一天，登录链接一次有效）：")
+    for programme, _example in EXAMPLES:
+        for line in demo_lines(str(workspace / programme / "duban.db"), _command_name(), "rules",
+                               end - dt.timedelta(days=1), port=WEB_PORTS[programme],
+                               reports_dir=str(workspace / programme / "reports")):
+            click.echo(line)
 
 
 def _command_name() -> str:

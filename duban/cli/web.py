@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import click
 from sqlalchemy import inspect, select
@@ -29,8 +30,12 @@ def _ready(app: AppContext) -> None:
 @click.option("--no-refresh", is_flag=True, help="启动时不重新计算挂图作战的灯色。")
 @click.option("--at", "at_text", default=None,
               help="演示用：把网页的时钟固定在这一时刻（如 2024-01-31），灯色、应报数据和时限都按此计算。")
+@click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="专报、通报所在文件夹（duban report 的输出），在 /reports/ 下提供给已登录用户；"
+                   "通知中的报告链接设 DUBAN_REPORTS_URL=本网址/reports/。也可用 DUBAN_REPORTS_DIR 设置。")
 @pass_app
-def web(app: AppContext, host: str, port: int, workers: int, no_refresh: bool, at_text: str | None) -> None:
+def web(app: AppContext, host: str, port: int, workers: int, no_refresh: bool, at_text: str | None,
+        reports_dir: Path | None) -> None:
     """启动督办网页：挂图作战 /board，单位页面 /unit/…，健康检查 /healthz。
 
     地址写入邮件链接时用 DUBAN_WEB_URL；经反向代理部署时设 DUBAN_WEB_TRUST_PROXY=1（取 X-Forwarded-For）
@@ -50,6 +55,8 @@ def web(app: AppContext, host: str, port: int, workers: int, no_refresh: bool, a
     os.environ["DUBAN_RULES"] = str(app.rules_dir)
     if at is not None:
         os.environ["DUBAN_WEB_AT"] = at.isoformat()
+    if reports_dir is not None:
+        os.environ["DUBAN_REPORTS_DIR"] = str(reports_dir.resolve())
     click.echo(f"督办网页：http://{host}:{port}/board （Ctrl+C 停止）")
     serve(host, port, workers)
 
@@ -171,7 +178,8 @@ def users_disable(app: AppContext, login: str) -> None:
     click.echo(f"已停用账号 {login}。")
 
 
-def demo_lines(db_file: str, command: str, rules_dir: str, at: dt.datetime, port: int = 8000) -> list[str]:
+def demo_lines(db_file: str, command: str, rules_dir: str, at: dt.datetime, port: int = 8000,
+               reports_dir: str = "") -> list[str]:
     """For `duban demo`: web accounts on a demo database, and how to open the web with sign-in links
     for the office and for one unit (the clock frozen at `at`, so the links are valid there)."""
     import secrets
@@ -194,7 +202,9 @@ def demo_lines(db_file: str, command: str, rules_dir: str, at: dt.datetime, port
                                   password=secrets.token_urlsafe(12))
             unit = session.scalar(select(WebUser).where(WebUser.role == "unit")
                                   .order_by((WebUser.login != "fgj"), WebUser.id).limit(1))
-            lines = [f"  {command} --db {db_file} --rules {rules_dir} web --at {at.date().isoformat()} --port {port}",
+            reports = f" --reports {reports_dir}" if reports_dir else ""
+            lines = [f"  {command} --db {db_file} --rules {rules_dir} web --at {at.date().isoformat()} --port {port}"
+                     f"{reports}",
                      f"    办公室登录链接：{base}/signin/{issue_link(session, office, at, LINK_LIFETIME)}"]
             if unit is not None:
                 lines.append(f"    {unit.name}登录链接：{base}/signin/{issue_link(session, unit, at, LINK_LIFETIME)}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class WebConfig:
     secure_cookies: bool = False
     trust_proxy: bool = False
     refresh_on_submit: bool = True
+    reports_dir: Path | None = None  # the published 专报/通报 files (DUBAN_REPORTS_DIR), served at /reports/
     _rule_set: RuleSet | None = field(default=None, repr=False)
     _calendar: WorkingCalendar | None = field(default=None, repr=False)
     _reader: Engine | None = field(default=None, repr=False)
@@ -872,6 +874,27 @@ async def import_run(request: Request) -> Response:
     cfg = config(request)
     board.refresh_all(cfg.engine, cfg.rule_set, now(request))
     return render(request, "import.html.j2", problems=[], summary=lines)
+
+
+REPORT_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.(html|xlsx)")
+
+
+@route("/reports/{name}", "signed")
+async def published_report(request: Request) -> Response:
+    """A published 专报/通报 (`duban report` output in DUBAN_REPORTS_DIR): the link a digest carries.
+
+    Reports go to every member unit, so anyone signed in may read them; nothing outside the folder
+    and nothing but .html and .xlsx is ever served."""
+    from starlette.responses import FileResponse
+
+    folder = config(request).reports_dir
+    name = request.path_params["name"]
+    if folder is None or not REPORT_FILE.fullmatch(name) or not (folder / name).is_file():
+        raise Denied(404, "该报告尚未发布（或已移走），请联系工作专班办公室")
+    if name.endswith(".html"):
+        return FileResponse(folder / name, media_type="text/html; charset=utf-8")
+    return FileResponse(folder / name, filename=name,
+                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 @route("/office/audit", "office")

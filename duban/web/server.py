@@ -35,7 +35,9 @@ def config_from_env() -> WebConfig:
     at = os.environ.get("DUBAN_WEB_AT")
     frozen = dt.datetime.fromisoformat(at) if at else None
     clock = (lambda: frozen) if frozen is not None else (lambda: dt.datetime.now(dt.UTC))
+    reports = os.environ.get("DUBAN_REPORTS_DIR", "").strip()
     return WebConfig(engine=engine, rule_set_loader=load, base_url=base_url(), clock=clock,
+                     reports_dir=Path(reports).resolve() if reports else None,
                      secure_cookies=os.environ.get("DUBAN_WEB_SECURE_COOKIES", "").lower() in TRUE,
                      trust_proxy=os.environ.get("DUBAN_WEB_TRUST_PROXY", "").lower() in TRUE)
 

@@ -32,5 +32,8 @@ def site(web_template: Path, tmp_path: Path) -> Iterator[Site]:
     shutil.copyfile(web_template, copy)
     engine = make_engine(str(copy))
     clock = Clock(NOW)
-    yield Site(engine, WebConfig(engine=engine, rule_set_loader=rule_set, clock=clock), clock)
+    reports = tmp_path / "reports"  # published 专报/通报, served at /reports/
+    reports.mkdir()
+    (reports / "monthly-2023-06.html").write_text("<h1>2023年6月月度专报</h1>", encoding="utf-8")
+    yield Site(engine, WebConfig(engine=engine, rule_set_loader=rule_set, clock=clock, reports_dir=reports), clock)
     engine.dispose()

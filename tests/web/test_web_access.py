@@ -23,13 +23,15 @@ ROLES = ("anonymous", "unit", "other unit", "member", "leader", "office")
 DENIED = {401, 403}
 
 
-def _expected_allowed(access: str, method: str, role: str) -> bool:
+def _expected_allowed(access: str, method: str, role: str, path: str = "") -> bool:
     if access == "public":
         return True
     if role == "anonymous":
         return False
+    if access == "signed" and path.startswith("/reports/"):
+        return True  # a published 专报/通报 goes to every member unit
     if access == "signed":
-        return role != "other unit"  # the only signed route taking an id is an attachment of UNIT's
+        return role != "other unit"  # the other signed route taking an id is an attachment of UNIT's
     if access == "read":
         return role in ("member", "leader", "office")
     if access == "office":
@@ -42,7 +44,7 @@ def _expected_allowed(access: str, method: str, role: str) -> bool:
 def _path(template: str, site, attachment_id: int, request_id: int) -> str:
     values = {"code": UNIT, "task": TASK, "kind": "indicator", "subject": "service_investment_growth",
               "number": "HZ20230715-000001", "id:int": str(attachment_id), "request:int": str(request_id),
-              "token": site.link(UNIT).removeprefix("/signin/")}
+              "token": site.link(UNIT).removeprefix("/signin/"), "name": "monthly-2023-06.html"}
     return re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], template)
 
 
@@ -88,7 +90,7 @@ def test_every_route_answers_each_role_as_the_table_says(site):
                 # A GET that needs signing in redirects to /login; that is a refusal too.
                 refused = status in DENIED or (status == 303 and role == "anonymous" and spec.access != "public")
                 row[role] = status
-                if refused == _expected_allowed(spec.access, method, role):
+                if refused == _expected_allowed(spec.access, method, role, spec.path):
                     wrong.append(f"{method} {spec.path} as {role}: {status} (access {spec.access})")
             table.append((method, spec.path, spec.access, row))
     if os.environ.get("DUBAN_WRITE_ACCESS_TABLE"):
@@ -106,3 +108,15 @@ def _write(table: list[tuple[str, str, str, dict[str, int]]]) -> None:
              "| --- | --- | --- | " + " | ".join("---" for _ in ROLES) + " |"]
     lines += [f"| {m} | `{p}` | {a} | " + " | ".join(str(row[r]) for r in ROLES) + " |" for m, p, a, row in table]
     (ROOT / "docs" / "web-access.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_a_published_report_opens_for_anyone_signed_in_and_nothing_else_is_served(site):
+    # The link in a 月调度 mail: /reports/monthly-2023-06.html, for every member unit.
+    unit = site.sign_in("tjj")
+    page = unit.get("/reports/monthly-2023-06.html")
+    assert page.status_code == 200 and "2023年6月月度专报" in page.text
+    assert site.client().get("/reports/monthly-2023-06.html").status_code in (303, 401)  # signed out: sign in first
+    for name in ("monthly-2099-01.html", "..%2Fduban.db", ".hidden.html", "monthly-2023-06.html.bak"):
+        missing = unit.get(f"/reports/{name}")
+        assert missing.status_code == 404, name
+    assert "尚未发布" in unit.get("/reports/monthly-2099-01.html").text
