@@ -118,6 +118,8 @@ class Digest:
     # What the round delivers besides the items (the 年度评估's assessment, a report's summary).
     summary: tuple[str, ...] = ()
     summary_title: str = ""  # e.g. "2023年度综合评估": what the round delivers besides its items
+    # The sentence that orders the assessment (the annual cadence's `source`), cited with the summary.
+    assessment_source: str = ""
 
     @property
     def signer(self) -> str:

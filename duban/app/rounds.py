@@ -412,6 +412,9 @@ def build_digests(rule_set: RuleSet, snapshot: Snapshot, notices: Sequence[Plann
 
     `summaries` (the 年度评估's assessment, per unit) give a unit a digest even without items."""
     summaries = summaries or {}
+    # The 年度评估's summary cites the sentence that orders it ("年底开展综合评估……"), not only the urging one.
+    assessment_source = next((c.source for c in rule_set.cadences if c.digest == "annual" and c.source), "") \
+        if summaries else ""
     rules = {r.id: r for r in rule_set.rules}
     by_unit: dict[str, dict[str, NoticeItem]] = defaultdict(dict)
     for code in summaries:
@@ -444,6 +447,7 @@ def build_digests(rule_set: RuleSet, snapshot: Snapshot, notices: Sequence[Plann
             sender=settings.subject_prefix.strip("【】"), mechanism=settings.mechanism,
             praise_mechanism=settings.praise_mechanism, summary=tuple(summaries.get(unit_code, ())),
             summary_title=summary_title if unit_code in summaries else "",
+            assessment_source=assessment_source if unit_code in summaries else "",
         ))
     return digests
 
