@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -26,8 +27,9 @@ from sqlalchemy.orm import Session
 
 from duban.engine.evaluate import Assessment, Evaluator
 from duban.engine.rules import RuleSet
+from duban.notifiers.render import name_with_months
 from duban.store.db import transaction
-from duban.store.models import Indicator, IndicatorUnit, Observation, Setting, Target, Unit
+from duban.store.models import Indicator, IndicatorUnit, Observation, Setting, Target, Task, Unit
 from duban.store.periods import SHANGHAI
 from duban.store.snapshot import build_snapshot, read_rows
 from duban.store.web_models import BoardLight, BoardLightUnit, BoardRanking
@@ -71,6 +73,27 @@ def store_version(session: Session) -> tuple[Any, ...]:
     )).one())
 
 
+_RUNNING_MONTHS = re.compile(r"^(\d{4})年1—(\d{1,2})月$")
+
+
+def value_period(a: Assessment) -> str:
+    """The month a light's figure runs to ("2023-12"), for `name_with_months`; '' when not a month.
+
+    Threshold and milestone lights carry it; pace and forecast lights give the months ended of
+    their year; otherwise a label "2023年1—12月" says it."""
+    found = str(a.details.get("value_period") or "")
+    if found:
+        return found
+    months = a.details.get("months_ended") or (a.details.get("forecast") or {}).get("months")
+    if months and len(a.period) == 4 and a.period.isdigit():
+        return f"{a.period}-{int(months):02d}"
+    match = _RUNNING_MONTHS.match(a.period_label or "")
+    if match:
+        return f"{match.group(1)}-{int(match.group(2)):02d}"
+    base = a.period.split("/")[0]
+    return base if re.fullmatch(r"\d{4}-\d{2}", base) else ""  # a month's figure (a report due)
+
+
 def _light_rows(assessments: Iterable[Assessment], at: dt.datetime) -> list[dict[str, Any]]:
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for a in assessments:
@@ -80,7 +103,8 @@ def _light_rows(assessments: Iterable[Assessment], at: dt.datetime) -> list[dict
             continue  # measured but nothing to show (a praise not earned, a reminder not due)
         row = {
             "rule": a.rule, "rule_kind": a.rule_kind, "subject_type": a.subject_type, "subject": a.subject,
-            "subject_name": a.subject_name + (f"（{a.unit_name}）" if a.unit_name and "@" in a.subject else ""),
+            "subject_name": name_with_months(a.subject_name, value_period(a))
+                            + (f"（{a.unit_name}）" if a.unit_name and "@" in a.subject else ""),
             "lead_unit": a.units[0] if a.units else "", "units_text": ";" + ";".join(a.units) + ";" if a.units else "",
             "period_label": a.period_label, "level": level, "value": a.value, "threshold": a.threshold,
             "expected": a.expected, "measure": a.measure, "deadline": a.deadline, "updated_at": at,
@@ -343,3 +367,77 @@ def series(session: Session, indicator: str, unit: str = "") -> list[tuple[str, 
 def worst(levels: Sequence[str]) -> str:
     lit = [lv for lv in levels if lv]
     return min(lit, key=lambda lv: LEVEL_ORDER.get(lv, 9)) if lit else ""
+
+
+# --- how a task reads -------------------------------------------------------------------------------
+
+SHORT_MEASURE = 40
+
+
+def shorten(text: str, limit: int = SHORT_MEASURE) -> str:
+    """The first sentence of a measure if short enough, else its first `limit` characters and "…"."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = re.split(r"[。；;]", text, maxsplit=1)[0]
+    if len(head) <= limit:
+        return head + "…"
+    return text[:limit - 1].rstrip("，、,") + "…"
+
+
+@dataclass(frozen=True)
+class TaskText:
+    """A task as the notices name it: its measure (具体举措), under its group (the task's title)."""
+
+    group: str
+    measure: str  # the full text of the measure (the goal, or the group, when the document gives none)
+    goal: str
+
+    @property
+    def short(self) -> str:
+        return shorten(self.measure)
+
+
+def task_text(task: Task) -> TaskText:
+    return TaskText(task.title, (task.measures or task.goal or task.title).strip(), task.goal or "")
+
+
+def task_texts(session: Session, codes: Iterable[str]) -> dict[str, TaskText]:
+    wanted = sorted(set(codes))
+    if not wanted:
+        return {}
+    return {code: TaskText(title, (measures or goal or title).strip(), goal or "") for code, title, measures, goal in
+            session.execute(select(Task.code, Task.title, Task.measures, Task.goal).where(Task.code.in_(wanted)))}
+
+
+# --- the unit filter ---------------------------------------------------------------------------------
+
+PICKER_SELECT_MAX = 60  # up to this many units the filter is a drop-down; beyond, a typed name with suggestions
+
+
+def unit_choices(session: Session) -> list[tuple[str, str]]:
+    """(code, name) of every unit, by name, for the board's unit picker."""
+    return [(code, name) for code, name in session.execute(select(Unit.code, Unit.name).order_by(Unit.name, Unit.code))]
+
+
+def resolve_unit(session: Session, text: str) -> tuple[str, str, str]:
+    """What the official typed or picked (a unit's name, part of it, or its code) as (code, name, problem).
+
+    A name or code matches exactly first; else a part of a name that only one unit's name holds.
+    Otherwise `problem` says, in Chinese, that no unit or several units match."""
+    text = text.strip()
+    if not text:
+        return "", "", ""
+    exact = session.execute(select(Unit.code, Unit.name).where(or_(Unit.code == text, Unit.name == text))
+                            .order_by((Unit.code == text).desc()).limit(1)).first()
+    if exact is not None:
+        return exact[0], exact[1], ""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    found = session.execute(select(Unit.code, Unit.name).where(Unit.name.like(f"%{escaped}%", escape="\\"))
+                            .order_by(Unit.name).limit(6)).all()
+    if len(found) == 1:
+        return found[0][0], found[0][1], ""
+    if not found:
+        return "", "", f"没有名称为“{text}”的单位，请从列表中选择单位名称。"
+    names = "、".join(name for _, name in found[:5]) + ("等" if len(found) > 5 else "")
+    return "", "", f"名称含“{text}”的单位有多个（{names}），请从列表中选择完整的单位名称。"

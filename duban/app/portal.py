@@ -69,6 +69,13 @@ class OwedFigure:
     def key(self) -> str:
         return f"{self.indicator}|{self.period}|{self.unit_code}"
 
+    @property
+    def display_name(self) -> str:
+        """The name with "1—N月" made the months this figure covers ("2023年1—6月")."""
+        from duban.notifiers.render import name_with_months
+
+        return name_with_months(self.indicator_name, self.period)
+
     def overdue(self, today: dt.date) -> bool:
         return self.value is None and self.due is not None and self.due < today
 
@@ -407,15 +414,21 @@ def _mail_receipt(session: Session, submission: Submission, now: dt.datetime) ->
 
 
 def revisions(session: Session, unit_code: str, limit: int = 50) -> list[tuple[Any, ...]]:
-    """Corrections of the unit's figures: indicator, period, old, new, by, when."""
+    """Corrections of the unit's figures as a reader names them: indicator (its name, "1—N月" made the
+    months), period ("2023年6月"), unit, old, new, by, when."""
+    from duban.notifiers.render import name_with_months, period_cn
+
     lead, member = _allowed(session, unit_code)
     query = (select(Observation.indicator_code, Observation.period, Observation.unit_code, ObservationRevision.old_value,
                     ObservationRevision.new_value, ObservationRevision.changed_by, ObservationRevision.changed_at)
              .join(Observation, Observation.id == ObservationRevision.observation_id)
              .where(Observation.indicator_code.in_(list(member)))
              .order_by(ObservationRevision.id.desc()).limit(limit))
-    return [tuple(row) for row in session.execute(query)
-            if row[2] == unit_code or (row[2] == "" and row[0] in lead)]
+    rows = [tuple(row) for row in session.execute(query) if row[2] == unit_code or (row[2] == "" and row[0] in lead)]
+    names: dict[str, str] = dict(session.execute(select(Indicator.code, Indicator.name)
+                                                 .where(Indicator.code.in_({row[0] for row in rows}))).all()) if rows else {}
+    return [(name_with_months(names.get(str(row[0]), str(row[0])), str(row[1])), period_cn(str(row[1])), *row[2:])
+            for row in rows]
 
 
 def submission_count(session: Session, unit_code: str) -> int:

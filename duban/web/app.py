@@ -15,6 +15,7 @@ Sessions, CSRF tokens and login attempts live in the database; the process keeps
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -45,7 +46,7 @@ from duban.app.portal import Forbidden, PortalError
 from duban.engine.calendar import WorkingCalendar
 from duban.engine.rules import RuleSet
 from duban.notifiers.digest import KIND_LABELS as NOTICE_KIND_LABELS
-from duban.notifiers.render import format_datetime_cn
+from duban.notifiers.render import format_datetime_cn, name_with_months, period_cn
 from duban.store.db import session_factory, transaction
 from duban.store.models import Alert, Delivery, Indicator, Notice, Silence, Task, Unit
 from duban.store.periods import SHANGHAI, local_date
@@ -132,11 +133,21 @@ RULE_KIND_LABELS = {"threshold": "指标门槛", "pace": "序时进度", "deadli
                     "praise": "表扬", "milestone": "节点", "forecast": "预测"}
 
 
+def alert_title(alert: Alert) -> str:
+    """An alert's title with "1—N月" made the months its figure covers, as its notices wrote it."""
+    facts = alert.facts or {}
+    return name_with_months(alert.title, str(facts.get("value_period") or alert.period.split("/")[0]))
+
+
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = lambda v: format_datetime_cn(v) if v else "—"
     env.filters["day"] = audit.chinese_date
+    env.filters["with_months"] = name_with_months
+    env.filters["period_cn"] = period_cn
+    env.filters["alert_title"] = alert_title
+    env.globals["task_text"] = board.task_text
     env.filters["month"] = lambda m: f"{m[:4]}年{int(m[5:7])}月" if len(m) == 7 and m[4] == "-" and m[5:].isdigit() else m
     env.filters["num"] = lambda v: "—" if v is None else (f"{v:,.2f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v))
     env.globals.update(LEVEL_LABELS=board.LEVEL_LABELS, SUBJECT_LABELS=board.SUBJECT_LABELS, ROLE_LABELS=ROLE_LABELS,
@@ -467,14 +478,21 @@ async def board_view(request: Request) -> Response:
         key = (board.version(session), filt, page, partial, at.date())
         body = cache.get(key)
         if body is None:
-            total, rows = board.board_page(session, filt, page=page)
+            # The unit is asked for by name (a code still works); `filt.unit` becomes its code.
+            unit_code, unit_label, unit_problem = board.resolve_unit(session, filt.unit)
+            typed, filt = filt.unit, dataclasses.replace(filt, unit=unit_code)
+            total, rows = (0, []) if unit_problem else board.board_page(session, filt, page=page)
             totals = board.level_totals(session, filt)
             month, ranks = board.ranking(session, at, limit=10)
             units = dict(session.execute(select(Unit.code, Unit.name).where(Unit.code.in_({r.lead_unit for r in rows}))).all())
+            tasks = board.task_texts(session, (r.subject for r in rows if r.subject_type == "task"))
+            choices = [] if partial else board.unit_choices(session)
             updated = session.scalar(select(func.max(board.BoardLight.updated_at)))
             body = ENV.get_template("board_rows.html.j2" if partial else "board_main.html.j2").render(
                 filt=filt, total=total, rows=rows, totals=totals, month=month, ranks=ranks, units=units, page=page,
-                pages=max(1, (total + 49) // 50), updated=updated)
+                pages=max(1, (total + 49) // 50), updated=updated, tasks=tasks, choices=choices,
+                picker_select=len(choices) <= board.PICKER_SELECT_MAX, unit_label=unit_label,
+                unit_text=unit_label or typed, unit_problem=unit_problem)
             cache.put(key, body)
     if partial:
         return HTMLResponse(body)
@@ -502,8 +520,9 @@ async def subject_view(request: Request) -> Response:
             indicator = session.get(Indicator, code)
             if indicator is None and not lights:
                 raise Denied(404, f"没有指标“{code}”")
-            name = indicator.name if indicator else name
             points = board.series(session, code, subject.split("@", 1)[1] if "@" in subject else "")
+            # "1—N月" made the months of the newest figure, as the lights and notices write it.
+            name = name_with_months(indicator.name, points[-1][0] if points else "") if indicator else name
             if points:
                 chart = line_chart(points, measure=indicator.measure if indicator else "")
         alerts = list(session.scalars(select(Alert).where(Alert.subject_type == kind,
@@ -514,10 +533,11 @@ async def subject_view(request: Request) -> Response:
                                        .order_by(Notice.id.desc()).limit(50)))
         replies = unit_requests.requests_of(session, task_code=code) if kind == "task" else []
         task = session.get(Task, code) if kind == "task" else None
-        wanted = {n.recipient_unit for n in notices} | {r.unit_code for r in replies}
+        texts = board.task_texts(session, [code]) if task is not None else {}
+        wanted = {n.recipient_unit for n in notices} | {r.unit_code for r in replies} | set(task.unit_codes if task else ())
         unit_names = dict(session.execute(select(Unit.code, Unit.name).where(Unit.code.in_(wanted))).all()) if wanted else {}
     return render(request, "subject.html.j2", kind=kind, subject=subject, today=local_date(now(request)), name=name, lights=lights, chart=chart,
-                  alerts=alerts, notices=notices, replies=replies, task=task, unit_names=unit_names)
+                  alerts=alerts, notices=notices, replies=replies, task=task, unit_names=unit_names, texts=texts)
 
 
 # --- a unit's pages -----------------------------------------------------------------------------------
@@ -543,9 +563,11 @@ async def unit_view(request: Request) -> Response:
             receipts = list(session.scalars(select(Submission).where(Submission.unit_code == code)
                                             .order_by(Submission.id.desc()).limit(10)))
             light = board.unit_light(session, code)
+            texts = board.task_texts(session, [r.subject for r in lights if r.subject_type == "task"]
+                                     + [t.code for t in tasks] + [r.task_code for r in reqs])
             body = ENV.get_template("unit_main.html.j2").render(
                 me=me, code=code, name=name, owed=owed, lights=lights, tasks=tasks, reqs=reqs, receipts=receipts,
-                light=light, today=local_date(at))
+                light=light, today=local_date(at), texts=texts)
             cached = f"{name}\x00{body}"
             cache.put(key, cached)
     name, _, body = cached.partition("\x00")
