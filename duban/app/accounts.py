@@ -63,7 +63,8 @@ class Principal:
 
     @property
     def label(self) -> str:
-        return f"{self.name or self.login}（{ROLE_LABELS.get(self.role, self.role)}）"
+        name, role = self.name or self.login, ROLE_LABELS.get(self.role, self.role)
+        return name if name == role else f"{name}（{role}）"  # not "办公室（办公室）"
 
     def may_see_unit(self, unit_code: str) -> bool:
         return self.can_read_all or (self.is_unit and unit_code == self.unit_code)

@@ -37,7 +37,7 @@ from duban.store.web_models import BoardLight, BoardLightUnit, BoardRanking
 LEVEL_ORDER = {"red": 0, "yellow": 1, "green": 2, "blue": 3, "": 4}
 LEVEL_SCORE = {"red": 0.0, "yellow": 60.0, "green": 100.0, "blue": 80.0}
 LEVEL_LABELS = {"red": "红灯", "yellow": "黄灯", "green": "绿灯", "blue": "提醒", "": "无灯"}
-SUBJECT_LABELS = {"indicator": "指标", "project": "项目", "task": "任务", "unit": "单位"}
+SUBJECT_LABELS = {"indicator": "指标", "project": "项目", "project_list": "项目清单", "task": "任务", "unit": "单位"}
 _CHUNK = 2000
 VERSION_KEY = "board.version"
 
@@ -317,7 +317,10 @@ def board_page(session: Session, filt: BoardFilter, *, page: int = 1, per_page: 
     if filt.level:
         conditions.append(BoardLight.level == filt.level)
     if filt.q:
-        conditions.append(or_(BoardLight.subject_name.contains(filt.q), BoardLight.subject.contains(filt.q)))
+        # A task row reads as its measure: the measure's words find it too.
+        conditions.append(or_(BoardLight.subject_name.contains(filt.q), BoardLight.subject.contains(filt.q),
+                              and_(BoardLight.subject_type == "task",
+                                   BoardLight.subject.in_(select(Task.code).where(Task.measures.contains(filt.q))))))
     for condition in conditions:
         query, count = query.where(condition), count.where(condition)
     total = int(session.scalar(count) or 0)

@@ -492,7 +492,7 @@ async def board_view(request: Request) -> Response:
                 filt=filt, total=total, rows=rows, totals=totals, month=month, ranks=ranks, units=units, page=page,
                 pages=max(1, (total + 49) // 50), updated=updated, tasks=tasks, choices=choices,
                 picker_select=len(choices) <= board.PICKER_SELECT_MAX, unit_label=unit_label,
-                unit_text=unit_label or typed, unit_problem=unit_problem)
+                unit_text=unit_label or typed, unit_problem=unit_problem, today=local_date(at))
             cache.put(key, body)
     if partial:
         return HTMLResponse(body)
@@ -509,7 +509,7 @@ async def ranking_view(request: Request) -> Response:
 @route("/board/subject/{kind}/{subject}", "read")
 async def subject_view(request: Request) -> Response:
     kind, subject = request.path_params["kind"], request.path_params["subject"]
-    if kind not in ("indicator", "project", "task"):
+    if kind not in ("indicator", "project", "project_list", "task"):
         raise Denied(404, "没有这类对象")
     code = subject.split("@", 1)[0]
     with db(request) as session:
