@@ -101,13 +101,16 @@ def _light_rows(assessments: Iterable[Assessment], at: dt.datetime) -> list[dict
         level = a.level or ("blue" if a.decisions else "")
         if not level:
             continue  # measured but nothing to show (a praise not earned, a reminder not due)
+        name, measure = name_with_months(a.subject_name, value_period(a)), a.measure
+        if a.subject_type == "unit" and "tasks_due" in a.details:
+            # Tasks done on time of those due: "1" against "1" alone says nothing.
+            name, measure = f"{name}：按时完成到期任务", measure or "项"
         row = {
             "rule": a.rule, "rule_kind": a.rule_kind, "subject_type": a.subject_type, "subject": a.subject,
-            "subject_name": name_with_months(a.subject_name, value_period(a))
-                            + (f"（{a.unit_name}）" if a.unit_name and "@" in a.subject else ""),
+            "subject_name": name + (f"（{a.unit_name}）" if a.unit_name and "@" in a.subject else ""),
             "lead_unit": a.units[0] if a.units else "", "units_text": ";" + ";".join(a.units) + ";" if a.units else "",
             "period_label": a.period_label, "level": level, "value": a.value, "threshold": a.threshold,
-            "expected": a.expected, "measure": a.measure, "deadline": a.deadline, "updated_at": at,
+            "expected": a.expected, "measure": measure, "deadline": a.deadline, "updated_at": at,
         }
         before = rows.get(key)
         if before is None or LEVEL_ORDER[level] < LEVEL_ORDER[before["level"]]:

@@ -133,10 +133,20 @@ RULE_KIND_LABELS = {"threshold": "指标门槛", "pace": "序时进度", "deadli
                     "praise": "表扬", "milestone": "节点", "forecast": "预测"}
 
 
-def alert_title(alert: Alert) -> str:
-    """An alert's title with "1—N月" made the months its figure covers, as its notices wrote it."""
-    facts = alert.facts or {}
-    return name_with_months(alert.title, str(facts.get("value_period") or alert.period.split("/")[0]))
+def _facts_period(facts: dict[str, Any], period: str) -> str:
+    """The month a notice's or an alert's figure runs to, for `name_with_months`: its value period,
+    else the months ended of its year (a pace light), else its own period."""
+    found = str(facts.get("value_period") or "")
+    base = period.split("/")[0]
+    months = facts.get("months_ended") or (facts.get("forecast") or {}).get("months")
+    if not found and months and len(base) == 4 and base.isdigit():
+        found = f"{base}-{int(months):02d}"
+    return found or base
+
+
+def alert_title(item: Alert | Notice) -> str:
+    """An alert's or a notice's title with "1—N月" made the months its figure covers."""
+    return name_with_months(item.title, _facts_period(item.facts or {}, item.period))
 
 
 def _environment() -> Environment:
