@@ -15,7 +15,6 @@ Sessions, CSRF tokens and login attempts live in the database; the process keeps
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import re
@@ -490,7 +489,7 @@ async def board_view(request: Request) -> Response:
         if body is None:
             # The unit is asked for by name (a code still works); `filt.unit` becomes its code.
             unit_code, unit_label, unit_problem = board.resolve_unit(session, filt.unit)
-            typed, filt = filt.unit, dataclasses.replace(filt, unit=unit_code)
+            typed, filt = filt.unit, board.BoardFilter(unit_code, filt.kind, filt.level, filt.q)
             total, rows = (0, []) if unit_problem else board.board_page(session, filt, page=page)
             totals = board.level_totals(session, filt)
             month, ranks = board.ranking(session, at, limit=10)
