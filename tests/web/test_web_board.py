@@ -102,3 +102,10 @@ def test_a_large_programme_types_the_name_with_suggestions(site, monkeypatch):
     page = office.get("/board?unit=fgj").text
     assert '<input name="unit" list="unit-names" value="区发改局"' in page
     assert '<option value="区发改局"></option>' in page and '<select name="unit">' not in page
+
+
+def test_the_first_month_ranked_shows_no_rise_or_fall_and_says_how_it_differs_from_the_quarterly(site):
+    # Only one month ranked so far: "新上榜" beside every unit would read as if all had just entered.
+    text = _text(site.sign_in("office").get("/board/ranking").text)
+    assert "上月尚无排名记录，暂无升降" in text and "新上榜" not in text
+    assert "季度通报的争先创优排名按完成进度与序时进度之差" in text
