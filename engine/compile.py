@@ -127,7 +127,10 @@ def rule_conditions(rule: Rule) -> dict[str, Condition]:
         add("overdue", DecisionKind("overdue", "yellow", "overdue"),
             _all(_const_cmp("$lt", "days", 0.0), _const_cmp("$gte", "days", -escalate)))
         add("escalated", DecisionKind("overdue", "red", "escalated", copy_working_group=True),
-            _const_cmp("$lt", "days", -escalate))
+            _all(_const_cmp("$lt", "days", -escalate), {"soft": False}))
+        # A 力争 task (its own goal says 力争/争取) is a stretch goal: still yellow, never 升级督办.
+        add("overdue_soft", DecisionKind("overdue", "yellow", "overdue"),
+            _all(_const_cmp("$lt", "days", -escalate), {"soft": True}))
         # Ongoing (常态化) tasks: their facts carry flag=True and days far away, so only this matches.
         add("progress", DecisionKind("reminder", "blue", "progress", period_suffix="progress"), {"flag": True})
     elif rule.kind == "report_due":

@@ -329,7 +329,8 @@ def _assessment(item: _Pending, decisions: list[DecisionKind]) -> Assessment:
     warned = [d.level for d in decisions if d.kind in ("warning", "overdue") and d.level]
     if warned:
         level: str | None = min(warned, key=lambda lv: _LIGHT_ORDER.get(lv, 9))
-    elif item.rule.kind in ("threshold", "pace", "milestone", "forecast") or any(d.kind == "praise" for d in decisions):
+    elif item.rule.kind in ("threshold", "pace", "milestone", "forecast") or any(d.kind == "praise" for d in decisions) \
+            or (item.rule.kind == "deadline" and item.details.get("done")):
         level = "green"
     else:
         level = None
@@ -991,26 +992,45 @@ def _derive_deadline(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Co
     today = snapshot.today
     window = max(rule.remind_days, default=7)
     cap = 2 * window + 30  # calendar days beyond which no reminder window can start (holidays included)
+    wg = set(snapshot.working_group_units)
+    if ev.rule_set.settings.working_group:
+        wg.add(ev.rule_set.settings.working_group)
     for code, task in sorted(snapshot.tasks.items()):
-        if task.done or not rule.selector.matches(code):
+        if not rule.selector.matches(code):
             continue
+        # The working group coordinates (附件1 “工作专班成员单位”): it is never urged about its own list.
+        # A task it shares goes to the other units; one only it answers for has no light and no 催办.
+        units = tuple(u for u in task.units if u not in wg)
         details = _task_details(task, snapshot)
+        details["strength"] = task.strength
+        if task.done:
+            # Done is done: a green light on the board (no notice; the lifecycle closes what was open).
+            if task.deadline is not None or task.ongoing:
+                item = _Pending(rule, "task", code, task.title, units or task.units,
+                                (task.deadline or task.done_on or today).isoformat(), deadline=task.deadline,
+                                period_label=task.deadline_text, details={**details, "done": True,
+                                                                          "done_on": task.done_on.isoformat() if task.done_on else None})
+                yield item, {"days": 1e6, "flag": False, "soft": True}
+            continue
+        if not units:
+            continue
         if task.ongoing:
-            yield from _ongoing_check(ev, rule, snapshot, task, details, window)
+            yield from _ongoing_check(ev, rule, snapshot, task, details, window, units)
             continue
         if task.deadline is None:
             continue
         days_left = (task.deadline - today).days
         working = _working_days_until(ev.calendar, today, task.deadline, cap) if days_left >= 0 else None
         details["working_days_left"] = working
-        item = _Pending(rule, "task", code, task.title, task.units, task.deadline.isoformat(),
+        item = _Pending(rule, "task", code, task.title, units, task.deadline.isoformat(),
                         deadline=task.deadline, days_left=days_left, period_label=task.deadline_text,
                         details=details)
-        yield item, {"days": float(working if working is not None else days_left)}
+        # 力争 in the task's own goal: a stretch goal, yellow at worst (never 升级督办).
+        yield item, {"days": float(working if working is not None else days_left), "soft": task.strength == "soft"}
 
 
 def _ongoing_check(ev: Evaluator, rule: Rule, snapshot: Snapshot, task: TaskInfo, details: dict[str, Any],
-                   window: int) -> Iterable[tuple[_Pending, dict[str, Any]]]:
+                   window: int, units: tuple[str, ...]) -> Iterable[tuple[_Pending, dict[str, Any]]]:
     today = snapshot.today
     programme = snapshot.programme
     if programme is not None and today < programme.start:
@@ -1024,21 +1044,29 @@ def _ongoing_check(ev: Evaluator, rule: Rule, snapshot: Snapshot, task: TaskInfo
         return
     quarter = _quarter_of(today)
     details = {**details, "progress_quarter": quarter, "working_days_left": working}
-    item = _Pending(rule, "task", task.code, task.title, task.units, quarter, deadline=quarter_end,
+    item = _Pending(rule, "task", task.code, task.title, units, quarter, deadline=quarter_end,
                     days_left=(quarter_end - today).days, period_label=parse_period(quarter).label,
                     details=details)
-    yield item, {"days": 1e6, "flag": True}
+    yield item, {"days": 1e6, "flag": True, "soft": True}
 
 
 def _derive_report_due(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
     today = snapshot.today
     programme = snapshot.programme
     first = programme.start if programme else dt.date(today.year, 1, 1)
+    # A document cannot make a unit late for a due date before it existed: once notices have begun
+    # (programme.yaml `issued`/`start`), figures due before that day are not chased; the first due
+    # date on or after it is. An evaluation asked for a moment before the document (a what-if, e.g.
+    # `evaluate --at 2023-07-15`) reads the mechanism as if in force; no notice goes out then anyway.
+    begins = ev.rule_set.settings.notices_from
+    chase_from = begins if begins is not None and begins <= today else None
     year, month = first.year, first.month
     months: list[tuple[int, int, dt.date, str, str]] = []
     while (year, month) < (today.year, today.month):
         due = ev.calendar.due_date_for_month(year, month, rule.due_day)
-        if (due - today).days <= rule.remind_days_before:
+        if chase_from is not None and due < chase_from:
+            pass
+        elif (due - today).days <= rule.remind_days_before:
             quarter = f"{year}-Q{(month - 1) // 3 + 1}" if month % 3 == 0 else ""
             months.append((year, month, due, month_code(year, month), quarter))
         year, month = (year, month + 1) if month < 12 else (year + 1, 1)

@@ -84,6 +84,9 @@ class ProjectInfo:
     units: tuple[str, ...]
 
 
+SOFT_WORDS = ("力争", "争取")  # a stretch goal (docs/data.md, tasks: 力度)
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     code: str
@@ -103,6 +106,21 @@ class TaskInfo:
     @property
     def done(self) -> bool:
         return self.done_on is not None
+
+    @property
+    def due_text(self) -> str:
+        """What the task must deliver: its goal (主要目标), or its measures when the goal column only
+        repeats the 时间节点 (“2023全年”)."""
+        return self.goal if self.goal and self.goal != self.deadline_text else self.measures or self.goal
+
+    @property
+    def strength(self) -> str:
+        """soft when the task's own goal is a stretch goal (力争/争取 anywhere in it), else hard.
+
+        One task is one light: when any of what it must deliver is only 力争, missing the date is not
+        certainly a failure, so it is yellow at worst (a wrong red light is worse than none). The hard
+        figures in the same row keep their own indicator rules (rules/lucheng/README.md)."""
+        return "soft" if any(word in self.due_text for word in SOFT_WORDS) else "hard"
 
 
 @dataclass(frozen=True)

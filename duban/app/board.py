@@ -259,9 +259,13 @@ def unit_counts(session: Session) -> dict[str, dict[str, int]]:
 
 
 def update_ranking(session: Session, at: dt.datetime) -> None:
+    """Rank the member units; the working group (kind working_group) coordinates and is never ranked."""
     month = _month(at)
     scored = []
+    coordinators = set(session.scalars(select(Unit.code).where(Unit.kind == "working_group")))
     for unit, levels in unit_counts(session).items():
+        if unit in coordinators:
+            continue
         lit = {k: v for k, v in levels.items() if k in LEVEL_SCORE}
         total = sum(lit.values())
         if not total:

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import tempfile
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,34 +144,76 @@ def owed_figures(session: Session, rule_set: RuleSet, calendar: WorkingCalendar,
 
 def not_reported(session: Session, rule_set: RuleSet, calendar: WorkingCalendar, at: dt.datetime,
                  *, limit: int = 500) -> list[tuple[str, str, int]]:
-    """Units that still owe the month last ended: (code, name, figures owed), most owed first.
+    """Units that still owe figures: (code, name, figures owed), most owed first.
 
-    One grouped query over the lead/per-unit links and the month's figures, live."""
-    y, m = last_ended_month(at)
-    period = month_code(y, m)
+    Every month the rules chase up to the month last ended, not only the last one: a June figure still
+    missing in September is outstanding too. Once notices have begun (programme.yaml `issued`/`start`),
+    months whose due date came before that day are not chased (as the report_due rules read it), so the
+    office's list and the board's 催报 lights agree. Live: one pass over the links and the figures."""
+    today = local_date(at)
+    last_y, last_m = last_ended_month(at)
+    programme = session.execute(select(Programme.start)).first()
+    start = programme[0] if programme else dt.date(today.year, 1, 1)
+    begins = rule_set.settings.notices_from
+    chase_from = begins if begins is not None and begins <= today else None
     kinds = dict(session.execute(select(Indicator.code, Indicator.kind)).all())
     rules = _report_rules(rule_set)
+    month_list: list[tuple[int, int]] = []
+    year, month = start.year, start.month
+    while (year, month) <= (last_y, last_m):
+        month_list.append((year, month))
+        year, month = (year, month + 1) if month < 12 else (year + 1, 1)
 
-    def covered(code: str, per_unit: bool) -> bool:
+    def chased(due_day: int) -> list[tuple[str, str]]:
+        """(month code, quarter code or '') of the months chased under a rule with this due day."""
+        out = []
+        for y, m in month_list:
+            if chase_from is not None and calendar.due_date_for_month(y, m, due_day) < chase_from:
+                continue
+            out.append((month_code(y, m), f"{y}-Q{(m - 1) // 3 + 1}" if m % 3 == 0 else ""))
+        return out
+
+    def periods(code: str, per_unit: bool) -> list[tuple[str, str]] | None:
+        """The periods chased for this indicator, None when no report rule covers it."""
         if not rules:
-            return not per_unit
-        return any(rule.per_unit == per_unit and rule.selector.matches(code, kinds.get(code, "")) for rule in rules)
+            return None if per_unit else chased(10)
+        found: dict[tuple[str, str], None] = {}
+        covered = False
+        for rule in rules:
+            if rule.per_unit == per_unit and rule.selector.matches(code, kinds.get(code, "")):
+                covered = True
+                found.update(dict.fromkeys(chased(rule.due_day)))
+        return list(found) if covered else None
 
-    leads = select(IndicatorUnit.unit_code, IndicatorUnit.indicator_code).where(IndicatorUnit.position == 0)
-    reported = set(session.scalars(select(Observation.indicator_code)
-                                   .where(Observation.period == period, Observation.unit_code == "")))
+    def owed(series: set[str], wanted: list[tuple[str, str]]) -> int:
+        return sum(1 for period, quarter in wanted if period not in series and not (quarter and quarter in series))
+
+    codes = sorted({code for y, m in month_list for code in (month_code(y, m), f"{y}-Q{(m - 1) // 3 + 1}")})
+    filed: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for indicator, unit, period in session.execute(select(Observation.indicator_code, Observation.unit_code,
+                                                          Observation.period).where(Observation.period.in_(codes))):
+        filed[(indicator, unit)].add(period)
     missing: dict[str, int] = {}
-    for unit, indicator in session.execute(leads):
-        if indicator not in reported and covered(indicator, False):
-            missing[unit] = missing.get(unit, 0) + 1
+    for unit, indicator in session.execute(select(IndicatorUnit.unit_code, IndicatorUnit.indicator_code)
+                                           .where(IndicatorUnit.position == 0)):
+        wanted = periods(indicator, False)
+        if wanted:
+            # Figures filed per unit still count as the jurisdiction's report (as the rules read it).
+            series = set(filed.get((indicator, ""), set()))
+            if not series:
+                series = {p for (i, _), ps in filed.items() if i == indicator for p in ps}
+            n = owed(series, wanted)
+            if n:
+                missing[unit] = missing.get(unit, 0) + n
     if any(rule.per_unit for rule in rules):
         shares = session.execute(select(Target.unit_code, Target.indicator_code).where(Target.unit_code != "")
                                  .distinct()).all()
-        filed = set(session.execute(select(Observation.unit_code, Observation.indicator_code)
-                                    .where(Observation.period == period, Observation.unit_code != "")).all())
         for unit, indicator in shares:
-            if (unit, indicator) not in filed and covered(indicator, True):
-                missing[unit] = missing.get(unit, 0) + 1
+            wanted = periods(indicator, True)
+            if wanted:
+                n = owed(filed.get((indicator, unit), set()), wanted)
+                if n:
+                    missing[unit] = missing.get(unit, 0) + n
     names = dict(session.execute(select(Unit.code, Unit.name)).all())
     rows = sorted(((code, names.get(code, code), count) for code, count in missing.items()), key=lambda r: (-r[2], r[0]))
     return rows[:limit]

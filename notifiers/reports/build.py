@@ -427,8 +427,13 @@ def _task_rows(assessments: Sequence[Assessment], snapshot: Snapshot,
         elif task.deadline is not None and task.deadline < today and not task.ongoing:
             overdue += 1
             status, label = "overdue", f"逾期{(today - task.deadline).days}天"
-            # The deadline rule's light (yellow, red once escalated); overdue is never green.
-            level = deadline_levels.get(task.code) or "yellow"
+            # The deadline rule's light (yellow, red once escalated; 力争 yellow at worst); overdue is
+            # never green. A task only the working group answers for (附件1 “工作专班成员单位”) is the
+            # coordinator's own: listed with its days, no light.
+            if names.members(task.units):
+                level = deadline_levels.get(task.code) or "yellow"
+            else:
+                level, label = None, label + "（专班统筹）"
         else:
             status = "open"
             if task.ongoing:
