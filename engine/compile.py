@@ -24,6 +24,7 @@ FACT_SCHEMA = FactSchema(
         "idx": int,
         "gap": float,
         "lag": float,
+        "lead": float,  # points ahead of time progress as the notice shows them (completion − time progress)
         "completion": float,
         "days": float,
         "wdays": float,  # working days past a due date (report_due)
@@ -100,8 +101,10 @@ def rule_conditions(rule: Rule) -> dict[str, Condition]:
         add("yellow_soft", DecisionKind("warning", "yellow", "yellow"),
             _all(_const_cmp("$gte", "lag", rule.yellow_gap), {"soft": True}))
         if rule.praise_margin is not None:
+            # Praise only when the shown figures bear out "快于序时进度N个百分点以上": the whole-number
+            # allowance that spares a count a wrong light must not also earn it praise.
             add("ahead", DecisionKind("praise", "green", "ahead", period_suffix="praise"),
-                _const_cmp("$lte", "lag", -rule.praise_margin))
+                _all(_const_cmp("$lte", "lag", -rule.praise_margin), _const_cmp("$gte", "lead", rule.praise_margin - 1e-6)))
     elif rule.kind == "milestone":
         # Reminders while unmet as the date approaches; a light only once the date has passed unmet
         # (and its figures are in): red for a hard target, yellow for a 力争 one. Never monthly pacing.
@@ -148,7 +151,7 @@ def rule_conditions(rule: Rule) -> dict[str, Condition]:
         if rule.basis == "target_met_early":
             add("met_early", praise, _all(_const_cmp("$gte", "completion", 100.0), _const_cmp("$gt", "days", 0.0)))
         elif rule.basis == "ahead_of_pace":
-            add("ahead", praise, _const_cmp("$lte", "lag", -rule.margin))
+            add("ahead", praise, _all(_const_cmp("$lte", "lag", -rule.margin), _const_cmp("$gte", "lead", rule.margin - 1e-6)))
         else:
             add("on_time", praise, {"flag": True})
     else:  # pragma: no cover - the loader only admits known kinds

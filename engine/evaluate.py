@@ -265,8 +265,12 @@ class Evaluator:
         if decision.stage == "progress":
             # An ongoing duty has no 时间节点 to quote: the quarter's progress is what is asked for.
             template = "常态化任务“{subject}”{period}推进情况调度"
+        subject = item.subject_name
+        if "“{subject}”" in template:
+            # Quotes inside quotes are single: “‘品字标浙江服务’品牌企业培育”, never ““品字标浙江服务”品牌企业培育”.
+            subject = subject.replace("“", "‘").replace("”", "’")
         title = _fill(template, {
-            "subject": item.subject_name,
+            "subject": subject,
             "period": item.period_label,
             "unit": item.unit_name,
             "value": _fmt(item.value),
@@ -799,11 +803,13 @@ def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Contex
                        f"{ended}/{total_months}个月")
                 details = {**base, **target.payload(), "completion": round(100.0 * done / target.value, 2) if target.value else 0.0,
                            "time_progress": round(p, 2), "months_ended": ended, "months_total": total_months,
-                           "derived": True, "derived_how": how}
+                           "derived": True, "derived_how": how, "final_year": snapshot.programme.end.year
+                           if snapshot.programme else None}
                 item = _Pending(rule, "indicator", subject, info.name, recipients, "final", info.measure,
                                 value=done, threshold=target.value, expected=expected, period_label=label,
                                 unit_name=unit_info.name if unit_info else "", details=details)
-                yield item, {"completion": details["completion"], "lag": lag, "soft": target.strength == "soft"}
+                yield item, {"completion": details["completion"], "lag": lag, "lead": details["completion"] - round(p, 2),
+                             "soft": target.strength == "soft"}
                 continue
             year = _judged_year(snapshot)
             spec = _spec(snapshot, (info.code, str(year), unit))
@@ -824,7 +830,8 @@ def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Contex
             item = _Pending(rule, "indicator", subject, info.name, recipients, str(year), info.measure,
                             value=done, threshold=target.value, expected=expected, period_label=f"{year}年1—{month}月",
                             unit_name=unit_info.name if unit_info else "", details=details)
-            yield item, {"completion": completion, "lag": lag, "soft": target.strength == "soft"}
+            yield item, {"completion": completion, "lag": lag, "lead": completion - round(p, 2),
+                         "soft": target.strength == "soft"}
 
 
 def _has_target(snapshot: Snapshot, indicator: str, unit: str, final: bool) -> bool:
@@ -854,7 +861,7 @@ def _project_pace(rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable
                         details={"completion": round(c, 2), "time_progress": round(p, 2), "category": project.category,
                                  "project_level": project.level, "months_ended": ended,
                                  "value_period": month_code(year, ended)})
-        yield item, {"completion": c, "lag": p - c, "soft": rule.strength == "soft"}
+        yield item, {"completion": c, "lag": p - c, "lead": round(c, 2) - round(p, 2), "soft": rule.strength == "soft"}
 
 
 def _derive_milestone(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Context) -> Iterable[tuple[_Pending, dict[str, Any]]]:
@@ -1195,7 +1202,8 @@ def _derive_praise(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Cont
                 months_left = 0 if snapshot.today.year > year else 12 - ended
                 yield item, {"completion": c if target.met(done) else min(c, 99.99), "days": float(months_left)}
             else:
-                yield item, {"completion": c, "lag": lag}
+                yield item, {"completion": c, "lag": lag,
+                             "lead": item.details["completion"] - item.details["time_progress"]}
 
 
 def _tasks_on_time(rule: Rule, snapshot: Snapshot, today: dt.date) -> Iterable[tuple[_Pending, dict[str, Any]]]:

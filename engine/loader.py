@@ -92,6 +92,9 @@ RULE_FIELDS: tuple[Field, ...] = (
     Field("kind", "enum", required=True, choices=RULE_KINDS, description="The rule kind."),
     Field("title", "str", required=True, description="Chinese title of the notice; {subject} {period} {unit} are filled in."),
     Field("source", "str", required=True, description="The sentence of the source document this rule encodes."),
+    Field("sources", "strmap", ("threshold", "pace", "report_due", "praise", "milestone", "forecast"),
+          description="Per indicator code, the sentence that states its target (where one rule reads several "
+                      "indicators); notices cite it instead of `source`."),
     Field("indicator", "str", ("threshold", "pace", "report_due", "praise", "milestone", "forecast"), description="One indicator code."),
     Field("indicators", "selector", ("threshold", "pace", "report_due", "praise", "milestone", "forecast"),
           description="all | list of codes | {kind: level|growth|cumulative or list}."),
@@ -307,6 +310,12 @@ class _FileChecker:
                 bad(f"非负整数列表（每项不超过 {MAX_DURATION_DAYS}），如 [7, 1]")
                 return None
             return tuple(int(v) for v in raw)
+        if kind == "strmap":
+            if not isinstance(raw, dict) or not raw or not all(isinstance(k, str) and k and isinstance(v, str) and v.strip()
+                                                               for k, v in raw.items()):
+                bad("指标代码到原文句子的映射，如 {deposit_loan_increase: 力争……新增超2000亿元。（附件1 第8项）}")
+                return None
+            return tuple((str(k), str(v).strip()) for k, v in raw.items())
         if kind == "strlist":
             if isinstance(raw, str):
                 return (raw,)
@@ -609,6 +618,7 @@ def _rule(checker: _FileChecker, item: CommentedMap, programme: str) -> Rule | N
         action=values.get("action", ""),
         repeat=None if repeat == "never" else repeat,
         groups=values.get("groups", ("monthly",)),
+        sources=values.get("sources", ()),
         resolve_margin=values.get("resolve_margin", 0.0),
         at_least=values.get("at_least"),
         at_most=values.get("at_most"),

@@ -76,6 +76,8 @@ class Rule:
     action: str = ""
     repeat: dt.timedelta | None = dt.timedelta(days=7)
     groups: tuple[str, ...] = ("monthly",)
+    # Per indicator, the sentence that states that indicator's target, where one rule reads several.
+    sources: tuple[tuple[str, str], ...] = ()
     resolve_margin: float = 0.0  # threshold/pace hysteresis: cleared by at least this much before 销号
     # threshold
     at_least: Bound | None = None
@@ -108,6 +110,12 @@ class Rule:
     # Where the fields naming indicators stand ("indicator", "indicators", "indicators:<code>", "at_least",
     # "at_most"), so a check against the store can point at the field, not at the rule's first line.
     field_positions: tuple[tuple[str, Position], ...] = field(default=(), compare=False)
+
+    def source_for(self, indicator: str = "", subject: str = "") -> str:
+        """The sentence that states this subject's target: the subject's own (`sources` keyed
+        indicator@unit, for a unit's share), else the indicator's, else the rule's."""
+        found = dict(self.sources)
+        return found.get(subject) or found.get(indicator) or self.source
 
     @property
     def short_id(self) -> str:

@@ -72,6 +72,8 @@ def field_schema(spec: Field) -> dict[str, Any]:
     elif kind == "strlist":
         schema = {"anyOf": [{"type": "string", "minLength": 1},
                             {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}]}
+    elif kind == "strmap":
+        schema = {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}, "minProperties": 1}
     elif kind == "duration":
         schema = {"type": "string", "pattern": _DURATION_PATTERN}
     elif kind == "date":

@@ -358,6 +358,54 @@ def target_label(item: NoticeItem) -> str:
     return "年度目标"
 
 
+_COMPARISON_WORDS = {"at_least": "{}以上", "more_than": "超过{}", "about": "{}左右", "at_most": "{}以下"}
+
+
+def target_worded(value: Any, measure: str, comparison: Any) -> str:
+    """A target as the document words it: 800家以上, 超过250家, 1000名左右 (the comparison stays with it)."""
+    shown = format_figure(value, measure)
+    pattern = _COMPARISON_WORDS.get(str(comparison or ""))
+    return pattern.format(shown) if pattern and shown != "—" else shown
+
+
+def target_cn(item: NoticeItem) -> str:
+    """The target line: "年度目标：12家以上", or for a programme-end target paced by the programme's elapsed
+    share the document's target itself and then the derived amount, labelled as derived:
+    "2027年目标：超过800家；按规划期序时进度测算，至今应完成40家"."""
+    details = item.details
+    worded = target_worded(item.threshold, item.measure, details.get("comparison"))
+    if details.get("derived"):
+        year = details.get("final_year")
+        label = f"{year}年目标" if year else "规划期目标"
+        if item.expected is None:
+            return f"{label}：{worded}"
+        return f"{label}：{worded}；按规划期序时进度测算，至今应完成{format_figure(item.expected, item.measure)}"
+    return f"{target_label(item)}：{worded}"
+
+
+def goal_text(goal: Any, deadline_text: Any) -> str:
+    """The 工作目标 without the 时间节点 it repeats: "2023全年" → "", "2023全年，力争…" → "力争…"."""
+    text, when = str(goal or "").strip(), re.sub(r"\s+", "", str(deadline_text or ""))
+    if not when:
+        return text
+    squeezed = re.sub(r"\s+", "", text)
+    if squeezed == when:
+        return ""
+    if squeezed.startswith(when):
+        # Drop as many characters of the original as make up the 时间节点, spaces included.
+        seen, cut = 0, 0
+        while cut < len(text) and seen < len(when):
+            if not text[cut].isspace():
+                seen += 1
+            cut += 1
+        return text[cut:].lstrip("，,、；; ：:")
+    return text
+
+
+def goal_cn(item: NoticeItem) -> str:
+    return goal_text(item.details.get("goal"), item.details.get("deadline_text"))
+
+
 def bound_label(item: NoticeItem) -> str:
     return "目标值"
 
@@ -430,6 +478,8 @@ def _filters() -> dict[str, Any]:
         "pct": format_percent,
         "subject_cn": subject_cn,
         "target_label": target_label,
+        "target_cn": target_cn,
+        "goal_cn": goal_cn,
         "bound_label": bound_label,
         "history_cn": history_cn,
         "change_cn": change_cn,

@@ -101,3 +101,47 @@ def test_a_rule_test_file_with_an_alias_bomb_is_refused_at_its_line_without_expa
     assert not outcome.ok
     problems = [line for _name, lines_ in outcome.failed for line in lines_]
     assert any(f"{path}:2:" in line and "别名" in line for line in problems), problems
+
+
+_SHAPES = {"pace": "年度", "milestone": "节点"}
+
+
+def _figures(value: float) -> set[str]:
+    """How a document may write a target figure: 2000, 2.331, 1.2万 (12000), 2/3 (66.67)."""
+    shown = {f"{value:g}", f"{value:.10g}"}
+    if value >= 10000:
+        shown.add(f"{value / 10000:g}万")
+    if abs(value - 66.67) < 0.01:
+        shown.add("2/3")
+    return shown
+
+
+@pytest.mark.parametrize("programme,example", [("lucheng", "lucheng-2023"), ("huzhou", "huzhou-2023")])
+def test_each_target_is_cited_by_the_sentence_that_states_it(programme: str, example: str) -> None:
+    """A light on a target quotes the document's sentence with that target's figure, not a mechanism sentence
+    ("编制主要指标进度表……") nor another target's: 存贷款新增额 cites "……新增超2000亿元". Per-unit shares
+    are checked where the document states them per unit (Lucheng's 附件1); Huzhou's county splits are the
+    example's own and have no sentence of their own."""
+    import csv
+
+    rule_set = load_rule_set(RULES / programme)
+    folder = ROOT / "examples" / example
+    kinds = {row["code"]: row["kind"] for row in csv.DictReader((folder / "indicators.csv").open(encoding="utf-8"))}
+    targets = list(csv.DictReader((folder / "targets.csv").open(encoding="utf-8")))
+    missing: list[str] = []
+    for rule in rule_set.rules:
+        if rule.kind not in ("pace", "milestone") or rule.selector.subject_type == "project":
+            continue
+        shape = "期末" if rule.kind == "pace" and rule.target == "final" else _SHAPES[rule.kind]
+        for row in targets:
+            code, unit = row["indicator"], row["unit"]
+            if row["shape"] != shape or code not in kinds or not rule.selector.matches(code, kinds[code]):
+                continue
+            if bool(unit) != rule.per_unit or (unit and programme != "lucheng"):
+                continue
+            if rule.kind == "pace" and kinds[code] != "cumulative":
+                continue
+            source = rule.source_for(code, f"{code}@{unit}" if unit else code)
+            if not any(figure in source for figure in _figures(float(row["value"]))):
+                missing.append(f"{rule.short_id} · {code}{'@' + unit if unit else ''} {row['year']}={row['value']}: {source}")
+    assert not missing, "\n".join(sorted(set(missing)))

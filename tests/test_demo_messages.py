@@ -288,3 +288,22 @@ def test_the_working_groups_annual_assessment_reads_the_whole_programme_first(de
     assert annual
     text, _html = _parts(annual[0])
     assert "2023年度综合评估：全部" in text
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_every_message_agrees_with_its_own_figures(demo: Path, programme: str) -> None:
+    """"快于序时进度10个百分点以上" over "83.33%；序时进度：75%" contradicts itself; so does a derived label on
+    the document's own 2027 target, a 工作目标 that only repeats the 时间节点, or quotes inside quotes."""
+    wrong: list[str] = []
+    for message in _messages(demo, programme):
+        text, _html = _parts(message)
+        for item in _items(text):
+            ahead = re.search(r"快于序时进度(\d+)个百分点以上", item)
+            shown = re.search(r"完成进度：([\d.]+)%；序时进度：([\d.]+)%", item)
+            if ahead and shown and float(shown[1]) - float(shown[2]) < float(ahead[1]) - 1e-6:
+                wrong.append(item)
+            if "目标（按规划期序时进度测算）" in item or re.search(r"工作目标：\d{4}\s*(全年|年)\s*\n", item):
+                wrong.append(item)
+            if "““" in item or "””" in item:
+                wrong.append(item)
+    assert not wrong, "\n\n".join(wrong[:3])

@@ -39,7 +39,7 @@ def test_a_pace_item_shows_its_target_and_time_target_not_a_warning_line() -> No
     assert not rendered.problems
     assert "累计完成：3场；年度目标：10场；完成进度：30%；序时进度：50%" in rendered.text
     assert "2023年6月数值：58.4%；目标值：66.7%" in rendered.text
-    assert "年度目标 10场" in rendered.html and "目标值 66.7%" in rendered.html
+    assert "年度目标：10场" in rendered.html and "目标值 66.7%" in rendered.html
 
 
 # --- wording by notice kind -------------------------------------------------------------------

@@ -543,7 +543,9 @@ def _item(notice: PlannedNotice, rule: Rule | None, snapshot: Snapshot, rule_set
         days_left=days_left if days_left is not None and days_left >= 0 else None,
         days_overdue=-days_left if days_left is not None and days_left < 0 else None,
         units=tuple(UnitRef(code, snapshot.units[code].name if code in snapshot.units else code) for code in units),
-        source=rule.source if rule else "", document=rule_set.settings.document,
+        source=rule.source_for(str(details.get("indicator") or (subject.split("@")[0] if subject_type == "indicator" else "")),
+                                  subject)
+        if rule else "", document=rule_set.settings.document,
         action=rule.action if rule else "", repeat=notice.repeat,
         idempotency_key=notice.idempotency_key(round_key), details=details,
         notified_before=notice.notified_before, since=_local_date(notice.since),

@@ -473,7 +473,9 @@ def _lists(candidates: Sequence[AlertCandidate], rule_set: RuleSet, names: _Unit
                         title=_months_named(c.title, c.period, c.details, snapshot, subject),
                         subject_name=_months_named(c.subject_name, c.period, c.details, snapshot, subject),
                         units=names.join(answerable), units_short=names.short(answerable),
-                        figures=_figures(c), action=rule.action if rule else "", source=rule.source if rule else "",
+                        figures=_figures(c), action=rule.action if rule else "",
+                        source=rule.source_for(str(c.details.get("indicator") or subject.split("@")[0]), subject)
+                        if rule else "",
                         rule=c.rule)
 
     return ([item(i, c) for i, c in enumerate(praise, start=1)], [item(i, c) for i, c in enumerate(urging, start=1)])
