@@ -62,12 +62,34 @@ class Principal:
         return self.role in ("office", "leader", "member")
 
     @property
+    def display_name(self) -> str:
+        return display_name(self.name, self.role, self.login)
+
+    @property
     def label(self) -> str:
-        name, role = self.name or self.login, ROLE_LABELS.get(self.role, self.role)
-        return name if name == role else f"{name}（{role}）"  # not "办公室（办公室）"
+        """The header's name: 区发改局（责任单位）, 张三（专班成员）; 工作专班办公室 once, not 办公室（办公室）."""
+        return role_label(self.display_name, self.role)
 
     def may_see_unit(self, unit_code: str) -> bool:
         return self.can_read_all or (self.is_unit and unit_code == self.unit_code)
+
+
+OFFICE_NAME = "工作专班办公室"
+
+
+def display_name(name: str, role: str, login: str = "") -> str:
+    """An account as officials name it: its name; the office account, named only by its role (办公室) or
+    not at all, as 工作专班办公室."""
+    name = (name or "").strip()
+    if role == "office" and name in ("", ROLE_LABELS["office"]):
+        return OFFICE_NAME
+    return name or login
+
+
+def role_label(name: str, role: str) -> str:
+    """The name with its role in brackets, unless the name already says it (工作专班办公室)."""
+    label = ROLE_LABELS.get(role, role)
+    return name if not label or label in name else f"{name}（{label}）"
 
 
 def principal_of(user: WebUser) -> Principal:

@@ -184,7 +184,15 @@ def demo_lines(db_file: str, command: str, rules_dir: str, at: dt.datetime, port
     for the office and for one unit (the clock frozen at `at`, so the links are valid there)."""
     import secrets
 
-    from duban.app.accounts import LINK_LIFETIME, AccountError, add_user, find_user, issue_link, unit_accounts
+    from duban.app.accounts import (
+        LINK_LIFETIME,
+        OFFICE_NAME,
+        AccountError,
+        add_user,
+        find_user,
+        issue_link,
+        unit_accounts,
+    )
     from duban.store.db import make_engine
     from duban.store.migrate import upgrade
     from duban.store.web_models import WebUser
@@ -198,7 +206,7 @@ def demo_lines(db_file: str, command: str, rules_dir: str, at: dt.datetime, port
             try:
                 office = find_user(session, "office")
             except AccountError:
-                office = add_user(session, login="office", role="office", now=at, name="办公室",
+                office = add_user(session, login="office", role="office", now=at, name=OFFICE_NAME,
                                   password=secrets.token_urlsafe(12))
             unit = session.scalar(select(WebUser).where(WebUser.role == "unit")
                                   .order_by((WebUser.login != "fgj"), WebUser.id).limit(1))

@@ -395,7 +395,7 @@ async def signin_page(request: Request) -> Response:
     """Shows who the link is for and a button; the GET spends nothing (mail scanners prefetch links)."""
     with transaction(config(request).engine) as session:
         checked = accounts.check_link(session, request.path_params["token"], now(request))
-        name = checked.user.name if checked.user else ""
+        name = accounts.display_name(checked.user.name, checked.user.role, checked.user.login) if checked.user else ""
         unit = unit_name(session, checked.user.unit_code) if checked.user and checked.user.unit_code else ""
     token = pre_token(request)
     status = 200 if checked.user else 410
@@ -781,10 +781,13 @@ async def decide_request(request: Request) -> Response:
 async def alerts_view(request: Request) -> Response:
     at = now(request)
     with db(request) as session:
-        rows = list(session.scalars(select(Alert).where(Alert.state == "firing")
-                                    .order_by(Alert.level, Alert.rule, Alert.subject).limit(500)))
+        firing = list(session.scalars(select(Alert).where(Alert.state == "firing")
+                                      .order_by(Alert.level, Alert.rule, Alert.subject).limit(500)))
         silences = list(session.scalars(select(Silence).where(Silence.until > at).order_by(Silence.id)))
-    return render(request, "alerts.html.j2", rows=rows, silences=silences, now=at, error="")
+    # Praise (通报表扬) is not a warning: listed apart, with nothing to acknowledge or silence.
+    rows = [a for a in firing if a.kind != "praise"]
+    praise = [a for a in firing if a.kind == "praise"]
+    return render(request, "alerts.html.j2", rows=rows, praise=praise, silences=silences, now=at, error="")
 
 
 def _until(text: str) -> dt.datetime:
@@ -804,6 +807,8 @@ async def ack_alert(request: Request) -> Response:
             alert = session.get(Alert, request.path_params["id"])
             if alert is None:
                 raise PortalError("没有这条告警")
+            if alert.kind == "praise":
+                raise PortalError("这是通报表扬，不是预警，无需确认")
             reason = text_of(form, "reason", 500).strip()
             if not reason:
                 raise PortalError("请写明确认的理由")
@@ -932,7 +937,8 @@ async def published_report(request: Request) -> Response:
 async def audit_view(request: Request) -> Response:
     with db(request) as session:
         rows = list(session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(300)))
-    return render(request, "audit.html.j2", rows=rows)
+        lines = audit.describe(session, rows)
+    return render(request, "audit.html.j2", lines=lines)
 
 
 # --- the application ----------------------------------------------------------------------------------
