@@ -65,6 +65,8 @@ class OwedFigure:
     unit_code: str  # '' for the jurisdiction's figure the lead unit reports
     due: dt.date | None
     value: float | None  # what the store holds now (a correction replaces it)
+    entry: str = ""  # what to enter: 2023年12月当月值, 2023年1—12月累计, 截至2023年12月底累计 (the 报送口径)
+    last: str = ""  # the last figure reported before this period, for reference: 2023年11月：55家（1—11月累计）
 
     @property
     def key(self) -> str:
@@ -104,7 +106,7 @@ def owed_figures(session: Session, rule_set: RuleSet, calendar: WorkingCalendar,
         return []
     position = dict(links)
     indicators = {row.code: row for row in session.execute(
-        select(Indicator.code, Indicator.name, Indicator.measure, Indicator.kind)
+        select(Indicator.code, Indicator.name, Indicator.measure, Indicator.kind, Indicator.reported_as)
         .where(Indicator.code.in_(list(position))))}
     shares = set(session.scalars(select(Target.indicator_code).where(Target.unit_code == unit_code,
                                                                      Target.indicator_code.in_(list(position)))))
@@ -137,9 +139,45 @@ def owed_figures(session: Session, rule_set: RuleSet, calendar: WorkingCalendar,
                 if have is not None and (y, m) != (last_y, last_m):
                     continue
                 figure = OwedFigure(code, info.name, info.measure, period, f"{y}年{m}月", series_unit,
-                                    calendar.due_date_for_month(y, m, due_day), have)
+                                    calendar.due_date_for_month(y, m, due_day), have,
+                                    entry_label(info.kind, info.reported_as, y, m),
+                                    last_reported(series, period, info.kind, info.reported_as, info.measure))
                 owed.setdefault(figure.key, figure)
     return sorted(owed.values(), key=lambda f: (f.period, position.get(f.indicator, 0), f.indicator, f.unit_code))
+
+
+def entry_label(kind: str, reported_as: str, year: int, month: int) -> str:
+    """What a unit types for one month of an indicator, as its 报送口径 says (docs/data.md)."""
+    if kind == "cumulative":
+        if reported_as == "month":
+            return f"{year}年{month}月当月值（仅本月新增）"
+        if reported_as == "to_date":
+            return f"截至{year}年{month}月底累计（自工程启动以来）"
+        return f"{year}年1—{month}月累计" if month > 1 else f"{year}年1月数值（1月累计）"
+    if kind == "growth":
+        return f"{year}年1—{month}月同比增速" if month > 1 else f"{year}年1月同比增速"
+    return f"{year}年{month}月末数值"
+
+
+def last_reported(series: dict[str, float], period: str, kind: str, reported_as: str, measure: str) -> str:
+    """The latest figure before `period`, with what it was (当月值 or 1—N月累计), for the unit to compare."""
+    from duban.notifiers.render import format_figure
+
+    before = sorted(p for p in series if len(p) == 7 and p[4] == "-" and p[5:].isdigit() and p < period)
+    if not before:
+        return ""
+    last = before[-1]
+    y, m = int(last[:4]), int(last[5:])
+    text = f"{y}年{m}月：{format_figure(series[last], measure)}"
+    if kind == "cumulative" and reported_as == "month":
+        months = [p for p in before if p.startswith(f"{y}-")]
+        total = sum(series[p] for p in months)
+        return f"{text}（当月值；{y}年1—{m}月合计{format_figure(total, measure)}）"
+    if kind == "cumulative" and reported_as == "to_date":
+        return f"{text}（累计至今）"
+    if kind == "cumulative":
+        return f"{text}（1—{m}月累计）" if m > 1 else text
+    return text
 
 
 def not_reported(session: Session, rule_set: RuleSet, calendar: WorkingCalendar, at: dt.datetime,

@@ -88,3 +88,22 @@ def test_one_message_to_two_mailboxes_shows_both_addresses(site):
     page = site.sign_in("office").get("/office/outbox")
     assert "<th>收件地址</th>" in page.text
     assert "<td>zhuanban@lucheng.example.org</td>" in page.text and "<td>zhuanban2@lucheng.example.org</td>" in page.text
+
+
+def test_each_report_row_says_what_to_enter_and_shows_the_last_figure(site):
+    from duban.app.portal import entry_label, last_reported
+
+    assert entry_label("cumulative", "month", 2023, 12) == "2023年12月当月值（仅本月新增）"
+    assert entry_label("cumulative", "", 2023, 12) == "2023年1—12月累计"
+    assert entry_label("cumulative", "ytd", 2023, 12) == "2023年1—12月累计"
+    assert entry_label("cumulative", "to_date", 2023, 12) == "截至2023年12月底累计（自工程启动以来）"
+    monthly = {"2023-10": 4.0, "2023-11": 6.0, "2022-12": 9.0}
+    assert last_reported(monthly, "2023-12", "cumulative", "month", "家") == "2023年11月：6家（当月值；2023年1—11月合计10家）"
+    assert last_reported({"2023-11": 55.0}, "2023-12", "cumulative", "ytd", "家") == "2023年11月：55家（1—11月累计）"
+    assert last_reported({}, "2023-12", "cumulative", "ytd", "家") == ""
+
+    page = site.sign_in(UNIT).get(f"/unit/{UNIT}/report")
+    text = _text(page.text)
+    assert "填：2023年1—6月同比增速" in text  # 服务业投资增速（1—N月同比）
+    assert "填：2023年6月当月值（仅本月新增）" in text  # 省级服务业重大项目完成投资, reported month by month
+    assert re.search(r"上次报送 2023年5月：[\d.]+亿元（当月值；2023年1—5月合计[\d.]+亿元）", text)
