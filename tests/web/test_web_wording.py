@@ -107,3 +107,22 @@ def test_each_report_row_says_what_to_enter_and_shows_the_last_figure(site):
     assert "填：2023年1—6月同比增速" in text  # 服务业投资增速（1—N月同比）
     assert "填：2023年6月当月值（仅本月新增）" in text  # 省级服务业重大项目完成投资, reported month by month
     assert re.search(r"上次报送 2023年5月：[\d.]+亿元（当月值；2023年1—5月合计[\d.]+亿元）", text)
+
+
+def test_the_unit_page_names_each_lights_category_in_chinese_and_its_target_with_its_measure(site):
+    from duban.app.board import SUBJECT_LABELS, unit_lights
+    from duban.notifiers.render import format_figure
+
+    with transaction(site.engine) as session:
+        lights = unit_lights(session, UNIT, limit=100)
+    kinds = {r.subject_type for r in lights}
+    assert "project_list" in kinds  # the project lists the unit leads
+    page = site.sign_in(UNIT).get(f"/unit/{UNIT}")
+    for kind in kinds:
+        assert f"<td>{kind}</td>" not in page.text
+        assert f"<td>{SUBJECT_LABELS[kind]}</td>" in page.text
+    targets = [r for r in lights if r.threshold is not None and r.measure]
+    assert targets
+    for r in targets:
+        assert f"<td>{format_figure(r.threshold, r.measure)}</td>" in page.text
+    assert "项目清单" in page.text
