@@ -74,6 +74,7 @@ __all__ = [
     "Problem",
     "import_paths",
     "import_rows",
+    "unit_code_of",
     "validate_rows",
 ]
 
@@ -283,6 +284,17 @@ def _name_key(name: str) -> str:
     return "".join(name.split()).casefold()
 
 
+def unit_code_of(text: str, unit_names: Mapping[str, str]) -> str | None:
+    """The unit a 单位 cell names, by its code or by its name (officials know names; names are unique,
+    see `_refuse_shared_unit_names`): its code, or None when no unit is called that. A code wins."""
+    text = text.strip()
+    if text in unit_names:
+        return text
+    key = _name_key(text)
+    found = [code for code, name in unit_names.items() if _name_key(name) == key]
+    return found[0] if len(found) == 1 else None
+
+
 def _describe_key(key: tuple[Any, ...]) -> str:
     return " / ".join(str(part) if part != "" else "（全区）" for part in key)
 
@@ -444,6 +456,7 @@ class _ImportRun:
         self.queried: dict[tuple[int, int], Finding] = {}
         self._queried_ids: dict[tuple[int, int], int] = {}
         self._headers: dict[tuple[str, str], str] = {}  # (source label, column) -> header as written
+        self._names: dict[str, str] | None = None  # unit name key -> code, for a 单位 cell written as a name
         programme = conn.execute(select(Programme.code, Programme.end)).first()
         unit_names: dict[str, str] = {code: name for code, name in conn.execute(select(Unit.code, Unit.name))}
         # How a cumulative indicator is reported (本年累计, 当月值, 累计至今) says whether it may fall.
@@ -533,6 +546,10 @@ class _ImportRun:
 
     def _finish_units(self, keyed: _Keyed) -> None:
         self._refuse_shared_unit_names(keyed)
+        # The names of this import's units name them in later lists (月度数据's 单位) too.
+        self.known.unit_names = {**self.known.unit_names,
+                                 **{code: record["name"] for (code,), record in keyed.records.items() if record}}
+        self._names = None
         self._upsert("units", Unit.__table__, ("code",), keyed.records)  # type: ignore[arg-type]
 
     def _refuse_shared_unit_names(self, keyed: _Keyed) -> None:
@@ -609,9 +626,17 @@ class _ImportRun:
         return code
 
     def _optional_unit(self, row: _Row) -> str:
+        """A unit by its code or by its name (区发改局); blank is the whole jurisdiction."""
+        cell = row.cell("unit")
+        if isinstance(cell, str) and not is_blank(cell) and (text := parse_text(cell)) not in self.known.units:
+            if self._names is None:
+                self._names = {_name_key(name): code for code, name in self.known.unit_names.items()}
+            code = self._names.get(_name_key(text))
+            if code is not None:
+                return code
         code = row.get("unit", parse_code, required=False, default="")
         if code and code not in self.known.units:
-            row.problem("unit", f"未知的单位代码：'{code}'（请先在单位清单中登记）")
+            row.problem("unit", f"未知的单位：'{code}'（请填写单位清单中登记的单位名称或代码）")
         return code
 
     def _row_targets(self, row: _Row, keyed: _Keyed) -> None:

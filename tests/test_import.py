@@ -245,7 +245,30 @@ def test_an_unknown_indicator_or_unit_code_refuses_the_whole_import(loaded, tmp_
     report = run(loaded, good, bad)
 
     assert_rejected(loaded, report, before,
-                    f"{bad}:3:indicator: 未知的指标代码：'no_such'", f"{bad}:4:unit: 未知的单位代码：'xxx'")
+                    f"{bad}:3:indicator: 未知的指标代码：'no_such'", f"{bad}:4:unit: 未知的单位：'xxx'（请填写单位清单中登记的单位名称或代码）")
+
+
+def test_a_figures_unit_may_be_written_by_its_name_or_its_code(loaded, tmp_path):
+    # Officials know units by name: 区发改局 (also with a stray space) is fgj, as fgj itself is.
+    named = write_csv(tmp_path / "observations.csv", [OBSERVATIONS[0], ["fw_invest", "2023-05", "3", "区发改局"],
+                                                       ["fw_invest", "2023-06", "4", " 五马 街道 "],
+                                                       ["fw_invest", "2023-04", "2", "sw"]])
+    report = run(loaded, named)
+    assert report.ok, report.problem_lines()
+    with transaction(loaded) as session:
+        stored = set(session.execute(select(Observation.unit_code, Observation.period, Observation.value)
+                                     .where(Observation.indicator_code == "fw_invest")).all())
+    assert stored == {("fgj", "2023-05", 3.0), ("wjd", "2023-06", 4.0), ("sw", "2023-04", 2.0)}
+
+
+def test_a_unit_named_in_the_same_import_may_be_named_in_its_figures(engine, tmp_path):
+    folder = basics(tmp_path / "all")
+    write_csv(folder / "units.csv", [*UNITS, ["jyj", "区教育局", "jy@lucheng.gov.cn", "department"]])
+    write_csv(folder / "observations.csv", [OBSERVATIONS[0], ["fw_invest", "2023-06", "1", "区教育局"]])
+    report = run(engine, folder)
+    assert report.ok, report.problem_lines()
+    with transaction(engine) as session:
+        assert session.scalar(select(Observation.unit_code).where(Observation.period == "2023-06")) == "jyj"
 
 
 def test_a_unit_declared_in_the_same_import_may_be_referred_to(loaded, tmp_path):

@@ -384,8 +384,11 @@ def _check_rights(engine: Engine, path: Path, label: str, unit_code: str) -> tup
     """Only 月度数据, and only rows the unit answers for: the office imports everything else."""
     sources, problems = discover([path])
     problems = _relabel(problems, label)
+    from duban.store.importer import unit_code_of
+
     with transaction(engine) as session:
         lead, member = _allowed(session, unit_code)
+        names = dict(session.execute(select(Unit.code, Unit.name)).all())
     values: list[list[Any]] = []
     for source in sources:
         where = f"{label}:{source.sheet}" if source.sheet else label
@@ -407,9 +410,10 @@ def _check_rights(engine: Engine, path: Path, label: str, unit_code: str) -> tup
                     continue  # the import reports it with its row and column
                 unit_cell = cell("unit")
                 unit = "" if unit_cell in (None, "") else str(unit_cell).strip()
+                typed, unit = unit, (unit_code_of(unit, names) or unit) if unit else ""  # a name, as the import reads it
                 if unit not in ("", unit_code):
                     problems.append(Problem(where, number, table.header("unit"),
-                                            f"只能报送本单位的数据，不能报送单位“{unit}”的数据"))
+                                            f"只能报送本单位的数据，不能报送单位“{typed}”的数据"))
                 elif unit == "" and indicator not in lead:
                     problems.append(Problem(where, number, table.header("indicator"),
                                             f"指标“{indicator}”的全区数据由牵头单位报送，本单位不能报送"))

@@ -126,3 +126,22 @@ def test_the_unit_page_names_each_lights_category_in_chinese_and_its_target_with
     for r in targets:
         assert f"<td>{format_figure(r.threshold, r.measure)}</td>" in page.text
     assert "项目清单" in page.text
+
+
+def test_an_uploaded_sheet_may_name_the_unit_by_its_name(site):
+    import io
+
+    from webkit import stored
+
+    client = site.sign_in(UNIT)
+    page = client.get(f"/unit/{UNIT}/report")
+    assert "单位（填本单位名称，全区数据留空）" in page.text and "本单位代码" not in page.text
+    sheet = "指标,期间,数值,单位\nservice_investment_growth,2023年6月,11.2,区发改局\n".encode()
+    response = client.post(f"/unit/{UNIT}/upload", data={"csrf": csrf_of(page.text)},
+                           files={"sheet": ("月度数据.csv", io.BytesIO(sheet), "text/csv")})
+    assert response.status_code == 303, response.text
+    assert stored(site.engine, LEAD_INDICATOR, "2023-06", UNIT) == 11.2
+    other = "指标,期间,数值,单位\nservice_investment_growth,2023年6月,11.2,区统计局\n".encode()
+    response = client.post(f"/unit/{UNIT}/upload", data={"csrf": csrf_of(page.text)},
+                           files={"sheet": ("月度数据.csv", io.BytesIO(other), "text/csv")})
+    assert response.status_code == 422 and "不能报送单位“区统计局”的数据" in response.text
