@@ -175,8 +175,8 @@ def _object(row: AuditEntry, units: dict[str, str], alerts: dict[int, str], deli
         return (f"{units.get(req.unit_code, req.unit_code)}的{_kind_label(req.kind)} #{key}（任务“{title}”）",
                 f"/unit/{req.unit_code}/request/{key}")
     if kind == "alert" and number is not None:
-        title = alerts.get(number)
-        return (f"告警 #{key}" + (f"：{title}" if title else "")), "/office/alerts"
+        alert_title = alerts.get(number, "")
+        return (f"告警 #{key}" + (f"：{alert_title}" if alert_title else "")), "/office/alerts"
     if kind == "silence" and number is not None:
         return f"静默 #{key}", "/office/alerts"
     if kind == "delivery" and number is not None:
