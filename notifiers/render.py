@@ -203,9 +203,19 @@ class RenderedDigest:
 # --- helpers exposed to templates -----------------------------------------------------------
 
 
+def figure_digits(value: float, digits: int = 2) -> int:
+    """Decimals that show a figure at the document's precision: 2.331 keeps its three (a target of 2.331%
+    shown as 2.33% is not the document's), a computed 83.3333… is cut to two."""
+    for more in range(digits + 1, 5):
+        if abs(value - round(value, digits)) > 1e-9 and abs(value - round(value, more)) < 1e-9:
+            return more
+    return digits
+
+
 def format_number(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "—"
+    digits = figure_digits(float(value), digits)
     text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 

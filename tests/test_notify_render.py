@@ -182,3 +182,17 @@ def test_dingtalk_markdown_lists_every_item_with_its_action(renderer: DigestRend
     assert rendered.markdown.startswith("#### 鹿城区服务业高质量发展“十百千”工程建设工作专班：2023年7月月调度")
     for item in sample_digest().items:
         assert f"{item.title}（" in rendered.markdown and item.action in rendered.markdown
+
+
+def test_figures_keep_the_documents_precision_and_wording() -> None:
+    from duban.notifiers.render import format_number, goal_text, target_worded
+
+    assert format_number(2.331) == "2.331"  # 出口占全国份额2.331%, not 2.33%
+    assert format_number(100 * 5 / 6) == "83.33"
+    assert format_number(2.331 - 2.32) == "0.011"
+    assert target_worded(800, "家", "more_than") == "超过800家"
+    assert target_worded(1000, "名", "about") == "1000名左右"
+    assert target_worded(12, "家", "at_least") == "12家以上"
+    assert goal_text("2023全年", "2023全年") == ""
+    assert goal_text("2023 全年，力争全区普惠型小微企业贷款增速不低于各项贷款平均增速", "2023全年") \
+        == "力争全区普惠型小微企业贷款增速不低于各项贷款平均增速"

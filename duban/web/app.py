@@ -45,7 +45,13 @@ from duban.app.portal import Forbidden, PortalError
 from duban.engine.calendar import WorkingCalendar
 from duban.engine.rules import RuleSet
 from duban.notifiers.digest import KIND_LABELS as NOTICE_KIND_LABELS
-from duban.notifiers.render import format_datetime_cn, format_figure, name_with_months, period_cn
+from duban.notifiers.render import (
+    figure_digits,
+    format_datetime_cn,
+    format_figure,
+    name_with_months,
+    period_cn,
+)
 from duban.store.db import session_factory, transaction
 from duban.store.models import Alert, Delivery, Indicator, Notice, Silence, Task, Unit
 from duban.store.periods import SHANGHAI, local_date
@@ -159,7 +165,8 @@ def _environment() -> Environment:
     env.globals["task_text"] = board.task_text
     env.filters["figure"] = format_figure  # 1.5亿元, 66.67%: a figure with its measure, as the notices write it
     env.filters["month"] = lambda m: f"{m[:4]}年{int(m[5:7])}月" if len(m) == 7 and m[4] == "-" and m[5:].isdigit() else m
-    env.filters["num"] = lambda v: "—" if v is None else (f"{v:,.2f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v))
+    env.filters["num"] = lambda v: "—" if v is None else (
+        f"{v:,.{figure_digits(v)}f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v))
     env.globals.update(LEVEL_LABELS=board.LEVEL_LABELS, SUBJECT_LABELS=board.SUBJECT_LABELS, ROLE_LABELS=ROLE_LABELS,
                        REQUEST_KIND_LABELS=REQUEST_KIND_LABELS, REQUEST_STATE_LABELS=REQUEST_STATE_LABELS,
                        ACTION_LABELS=audit.ACTION_LABELS, task_done=unit_requests.task_done,

@@ -326,6 +326,9 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
         basis = f"节点目标（{a.period_label}）"
         completion = _float(a.details.get("completion"))
         progress = gap = None
+        if a.measure.strip() == "%" and a.value is not None and a.threshold is not None:
+            # A share or a rate (出口占全国份额2.331%, 增速不低于10%): the gap in points, not a 完成率 of a percentage.
+            completion, gap = None, a.value - a.threshold
         if a.level is None and a.days_left is not None and a.days_left >= 0:
             note.insert(0, f"距节点还有{a.days_left}天")
     else:
