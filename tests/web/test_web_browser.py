@@ -27,7 +27,7 @@ from duban.store.models import Delivery
 from duban.web.app import create_app
 
 CHROMIUM = Path(os.environ.get("DUBAN_CHROMIUM", "/usr/bin/chromium"))
-TASK = "L2023-01-1"
+TASK = "L2023-04-2"  # 区发改局's own open task (L2023-01-1 was done when the plan was issued)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (make test installs it: .ci/browser-deps.sh)")
 
@@ -128,8 +128,8 @@ def test_a_unit_cannot_open_another_units_page(page, site, server):
 def test_the_office_approves_a_closing_and_the_notice_lands_in_the_outbox(page, site, server):
     with transaction(site.engine) as session:
         who = principal_of(find_user(session, UNIT))
-        unit_requests.post_request(session, who, UNIT, TASK, "close", "实施方案已印发。", now=site.clock(),
-                                   uploads=[unit_requests.Upload("印发通知.pdf", b"%PDF-1.4 evidence")])
+        unit_requests.post_request(session, who, UNIT, TASK, "close", "项目已开工。", now=site.clock(),
+                                   uploads=[unit_requests.Upload("开工证明.pdf", b"%PDF-1.4 evidence")])
     _office_signs_in(page, server)
     assert "销号申请" in page.inner_text("main")
     page.fill("form.decide input[name=comment]", "同意销号。")

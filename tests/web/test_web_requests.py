@@ -12,7 +12,7 @@ from duban.store.db import transaction
 from duban.store.models import Alert, Delivery, DeliveryPayload, Notice, Task
 from duban.store.web_models import Attachment, AuditEntry, UnitRequest
 
-TASK = "L2023-01-1"
+TASK = "L2023-04-2"  # 区发改局's own open task (L2023-01-1 was done when the plan was issued)
 PDF = b"%PDF-1.4\n%evidence\n"
 
 
@@ -42,10 +42,10 @@ def _decide(office, request_id, decision, comment=""):
 def test_the_office_approves_a_closing_and_the_notice_lands_in_the_outbox(site):
     alert_id = _firing_alert(site)
     unit = site.sign_in(UNIT)
-    response = _post(unit, "close", "工作专班已组建，实施方案已印发。", [("印发通知.pdf", io.BytesIO(PDF), "application/pdf")])
+    response = _post(unit, "close", "国际时尚中心项目已开工，年度计划投资已完成。", [("开工证明.pdf", io.BytesIO(PDF), "application/pdf")])
     assert response.status_code == 303
     office = site.sign_in("office")
-    assert "印发通知.pdf" in office.get("/office").text
+    assert "开工证明.pdf" in office.get("/office").text
     with transaction(site.engine) as session:
         request_id = session.scalars(select(UnitRequest.id)).one()
     assert _decide(office, request_id, "approve", "材料齐全，同意销号。").status_code == 303
@@ -107,15 +107,15 @@ def test_a_returned_request_keeps_its_comment_and_nothing_is_deleted(site):
         request_id = session.scalars(select(UnitRequest.id)).one()
     refused = _decide(office, request_id, "return")
     assert refused.status_code == 422 and "退回申请须写明理由" in refused.text
-    assert _decide(office, request_id, "return", "缺少印发文件。").status_code == 303
+    assert _decide(office, request_id, "return", "缺少开工证明。").status_code == 303
     again = _decide(office, request_id, "approve")
     assert again.status_code == 422 and "不能重复审批" in again.text
     with transaction(site.engine) as session:
         request = session.get(UnitRequest, request_id)
-        assert (request.state, request.decision_comment, request.decided_by) == ("returned", "缺少印发文件。", "office")
+        assert (request.state, request.decision_comment, request.decided_by) == ("returned", "缺少开工证明。", "office")
         assert session.get(Task, TASK).status == "open"
         assert len(session.scalars(select(Attachment)).all()) == 1
-    assert "缺少印发文件。" in unit.get(f"/unit/{UNIT}/task/{TASK}").text
+    assert "缺少开工证明。" in unit.get(f"/unit/{UNIT}/task/{TASK}").text
 
 
 def test_attachments_too_big_of_the_wrong_type_or_disguised_are_refused(site):
@@ -201,11 +201,11 @@ def _steps(page_text: str) -> list[list[str]]:
 
 def test_a_requests_history_shows_every_step_with_who_when_and_why(site):
     unit = site.sign_in(UNIT)
-    _post(unit, "close", "工作专班已组建。", [("印发通知.pdf", io.BytesIO(PDF), "application/pdf")])
+    _post(unit, "close", "项目已开工。", [("开工证明.pdf", io.BytesIO(PDF), "application/pdf")])
     office = site.sign_in("office")
     with transaction(site.engine) as session:
         first = session.scalars(select(UnitRequest.id)).one()
-    assert _decide(office, first, "return", "缺少实施方案印发文件，请补充。").status_code == 303
+    assert _decide(office, first, "return", "缺少开工证明，请补充。").status_code == 303
     site.clock.at += dt.timedelta(hours=2)
     _post(unit, "close", "已补充实施方案。", [("实施方案.pdf", io.BytesIO(PDF), "application/pdf")])
     with transaction(site.engine) as session:
@@ -218,8 +218,8 @@ def test_a_requests_history_shows_every_step_with_who_when_and_why(site):
         steps = _steps(page.text)
         assert [s[2] for s in steps] == ["提交销号申请", "退回申请"]
         assert steps[0][0] == "2023年7月15日 09:00" and steps[0][1].endswith("（责任单位）") and steps[0][3] == "待审批"
-        assert "工作专班已组建" in steps[0][4] and "附件 1 个" in steps[0][5]
-        assert steps[1][1].endswith("（办公室）") and steps[1][3] == "已退回" and "缺少实施方案印发文件" in steps[1][4]
+        assert "项目已开工" in steps[0][4] and "附件 1 个" in steps[0][5]
+        assert steps[1][1].endswith("（办公室）") and steps[1][3] == "已退回" and "缺少开工证明" in steps[1][4]
     steps = _steps(office.get(f"/unit/{UNIT}/request/{second}").text)
     assert [(s[0], s[2], s[3]) for s in steps] == [("2023年7月15日 11:00", "提交销号申请", "待审批"),
                                                    ("2023年7月15日 11:00", "同意申请", "已同意")]
