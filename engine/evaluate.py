@@ -229,6 +229,9 @@ class Evaluator:
                             f"{rule.position}: 规则 `{rule.short_id}` 的对象 {item.subject}（{item.period_label or item.period}）"
                             f"数据不是有限数值（{unusable}），本次跳过该对象；请核对导入的数据")
                         continue
+                    named = self.rule_set.settings.target_names.get(item.subject) if item.subject_type == "indicator" else None
+                    if named:  # a unit's share the document names on its own: 培育规上旅游企业, not 新增规模以上服务业企业
+                        item.subject_name = named
                     # Every fact carries every schema field: durable needs them typed and present.
                     derived.facts.append({**defaults, **fact, "idx": len(derived.pending)})
                     derived.pending.append(item)

@@ -168,6 +168,9 @@ SETTINGS_FIELDS: tuple[Field, ...] = (
           "督办提醒 cites, quoted as written."),
     Field("praise_mechanism", "str", description="The document's sentence on praise (通报表扬) that a "
           "通报 of praise and 销号 cites, quoted as written."),
+    Field("target_names", "strmap", description="Per indicator@unit, the name the document gives a unit's share of a "
+          "target (区人力社保局's 4 of 新增规模以上服务业企业 is 培育规上人力资源服务企业); notices, reports and the "
+          "board use it instead of the indicator's name."),
     Field("working_group", "str", description="Unit code of the working group (工作专班); default: the unit of kind working_group."),
     Field("admin_email", "str", description="Where rule, template and delivery errors are reported."),
     Field("subject_prefix", "str", description="E-mail subject prefix, e.g. 【鹿城区“十百千”工作专班】."),
@@ -531,6 +534,7 @@ def _settings(checker: _FileChecker, document: Any, directory: Path) -> Settings
         start=values.get("start"),
         mechanism=values.get("mechanism", ""),
         praise_mechanism=values.get("praise_mechanism", ""),
+        target_names=dict(values.get("target_names", ())),
         report_names={kind: values[f"report_{kind}"] for kind in REPORT_NAMES if values.get(f"report_{kind}")},
         list_names={key: values[f"list_{key}"] for key in LIST_NAMES if values.get(f"list_{key}")},
     )

@@ -160,6 +160,8 @@ class Settings:
     start: dt.date | None = None  # first day of notices; default `issued`
     mechanism: str = ""  # the document's sentence on urging, cited by every 督办提醒
     praise_mechanism: str = ""  # the document's sentence on praise, cited by a 通报
+    # indicator@unit → the document's name for that unit's share (培育规上人力资源服务企业)
+    target_names: dict[str, str] = field(default_factory=dict)
     # What the reports and their lists are called: the document's own names (Lucheng: 月度专报,
     # 争先创优晾晒表 …), or neutral ones where the document names none (REPORT_NAMES, LIST_NAMES).
     report_names: dict[str, str] = field(default_factory=dict)

@@ -306,4 +306,8 @@ def test_every_message_agrees_with_its_own_figures(demo: Path, programme: str) -
                 wrong.append(item)
             if "““" in item or "””" in item:
                 wrong.append(item)
+            # A unit's share the document names on its own (附件1: 培育规上人力资源服务企业4家) is not called by
+            # the district indicator it counts toward.
+            if re.search(r"新增规模以上服务业企业（区(人力社保局|文化和广电旅游体育局|委宣传部)|服务业从业人员培训（区(人力社保局|教育局)", item):
+                wrong.append(item)
     assert not wrong, "\n\n".join(wrong[:3])

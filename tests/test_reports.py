@@ -169,7 +169,7 @@ def test_units_are_ranked_by_completion_against_time_progress(lucheng_q2):
 def test_praise_and_urging_lists_are_the_evaluations_praise_and_lights(lucheng_q2):
     page = _page(lucheng_q2)
     praise = [row[1][0] for row in page.table("praise")[1:]]
-    assert "“服务业从业人员培训”（区人力社保局）完成进度快于序时进度10个百分点以上" in praise
+    assert "“‘金蓝领’培训”（区人力社保局）完成进度快于序时进度10个百分点以上" in praise  # 附件1 第5项 names it
     urging = page.table("urging")[1:]
     assert urging[0][1] == ("红灯", "light red")
     assert urging[0][2][0].startswith("服务业投资占全区固定资产投资比重低于2/3")

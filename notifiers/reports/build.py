@@ -339,7 +339,8 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
         progress = _float(a.details.get("time_progress"))
         gap = completion - progress if completion is not None and progress is not None else None
     return IndicatorRow(
-        index=index, code=code, name=_months_named(info.name if info else a.subject_name, a.period, a.details,
+        index=index, code=code, name=_months_named(a.subject_name if "@" in a.subject or not info else info.name,
+                                             a.period, a.details,
                                              snapshot, a.subject),
         unit_name=a.unit_name if sub or "@" in a.subject else "", sub=sub, measure=a.measure, basis=basis,
         target=a.threshold, value=a.value, value_label="累计至今" if a.rule_kind == "milestone" else a.period_label,
