@@ -103,9 +103,12 @@ def main() -> None:
               f"peak RSS before import {_peak_rss_mb():.0f} MB", flush=True)
         engine = make_engine(str(directory / "bench.db"))
         create_all(engine)
-        lists = [directory / "units.csv", directory / "indicators.csv", big]
-        _timed("first import", lambda: import_paths(engine, lists, now=now, imported_by="bench"))
-        _timed("identical re-import", lambda: import_paths(engine, lists, now=now, imported_by="bench"))
+        # The units and indicators first, on their own: the row limit (DUBAN_IMPORT_MAX_ROWS, default
+        # 1,000,000) counts every file of one import, and the figures alone fill it.
+        lists = [directory / "units.csv", directory / "indicators.csv"]
+        _timed("units and indicators", lambda: import_paths(engine, lists, now=now, imported_by="bench"))
+        _timed("first import", lambda: import_paths(engine, [big], now=now, imported_by="bench"))
+        _timed("identical re-import", lambda: import_paths(engine, [big], now=now, imported_by="bench"))
         corrected = write_corrections(directory)
         _timed(f"corrected {CORRECTED_ROWS} figures", lambda: import_paths(engine, [corrected], now=now, imported_by="bench"))
         with engine.connect() as conn:

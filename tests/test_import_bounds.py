@@ -90,6 +90,43 @@ def test_the_row_limit_counts_every_file_of_one_import(sqlite_engine, tmp_path):
     assert import_paths(sqlite_engine, [folder], now=JULY, imported_by="x", limits=ImportLimits(max_rows=7)).ok
 
 
+def _figures(rows: int) -> list[list[str]]:
+    """`rows` distinct figures of fw_invest (a running total that only grows) for the units of `basics`."""
+    units = ["fgj", "sw", "wjd", "zb"]
+    return [["indicator", "period", "value", "unit"]] + [
+        ["fw_invest", f"{2000 + n // 48}-{n // 4 % 12 + 1:02d}", f"{n // 4 % 12 + 1}", units[n % 4]] for n in range(rows)]
+
+
+def test_a_file_of_exactly_the_row_limit_is_accepted_and_one_row_more_is_not(sqlite_engine, tmp_path):
+    # The limit counts data rows of one import, the header not included (python -m bench import: a
+    # million figures imported on their own, after the lists).
+    assert run(sqlite_engine, basics(tmp_path / "lists")).ok
+    (tmp_path / "exact").mkdir()
+    exact = write_csv(tmp_path / "exact" / "observations.csv", _figures(50))
+    report = import_paths(sqlite_engine, [exact], now=JULY, imported_by="x", limits=ImportLimits(max_rows=50))
+    assert report.ok, report.problem_lines()
+    assert report.counts["observations"].new == 50
+    (tmp_path / "over").mkdir()
+    over = write_csv(tmp_path / "over" / "observations.csv", _figures(51))
+    report = import_paths(sqlite_engine, [over], now=JULY, imported_by="x", limits=ImportLimits(max_rows=50))
+    assert report.problem_lines()[0] == (f"{over}: 本次导入的数据行超过 50 行的上限"
+                                         "（可用 DUBAN_IMPORT_MAX_ROWS 调整）：请分批导入")
+
+
+def test_the_row_limit_is_exact_when_the_file_is_parsed_rather_than_counted_from_its_bytes(sqlite_engine, tmp_path):
+    # Blank lines make the byte count of lines generous: the file is then parsed, and its 20 data
+    # rows are within a limit of 20 (blank rows, as Excel leaves them, are no data rows).
+    (tmp_path / "lists").mkdir()
+    units = [[f"u{n}", f"单位{n}", "", "部门"] for n in range(20)]
+    path = write_csv(tmp_path / "lists" / "units.csv", [UNITS[0], *units[:10], ["", "", "", ""], *units[10:], []])
+    report = import_paths(sqlite_engine, [path], now=JULY, imported_by="x", limits=ImportLimits(max_rows=20))
+    assert report.ok, report.problem_lines()
+    assert report.counts["units"].new == 20
+    report = import_paths(sqlite_engine, [path], now=JULY, imported_by="x", limits=ImportLimits(max_rows=19))
+    assert report.problem_lines()[0] == (f"{path}: 本次导入的数据行超过 19 行的上限"
+                                         "（可用 DUBAN_IMPORT_MAX_ROWS 调整）：请分批导入")
+
+
 def test_limits_come_from_the_environment_and_ignore_nonsense():
     limits = ImportLimits.from_env({"DUBAN_IMPORT_MAX_ROWS": "5000", "DUBAN_IMPORT_MAX_COLUMNS": "-1",
                                     "DUBAN_IMPORT_MAX_CELL_CHARS": "many", "DUBAN_IMPORT_JUMP_FACTOR": "inf"})

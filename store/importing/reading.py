@@ -342,7 +342,8 @@ def _bounded(source: Source, rows: Iterator[list[Cell]], problems: ProblemSink, 
              total: list[int]) -> Iterator[list[Cell]]:
     """`rows` as they are, until one breaks a limit: then a problem naming the limit, and no more rows.
 
-    `total` is [data rows, cells] read so far, carried from file to file. This runs for every
+    `total` is [data rows, cells] read so far, carried from file to file: the header and blank
+    rows are no data rows, so a file of exactly `max_rows` figures passes. This runs for every
     row of a million-row file twice (before the lock and under it): the loop is kept tight.
     """
     max_columns, max_chars = limits.max_columns, limits.max_cell_chars
@@ -368,7 +369,10 @@ def _bounded(source: Source, rows: Iterator[list[Cell]], problems: ProblemSink, 
         if header is None:
             header = cells
         else:
-            rows_read += 1
+            for cell in cells:  # a blank row is no data row (`is_blank`, inlined): it is not counted
+                if cell is not None and (not isinstance(cell, str) or cell.strip()):
+                    rows_read += 1
+                    break
             if rows_read > rows_allowed:
                 break
         yield cells
@@ -601,6 +605,9 @@ def _with_header(source: Source, raw_rows: Iterator[list[Cell]], problems: Probl
 
 
 def _numbered_rows(raw_rows: Iterator[list[Cell]], first_row: int) -> Iterator[tuple[int, list[Cell]]]:
+    """The rows that hold anything (`is_blank`, inlined: this runs once per row of a million-row file)."""
     for number, cells in enumerate(raw_rows, start=first_row):
-        if any(not is_blank(cell) for cell in cells):
-            yield number, cells
+        for cell in cells:
+            if cell is not None and (not isinstance(cell, str) or cell.strip()):
+                yield number, cells
+                break
