@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, select, update
 
 from duban.store.deadlines import DeadlineError, parse_deadline
-from duban.store.importing.audit import Finding, IndicatorInfo, check_series, check_value
+from duban.store.importing.audit import Finding, IndicatorInfo, SeriesFigures, check_candidates, check_value
 from duban.store.importing.limits import ImportLimits
 from duban.store.importing.lists import LIST_ORDER, LISTS, list_for_name
 from duban.store.importing.reading import Problem, Source, discover, measure, open_table
@@ -46,6 +46,7 @@ from duban.store.importing.values import (
     parse_text_block,
     parse_unit_codes,
     parse_year,
+    plain_number,
 )
 from duban.store.models import (
     FINAL_TARGET,
@@ -673,42 +674,74 @@ class _ImportRun:
 
     def _import_observations(self, sources: list[Source]) -> None:
         stage = ObservationStage(self.conn)
-        period_cache: dict[str, str] = {}
         chunk: list[tuple[int, int, str, str, str, float, dt.date | None]] = []
         key_headers: dict[int, str] = {}
         value_header: dict[int, str] = {}
+        # A million rows name a few hundred indicators, units and periods: each text is parsed once,
+        # by the row that first has it, and later rows find it here. Only cells of rows that passed
+        # every check are kept, and the parsers are pure, so a row found here gets what parsing
+        # it would give; any other row (a miss, a non-text cell, a figure that is not a plain number)
+        # takes the full path with its messages.
+        indicators: dict[str, str] = {}
+        periods: dict[str, str] = {}
+        units: dict[str, str] = {}
+        reported: dict[str, dt.date | None] = {}
+        info_of = self.known.indicators.get
+        limits = self.limits
+        figures = SeriesFigures(self.known.indicators, limits)  # for the series checks, after the duplicates'
+        add_figure = figures.add
         for index, source in enumerate(sources):
             stage.add_source(index, source.label)
             with open_table(source, self.sink, self.limits) as table:
                 if table is None:
                     continue
                 key_headers[index] = table.header("indicator")
-                has_reported_on = "reported_on" in table.columns
                 value_header[index] = table.header("value")
+                columns = table.columns
+                at_indicator, at_period, at_value = (columns[name][0] for name in ("indicator", "period", "value"))
+                at_unit = columns["unit"][0] if "unit" in columns else None
+                at_reported = columns["reported_on"][0] if "reported_on" in columns else None
+                width = 1 + max(at for at in (at_indicator, at_period, at_value, at_unit, at_reported) if at is not None)
                 for number, cells in table.rows:
-                    row = _Row(table, number, cells, self.sink)
-                    indicator = self._known_indicator(row)
-                    raw_period = row.cell("period")
-                    period = period_cache.get(raw_period) if isinstance(raw_period, str) else None
-                    if period is None:
-                        period = row.get("period", parse_period)
-                        if row.ok and isinstance(raw_period, str):
-                            period_cache[raw_period] = period
-                    value = self._indicator_value(row, indicator, "value")
-                    unit = self._optional_unit(row)
-                    reported_on = row.get("reported_on", parse_date, required=False) if has_reported_on else None
-                    if row.ok and (info := self.known.indicators.get(indicator)) is not None:
-                        finding = check_value(info, value, self.limits)
-                        if finding is not None and finding.error:
-                            row.problem("value", finding.message)
-                        elif finding is not None:
-                            row.warn(self.warnings, "value", finding.message)
-                            self.queried[(index, number)] = finding
-                    if row.ok:
-                        chunk.append((index, number, indicator, period, unit, value, reported_on))
-                        if len(chunk) >= STAGE_CHUNK_ROWS:
-                            stage.write(chunk)
-                            chunk.clear()
+                    if len(cells) >= width:
+                        raw_indicator, raw_period, raw_value = cells[at_indicator], cells[at_period], cells[at_value]
+                        raw_unit = cells[at_unit] if at_unit is not None else ""
+                        raw_reported = cells[at_reported] if at_reported is not None else ""
+                        if (type(raw_indicator) is str and raw_indicator in indicators
+                                and type(raw_period) is str and raw_period in periods
+                                and type(raw_unit) is str and raw_unit in units
+                                and type(raw_reported) is str and raw_reported in reported
+                                and type(raw_value) is str and (value := plain_number(raw_value)) is not None):
+                            indicator = indicators[raw_indicator]
+                            info = info_of(indicator)
+                            if info is not None and (finding := check_value(info, value, limits)) is not None:
+                                row = _Row(table, number, cells, self.sink)
+                                if finding.error:
+                                    row.problem("value", finding.message)
+                                    continue
+                                row.warn(self.warnings, "value", finding.message)
+                                self.queried[(index, number)] = finding
+                            period, unit = periods[raw_period], units[raw_unit]
+                            chunk.append((index, number, indicator, period, unit, value, reported[raw_reported]))
+                            add_figure(indicator, unit, period, value, index, number)
+                            if len(chunk) >= STAGE_CHUNK_ROWS:
+                                stage.write(chunk)
+                                chunk.clear()
+                            continue
+                    staged = self._observation_row(_Row(table, number, cells, self.sink), index, at_reported is not None)
+                    if staged is None:
+                        continue
+                    chunk.append(staged)
+                    add_figure(staged[2], staged[4], staged[3], staged[5], index, number)
+                    if len(chunk) >= STAGE_CHUNK_ROWS:
+                        stage.write(chunk)
+                        chunk.clear()
+                    if len(cells) >= width:  # every cell of this row parsed: the next rows like it take the fast path
+                        for cache, at, parsed in ((indicators, at_indicator, staged[2]), (periods, at_period, staged[3]),
+                                                  (units, at_unit, staged[4]), (reported, at_reported, staged[6])):
+                            raw = cells[at] if at is not None else ""
+                            if type(raw) is str:
+                                cast(dict[str, object], cache)[raw] = parsed
         stage.write(chunk)
         repeated, duplicates = stage.duplicates(MAX_LISTED_PROBLEMS)
         if repeated:
@@ -721,7 +754,8 @@ class _ImportRun:
             for _ in range(repeated - len(duplicates)):
                 self.sink.count += 1
         if not repeated:
-            for series_row, finding in check_series(stage.series(), self.known.indicators, self.limits):
+            candidates = figures.candidates(stage.stored_series())
+            for series_row, finding in check_candidates(candidates, self.known.indicators, self.limits):
                 if (series_row.source, series_row.row) in self.queried:
                     continue
                 self.queried[(series_row.source, series_row.row)] = finding
@@ -733,6 +767,25 @@ class _ImportRun:
             counts.new, counts.changed, counts.unchanged = merged.new, merged.changed, merged.unchanged
             self._queried_ids = self._observation_ids(stage) if self.queried else {}
         stage.drop()
+
+    def _observation_row(self, row: _Row, index: int, has_reported_on: bool
+                         ) -> tuple[int, int, str, str, str, float, dt.date | None] | None:
+        """One figure parsed and checked cell by cell, problems and warnings reported; None if it has a problem."""
+        indicator = self._known_indicator(row)
+        period = row.get("period", parse_period)
+        value = self._indicator_value(row, indicator, "value")
+        unit = self._optional_unit(row)
+        reported_on = row.get("reported_on", parse_date, required=False) if has_reported_on else None
+        if row.ok and (info := self.known.indicators.get(indicator)) is not None:
+            finding = check_value(info, value, self.limits)
+            if finding is not None and finding.error:
+                row.problem("value", finding.message)
+            elif finding is not None:
+                row.warn(self.warnings, "value", finding.message)
+                self.queried[(index, row.number)] = finding
+        if not row.ok:
+            return None
+        return (index, row.number, indicator, period, unit, value, reported_on)
 
     def _observation_ids(self, stage: ObservationStage) -> dict[tuple[int, int], int]:
         """The stored observation each queried staged row became."""

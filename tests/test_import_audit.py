@@ -8,16 +8,19 @@ previous month's are queried: refused unless `--note` explains them, the note th
 
 from __future__ import annotations
 
+from itertools import groupby
 from pathlib import Path
 
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from test_import import JULY, basics, row_counts, run, write_csv
 
 from duban.cli import main
 from duban.store.db import transaction
 from duban.store.importer import ImportLimits, import_paths, import_rows, validate_rows
-from duban.store.importing.audit import IndicatorInfo, check_series
+from duban.store.importing.audit import IndicatorInfo, SeriesFigures, check_candidates, check_series
 from duban.store.importing.staging import SeriesRow
 from duban.store.models import ImportBatch, Observation, ObservationNote
 
@@ -192,3 +195,82 @@ def test_web_form_rows_with_a_note_are_imported_like_a_file(sqlite_engine, tmp_p
         figure = s.scalars(select(Observation)).one()
         assert (figure.value, figure.source_file) == (130.0, "网页填报")
         assert s.scalars(select(ObservationNote.note)).one() == "含结转"
+
+
+_PERIODS = [f"{year}-{month:02d}" for year in (2023, 2024) for month in range(1, 13)] + \
+    [f"{year}-Q{quarter}" for year in (2023, 2024) for quarter in range(1, 5)] + ["2023", "2024"]
+_SERIES_INFO = {
+    "ytd": IndicatorInfo("服务业投资", "亿元", "cumulative", "ytd"),
+    "to_date": IndicatorInfo("累计开工", "个", "cumulative", "to_date"),
+    "month": IndicatorInfo("当月投资", "亿元", "cumulative", "month"),
+    "level": IndicatorInfo("企业数", "家", "level", ""),
+    "growth": IndicatorInfo("增速", "%", "growth", ""),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(_SERIES_INFO)), st.sampled_from(["", "fgj", "sw"]),
+                          st.sampled_from(_PERIODS), st.sampled_from([-5.0, 0.0, 0.5, 1.0, 3.0, 9.9, 10.0, 12.0, 150.0]),
+                          st.booleans()),
+                unique_by=lambda figure: figure[:3], max_size=40),
+       st.randoms(use_true_random=False))
+def test_the_import_walks_each_series_as_check_series_does(figures, shuffle):
+    """SeriesFigures (the import's walk, staged figures kept as read, stored ones streamed series by
+    series in any period order) judges exactly the figures check_series judges over the sorted series."""
+    limits = ImportLimits()
+    staged = [(indicator, unit, period, value, 0 if not stored else -1, number)
+              for number, (indicator, unit, period, value, stored) in enumerate(figures, start=2)]
+    reference_rows = sorted((SeriesRow(i, u, p, v, s, r if s >= 0 else 0) for i, u, p, v, s, r in staged),
+                            key=lambda row: (row.indicator, row.unit, row.period, row.source))
+    expected = [(row, finding) for row, finding in check_series(reference_rows, _SERIES_INFO, limits)]
+
+    walk = SeriesFigures(_SERIES_INFO, limits)
+    read = [figure for figure in staged if figure[4] >= 0]
+    shuffle.shuffle(read)
+    for indicator, unit, period, value, source, row in read:
+        walk.add(indicator, unit, period, value, source, row)
+    stored = sorted(((i, u, p, v) for i, u, p, v, s, _ in staged if s < 0), key=lambda figure: figure[:2])
+    by_series = [list(group) for _, group in groupby(stored, key=lambda figure: figure[:2])]
+    for group in by_series:
+        shuffle.shuffle(group)
+    actual = list(check_candidates(walk.candidates([figure for group in by_series for figure in group]),
+                                   _SERIES_INFO, limits))
+    assert actual == expected
+
+
+def test_rows_that_repeat_checked_cells_are_still_checked_one_by_one(sqlite_engine, tmp_path):
+    """The import parses each indicator, period and unit text once (the first row that passes with it);
+    rows after it with the same texts still get every check of their own, and their own row numbers."""
+    folder = lists(tmp_path / "lists")
+    path = figures(folder / "observations.csv",
+                   ["fw_invest", "2023-06", "12.5", "nope"],   # 2: unknown unit, nothing remembered
+                   ["fw_invest", "2023-06", "12.5", "wjd"],    # 3: passes: its texts are remembered
+                   ["fw_invest", "2023-07", "x", "wjd"],       # 4: not a number
+                   ["fw_invest", "2023-08", "13", "nope"],     # 5: unknown unit again
+                   ["fw_share", "2023-06", "66", ""],          # 6: passes
+                   ["fw_share", "2023-07", "120", ""],         # 7: a share above 100
+                   ["fw_invest", "2023-07", "1", "wjd"],       # 8: a running total falling: queried
+                   ["done_rate", "2023-06", "112.5", ""],      # 9: queried
+                   ["done_rate", "2023-07", "112.5%", ""])     # 10: queried
+    report = import_paths(sqlite_engine, [folder], now=JULY, imported_by="统计员")
+    lines = report.problem_lines()
+    assert [line for line in lines if line.startswith(str(path))] == [
+        f"{path}:2:unit: 未知的单位代码：'nope'（请先在单位清单中登记）",
+        f"{path}:4:value: 不是数值：'x'",
+        f"{path}:5:unit: 未知的单位代码：'nope'（请先在单位清单中登记）",
+        f"{path}:7:value: “服务业从业人员占比”是比重，应在 0 到 100 之间，实际为 120%",
+        f"{path}:9:value: 【需核实】百分比 112.5% 超出 0 至 100，请核实",
+        f"{path}:10:value: 【需核实】百分比 112.5% 超出 0 至 100，请核实",
+        f"{path}:8:value: 【需核实】本年累计数 1 小于2023年6月的 12.5：累计数不应下降，请核实是否误填了当月值"
+        "（如为当月值，请将指标的报送口径改为“当月值”）",
+    ]
+    fixed = figures(folder / "observations.csv",
+                    ["fw_invest", "2023-06", "12.5", "wjd"], ["fw_invest", "2023-07", "1", "wjd"],
+                    ["done_rate", "2023-06", "112.5", ""], ["done_rate", "2023-07", "99", ""])
+    report = import_paths(sqlite_engine, [folder], now=JULY, imported_by="统计员")
+    assert report.needs_note and report.problem_count == 0
+    assert [str(warning) for warning in report.warnings] == [
+        f"{fixed}:4:value: 【需核实】百分比 112.5% 超出 0 至 100，请核实",
+        f"{fixed}:3:value: 【需核实】本年累计数 1 小于2023年6月的 12.5：累计数不应下降，请核实是否误填了当月值"
+        "（如为当月值，请将指标的报送口径改为“当月值”）",
+    ]

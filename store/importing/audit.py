@@ -11,14 +11,18 @@ before it in its series, whether that one is in the import or already stored.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from duban.store.importing.limits import ImportLimits
 from duban.store.importing.staging import SeriesRow
 
-__all__ = ["Finding", "IndicatorInfo", "check_series", "check_value", "period_label"]
+__all__ = ["Finding", "IndicatorInfo", "SeriesFigures", "check_candidates", "check_series", "check_value",
+           "period_label"]
 
 PERCENT = "%"
 # Names that say the figure is a part of a whole: it cannot be below 0 or above 100.
@@ -133,6 +137,114 @@ def check_series(
         finding = _compare(info, SeriesRow(*before[1]), before[0], SeriesRow(*row), index, cadence, limits)
         if finding is not None:
             yield SeriesRow(*row), finding
+
+
+def check_candidates(
+    candidates: Iterable[Sequence[Any]], indicators: dict[str, IndicatorInfo], limits: ImportLimits
+) -> Iterator[tuple[SeriesRow, Finding]]:
+    """`check_series`' findings from the figures it would judge, each with the figure before it.
+
+    `candidates` are `SeriesFigures.candidates`: a figure's six `SeriesRow` fields, then the
+    previous figure's period, value, source and row, then both positions (year*12+month or
+    year*4+quarter). The judgement and its wording are `check_series`' own (`_compare`).
+    """
+    for candidate in candidates:
+        indicator, unit, period = candidate[0], candidate[1], candidate[2]
+        info = indicators.get(indicator)
+        if info is None or info.kind == "growth":
+            continue
+        row = SeriesRow(*candidate[:6])
+        before = SeriesRow(indicator, unit, candidate[6], candidate[7], candidate[8], candidate[9])
+        cadence = "quarter" if period[5] == "Q" else "month"
+        finding = _compare(info, before, candidate[11], row, candidate[10], cadence, limits)
+        if finding is not None:
+            yield row, finding
+
+
+class SeriesFigures:
+    """This import's figures by series, kept for the series checks: `check_series`' walk without the database's sort.
+
+    `add` takes each staged figure as it is read (20 bytes a figure, in arrays: a million-row
+    import, the most DUBAN_IMPORT_MAX_ROWS allows by default, keeps 20 MB); `candidates` then
+    merges each series with its stored figures (`ObservationStage.stored_series`), walks it in
+    period order as `check_series` does and yields the figures to judge (`check_candidates`).
+    Sorting a million staged rows in the database and fetching them back cost several times
+    more than this (the import's largest cost before).
+    """
+
+    def __init__(self, indicators: Mapping[str, IndicatorInfo], limits: ImportLimits) -> None:
+        # The indicators whose series are walked (all but growth rates): True for a running total.
+        self.running = {code: info.running_total for code, info in indicators.items() if info.kind != "growth"}
+        self.factor = limits.jump_factor
+        self._series: dict[tuple[str, str], tuple[array[int], array[float], array[int]]] = {}
+        self._period_ids: dict[str, int] = {}
+        self._periods: list[str] = []
+        self._positions: dict[str, tuple[bool, int]] = {}
+
+    def add(self, indicator: str, unit: str, period: str, value: float, source: int, row: int) -> None:
+        if indicator not in self.running or len(period) != 7:
+            return  # growth rates are checked one by one; years are not compared
+        series = self._series.get((indicator, unit))
+        if series is None:
+            series = self._series[(indicator, unit)] = (array("l"), array("d"), array("q"))
+        period_id = self._period_ids.get(period)
+        if period_id is None:
+            period_id = self._period_ids[period] = len(self._periods)
+            self._periods.append(period)
+        series[0].append(period_id)
+        series[1].append(value)
+        series[2].append(source << 32 | row)
+
+    def candidates(self, stored: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """The figures `check_series` would judge, in its order (indicator, unit, period, source, row).
+
+        `stored` is (indicator, unit, period, value) of the stored figures the import does not
+        replace, those of a series together. Each candidate is the figure's six `SeriesRow` fields,
+        the previous figure's period, value, source and row, then both positions (`check_candidates`).
+        """
+        found: list[tuple[Any, ...]] = []
+        for key, rows in groupby(stored, key=itemgetter(0, 1)):
+            staged = self._series.pop(key, None)
+            if staged is not None:
+                self._walk(key, staged, [(row[2], -1, 0, row[3]) for row in rows if len(row[2]) == 7], found)
+        for key, staged in self._series.items():
+            self._walk(key, staged, [], found)
+        self._series.clear()
+        found.sort(key=itemgetter(0, 1, 2, 4, 5))
+        return found
+
+    def _walk(self, key: tuple[str, str], staged: tuple[array[int], array[float], array[int]],
+              figures: list[tuple[str, int, int, float]], found: list[tuple[Any, ...]]) -> None:
+        indicator, unit = key
+        periods = self._periods
+        figures += [(periods[period_id], where >> 32, where & 0xFFFFFFFF, value)
+                    for period_id, value, where in zip(*staged, strict=True)]
+        figures.sort()  # by period, then source (stored first) and row: no series repeats a period
+        running, factor, positions = self.running[indicator], self.factor, self._positions
+        previous: dict[bool, tuple[int, str, float, int, int]] = {}
+        for period, source, row, value in figures:
+            position = positions.get(period)
+            if position is None:
+                position = positions[period] = _cadence_position(period)
+            quarterly, index = position
+            before = previous.get(quarterly)
+            if before is not None and before[1] == period:
+                continue  # a repeated key: reported as an error elsewhere
+            previous[quarterly] = (index, period, value, source, row)
+            if before is None or source < 0:
+                continue
+            before_index, before_period, before_value, before_source, before_row = before
+            if (running and value < before_value - 1e-9) or (
+                    index - before_index == 1 and value > 0 and before_value > 0
+                    and (value > before_value * factor or value * factor < before_value)):
+                found.append((indicator, unit, period, value, source, row,
+                              before_period, before_value, before_source, before_row, index, before_index))
+
+
+def _cadence_position(period: str) -> tuple[bool, int]:
+    """(quarterly, year*4+quarter) or (monthly, year*12+month) for 'YYYY-Qn' or 'YYYY-MM'."""
+    cadence, index = _position(period) or ("month", 0)
+    return cadence == "quarter", index
 
 
 def _compare(info: IndicatorInfo, before: SeriesRow, before_index: int, row: SeriesRow, index: int, cadence: str,

@@ -91,10 +91,11 @@ class ObservationStage:
 
     def duplicates(self, limit: int) -> tuple[int, list[Duplicate]]:
         """How many rows repeat an earlier row's key, and the first `limit` of them with the row they repeat."""
-        self.conn.exec_driver_sql(f"CREATE INDEX {STAGE}_key ON {STAGE} (indicator_code, period, unit_code, seq)")
+        # In series order (indicator, unit, period): the same index serves `stored_series`' lookups.
+        self.conn.exec_driver_sql(f"CREATE INDEX {STAGE}_key ON {STAGE} (indicator_code, unit_code, period, seq)")
         repeated = self.conn.exec_driver_sql(
             f"SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM {STAGE} "
-            "GROUP BY indicator_code, period, unit_code HAVING COUNT(*) > 1) AS d"
+            "GROUP BY indicator_code, unit_code, period HAVING COUNT(*) > 1) AS d"
         ).scalar_one()
         if not repeated:
             return 0, []
@@ -104,36 +105,32 @@ class ObservationStage:
                 " SELECT seq, source, src_row,"
                 "  FIRST_VALUE(source) OVER w AS first_source, FIRST_VALUE(src_row) OVER w AS first_row,"
                 "  ROW_NUMBER() OVER w AS n"
-                f" FROM {STAGE} WINDOW w AS (PARTITION BY indicator_code, period, unit_code ORDER BY seq)"
+                f" FROM {STAGE} WINDOW w AS (PARTITION BY indicator_code, unit_code, period ORDER BY seq)"
                 ") AS ranked WHERE n > 1 ORDER BY seq LIMIT :limit"
             ),
             {"limit": limit},
         ).all()
         return int(repeated), [Duplicate(*row) for row in found]
 
-    def series(self) -> Iterator[Sequence[Any]]:
-        """Every figure of the series this import touches, staged and stored, in (indicator, unit, period) order.
+    def stored_series(self) -> Iterator[Sequence[Any]]:
+        """The stored figures of every series this import touches that it does not replace, series by series.
 
-        A stored figure the import replaces is left out (the staged one stands for it); stored
-        figures come with source -1. Months sort before quarters of the same year ("2023-12" <
-        "2023-Q1"), and the caller keeps the two apart. Streamed: memory does not grow with it.
+        Rows are (indicator, unit, period, value), those of one series (indicator, unit) together,
+        in no particular period order. Driven by the staged series: each is looked up in
+        observations' series index (ix_observation_series), never a scan of the whole table.
+        Streamed in blocks: memory does not grow with the store.
         """
-        self.conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {STAGE}_series ON {STAGE} (indicator_code, unit_code, period)")
-        # Driven by the staged series: each is looked up in observations' series index
-        # (ix_observation_series), never a scan of the whole table.
         result = self.conn.exec_driver_sql(
-            f"SELECT indicator_code, unit_code, period, value, source, src_row FROM {STAGE}"
-            " UNION ALL"
-            " SELECT o.indicator_code, o.unit_code, o.period, o.value, -1, 0"
+            "SELECT o.indicator_code, o.unit_code, o.period, o.value"
             f" FROM (SELECT DISTINCT indicator_code, unit_code FROM {STAGE}) t {self._then} observations o"
             " WHERE o.indicator_code = t.indicator_code AND o.unit_code = t.unit_code"
             f" AND NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE s.indicator_code = o.indicator_code"
             " AND s.unit_code = o.unit_code AND s.period = o.period)"
-            " ORDER BY 1, 2, 3, 5",
+            " ORDER BY 1, 2",
             execution_options={"yield_per": 10_000},
         )
-        for rows in result.partitions(10_000):  # fetched in blocks, not row by row
-            yield from rows  # rows of SeriesRow's fields: cheaper than building a SeriesRow for each
+        for rows in result.partitions(10_000):
+            yield from rows
 
     def merge(self, *, now: dt.datetime, changed_by: str) -> MergeCounts:
         """Insert new figures; for corrected ones record a revision and update. Unchanged rows are not touched."""

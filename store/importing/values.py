@@ -35,6 +35,7 @@ __all__ = [
     "parse_text_block",
     "parse_unit_codes",
     "parse_year",
+    "plain_number",
 ]
 
 
@@ -207,6 +208,19 @@ def _finite(value: float, written: object) -> float:
     return value
 
 
+def plain_number(text: str) -> float | None:
+    """The value of text written as a plain number ("12.5", "-3", ".5") within range, else None.
+
+    `parse_number`'s common case, and what a million-row import calls per figure: None means
+    "not that simple", never "wrong" (`parse_number` then decides, and explains).
+    """
+    if len(text) <= _MAX_DIGITS and _PLAIN_NUMBER.fullmatch(text):
+        value = float(text)
+        if -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+            return value
+    return None
+
+
 def parse_number(cell: Cell) -> tuple[float, bool]:
     """A finite number and whether it was written as a percentage ("66.5%" or a percent-formatted cell).
 
@@ -224,11 +238,10 @@ def parse_number(cell: Cell) -> tuple[float, bool]:
             value = math.inf
         return _finite(value, cell), False
     text = parse_text(cell).replace(" ", "").replace("\u00a0", "")
-    if _PLAIN_NUMBER.fullmatch(text) and len(text) <= _MAX_DIGITS:  # the common case: "12.5"
-        value = float(text)
-        if -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
-            return value, False
-        return _finite(value, text), False
+    if (simple := plain_number(text)) is not None:  # the common case: "12.5"
+        return simple, False
+    if _PLAIN_NUMBER.fullmatch(text) and len(text) <= _MAX_DIGITS:
+        return _finite(float(text), text), False
     text = text.replace("\u2212", "-")
     if not text:
         raise CellError("数值不能为空")
