@@ -21,7 +21,14 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, insert, select, update
 
 from duban.store.deadlines import DeadlineError, parse_deadline
-from duban.store.importing.audit import Finding, IndicatorInfo, SeriesFigures, check_candidates, check_value
+from duban.store.importing.audit import (
+    Finding,
+    IndicatorInfo,
+    SeriesFigures,
+    check_candidates,
+    check_value,
+    quiet_range,
+)
 from duban.store.importing.limits import ImportLimits
 from duban.store.importing.lists import LIST_ORDER, LISTS, list_for_name
 from duban.store.importing.reading import Problem, Source, discover, measure, open_table
@@ -686,8 +693,10 @@ class _ImportRun:
         periods: dict[str, str] = {}
         units: dict[str, str] = {}
         reported: dict[str, dt.date | None] = {}
-        info_of = self.known.indicators.get
+        info_of = self.known.indicators.__getitem__
         limits = self.limits
+        # The figures check_value passes without a word, by indicator: it is called for the others only.
+        quiet = {code: quiet_range(info, limits) for code, info in self.known.indicators.items()}
         figures = SeriesFigures(self.known.indicators, limits)  # for the series checks, after the duplicates'
         add_figure = figures.add
         for index, source in enumerate(sources):
@@ -713,8 +722,9 @@ class _ImportRun:
                                 and type(raw_reported) is str and raw_reported in reported
                                 and type(raw_value) is str and (value := plain_number(raw_value)) is not None):
                             indicator = indicators[raw_indicator]
-                            info = info_of(indicator)
-                            if info is not None and (finding := check_value(info, value, limits)) is not None:
+                            low, high = quiet[indicator]
+                            if not low <= value <= high and (finding := check_value(
+                                    info_of(indicator), value, limits)) is not None:
                                 row = _Row(table, number, cells, self.sink)
                                 if finding.error:
                                     row.problem("value", finding.message)

@@ -20,7 +20,14 @@ from test_import import JULY, basics, row_counts, run, write_csv
 from duban.cli import main
 from duban.store.db import transaction
 from duban.store.importer import ImportLimits, import_paths, import_rows, validate_rows
-from duban.store.importing.audit import IndicatorInfo, SeriesFigures, check_candidates, check_series
+from duban.store.importing.audit import (
+    IndicatorInfo,
+    SeriesFigures,
+    check_candidates,
+    check_series,
+    check_value,
+    quiet_range,
+)
 from duban.store.importing.staging import SeriesRow
 from duban.store.models import ImportBatch, Observation, ObservationNote
 
@@ -274,3 +281,13 @@ def test_rows_that_repeat_checked_cells_are_still_checked_one_by_one(sqlite_engi
         f"{fixed}:3:value: 【需核实】本年累计数 1 小于2023年6月的 12.5：累计数不应下降，请核实是否误填了当月值"
         "（如为当月值，请将指标的报送口径改为“当月值”）",
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([*sorted(_SERIES_INFO), "share", "percent"]),
+       st.floats(min_value=-1e15, max_value=1e15, allow_nan=False) | st.sampled_from([-50.0, 0.0, 100.0, -50.01, 100.01]))
+def test_check_value_finds_nothing_within_the_quiet_range_and_something_outside(kind, value):
+    infos = {**_SERIES_INFO, "share": IndicatorInfo("服务业从业人员占比", "%", "level", ""),
+             "percent": IndicatorInfo("项目开工完成率", "%", "level", "")}
+    low, high = quiet_range(infos[kind], ImportLimits())
+    assert (check_value(infos[kind], value, ImportLimits()) is None) == (low <= value <= high)

@@ -10,6 +10,7 @@ before it in its series, whether that one is in the import or already stored.
 
 from __future__ import annotations
 
+import math
 import re
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ from duban.store.importing.limits import ImportLimits
 from duban.store.importing.staging import SeriesRow
 
 __all__ = ["Finding", "IndicatorInfo", "SeriesFigures", "check_candidates", "check_series", "check_value",
-           "period_label"]
+           "period_label", "quiet_range"]
 
 PERCENT = "%"
 # Names that say the figure is a part of a whole: it cannot be below 0 or above 100.
@@ -82,6 +83,18 @@ def check_value(info: IndicatorInfo, value: float, limits: ImportLimits) -> Find
             return Finding("share", f"“{info.name}”是比重，应在 0 到 100 之间，实际为 {_number(value)}%", error=True)
         return Finding("percent", f"百分比 {_number(value)}% 超出 0 至 100，请核实")
     return None
+
+
+def quiet_range(info: IndicatorInfo, limits: ImportLimits) -> tuple[float, float]:
+    """The values `check_value` finds nothing in for this indicator: a million-row import calls it for the others only.
+
+    Kept beside `check_value`, which it mirrors; a test holds the two together.
+    """
+    if info.kind == "growth":
+        return limits.growth_min, limits.growth_max
+    if info.measure == PERCENT:
+        return 0.0, 100.0
+    return -math.inf, math.inf
 
 
 def _position(period: str) -> tuple[str, int] | None:
@@ -176,24 +189,27 @@ class SeriesFigures:
         # The indicators whose series are walked (all but growth rates): True for a running total.
         self.running = {code: info.running_total for code, info in indicators.items() if info.kind != "growth"}
         self.factor = limits.jump_factor
-        self._series: dict[tuple[str, str], tuple[array[int], array[float], array[int]]] = {}
+        # (indicator, unit) -> period ids, values, source << 32 | row; () for a series not walked
+        self._series: dict[tuple[str, str], tuple[array[int], array[float], array[int]] | tuple[()]] = {}
         self._period_ids: dict[str, int] = {}
         self._periods: list[str] = []
         self._positions: dict[str, tuple[bool, int]] = {}
 
     def add(self, indicator: str, unit: str, period: str, value: float, source: int, row: int) -> None:
-        if indicator not in self.running or len(period) != 7:
-            return  # growth rates are checked one by one; years are not compared
+        """One staged figure; a growth rate (checked one by one) or a year's figure is not compared."""
         series = self._series.get((indicator, unit))
         if series is None:
-            series = self._series[(indicator, unit)] = (array("l"), array("d"), array("q"))
+            series = self._series[(indicator, unit)] = (
+                (array("l"), array("d"), array("q")) if indicator in self.running else ())
         period_id = self._period_ids.get(period)
         if period_id is None:
-            period_id = self._period_ids[period] = len(self._periods)
-            self._periods.append(period)
-        series[0].append(period_id)
-        series[1].append(value)
-        series[2].append(source << 32 | row)
+            period_id = self._period_ids[period] = len(self._periods) if len(period) == 7 else -1
+            if period_id >= 0:
+                self._periods.append(period)
+        if series and period_id >= 0:
+            series[0].append(period_id)
+            series[1].append(value)
+            series[2].append(source << 32 | row)
 
     def candidates(self, stored: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
         """The figures `check_series` would judge, in its order (indicator, unit, period, source, row).
@@ -205,10 +221,11 @@ class SeriesFigures:
         found: list[tuple[Any, ...]] = []
         for key, rows in groupby(stored, key=itemgetter(0, 1)):
             staged = self._series.pop(key, None)
-            if staged is not None:
+            if staged:
                 self._walk(key, staged, [(row[2], -1, 0, row[3]) for row in rows if len(row[2]) == 7], found)
         for key, staged in self._series.items():
-            self._walk(key, staged, [], found)
+            if staged:
+                self._walk(key, staged, [], found)
         self._series.clear()
         found.sort(key=itemgetter(0, 1, 2, 4, 5))
         return found

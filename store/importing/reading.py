@@ -339,8 +339,9 @@ def _csv_surely_within(path: Path, limits: ImportLimits, total: list[int]) -> bo
 
 
 def _bounded(source: Source, rows: Iterator[list[Cell]], problems: ProblemSink, limits: ImportLimits,
-             total: list[int]) -> Iterator[list[Cell]]:
-    """`rows` as they are, until one breaks a limit: then a problem naming the limit, and no more rows.
+             total: list[int]) -> Iterator[tuple[int, list[Cell]]]:
+    """The header row and every data row that holds anything, each with the number a spreadsheet shows
+    it with, until a row breaks a limit: then a problem naming the limit, and no more rows.
 
     `total` is [data rows, cells] read so far, carried from file to file: the header and blank
     rows are no data rows, so a file of exactly `max_rows` figures passes. This runs for every
@@ -353,6 +354,7 @@ def _bounded(source: Source, rows: Iterator[list[Cell]], problems: ProblemSink, 
     failure: tuple[int, int] | None = None  # (raw row index, position of a long cell or -1)
     index = -1
     cells: list[Cell] = []
+    offset = source.first_row - 1  # `_row_number`, inlined
     for index, cells in enumerate(rows):
         width = len(cells)
         cells_read += width
@@ -369,13 +371,15 @@ def _bounded(source: Source, rows: Iterator[list[Cell]], problems: ProblemSink, 
         if header is None:
             header = cells
         else:
-            for cell in cells:  # a blank row is no data row (`is_blank`, inlined): it is not counted
+            for cell in cells:  # a blank row is no data row (`is_blank`, inlined): neither counted nor kept
                 if cell is not None and (not isinstance(cell, str) or cell.strip()):
-                    rows_read += 1
                     break
+            else:
+                continue
+            rows_read += 1
             if rows_read > rows_allowed:
                 break
-        yield cells
+        yield index + offset, cells
     total[0], total[1] = rows_read, cells_read
     number = _row_number(source, index)
     if failure is not None:  # `cells` is the row that broke a limit
@@ -565,9 +569,10 @@ def _xls_value(book: Any, cell: Any) -> Cell:
     return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
-def _with_header(source: Source, raw_rows: Iterator[list[Cell]], problems: ProblemSink) -> Table | None:
+def _with_header(source: Source, raw_rows: Iterator[tuple[int, list[Cell]]], problems: ProblemSink) -> Table | None:
+    """The table of `_bounded` rows: the first is the header, the others data rows that hold anything."""
     spec = source.spec
-    header_cells = next(raw_rows, None)
+    header_cells = next(raw_rows, (0, None))[1]
     if header_cells is None or all(is_blank(cell) for cell in header_cells):
         problems.append(Problem(source.label, _row_number(source, 0), None,
                                 "缺少表头行（第1行应为列名）"))
@@ -601,13 +606,4 @@ def _with_header(source: Source, raw_rows: Iterator[list[Cell]], problems: Probl
             usable = False
     if not usable:
         return None
-    return Table(source, columns, _numbered_rows(raw_rows, source.first_row))
-
-
-def _numbered_rows(raw_rows: Iterator[list[Cell]], first_row: int) -> Iterator[tuple[int, list[Cell]]]:
-    """The rows that hold anything (`is_blank`, inlined: this runs once per row of a million-row file)."""
-    for number, cells in enumerate(raw_rows, start=first_row):
-        for cell in cells:
-            if cell is not None and (not isinstance(cell, str) or cell.strip()):
-                yield number, cells
-                break
+    return Table(source, columns, raw_rows)
