@@ -16,7 +16,8 @@ __all__ = ["ImportLimits"]
 
 # Excel itself holds at most 32,767 characters in a cell: no real sheet has a longer one.
 DEFAULT_MAX_CELL_CHARS = 32_767
-# 1,000,000 rows import in about 9 s (docs/data.md, Volume): well inside the 30 s other writers wait.
+# 1,000,000 figures import in 13–21 s on the shared 2-core machine (docs/data.md, Volume): inside the
+# 30 s other writers wait, though not by much under load.
 DEFAULT_MAX_ROWS = 1_000_000
 # Excel 2003 had 256 columns; duban's widest list has 8 (plus 序号/备注 and blank ones).
 DEFAULT_MAX_COLUMNS = 256
