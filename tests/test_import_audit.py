@@ -258,16 +258,20 @@ def test_rows_that_repeat_checked_cells_are_still_checked_one_by_one(sqlite_engi
                    ["fw_share", "2023-07", "120", ""],         # 7: a share above 100
                    ["fw_invest", "2023-07", "1", "wjd"],       # 8: a running total falling: queried
                    ["done_rate", "2023-06", "112.5", ""],      # 9: queried
-                   ["done_rate", "2023-07", "112.5%", ""])     # 10: queried
+                   ["done_rate", "2023-07", "112.5%", ""],     # 10: queried
+                   ["firms", "2023-06", "5", "区发改局"],        # 11: a unit by its name: remembered as fgj
+                   ["firms", "2023-07", "60", "区发改局"])       # 12: ten times June: queried
     report = import_paths(sqlite_engine, [folder], now=JULY, imported_by="统计员")
     lines = report.problem_lines()
     assert [line for line in lines if line.startswith(str(path))] == [
-        f"{path}:2:unit: 未知的单位代码：'nope'（请先在单位清单中登记）",
+        f"{path}:2:unit: 未知的单位：'nope'（请填写单位清单中登记的单位名称或代码）",
         f"{path}:4:value: 不是数值：'x'",
-        f"{path}:5:unit: 未知的单位代码：'nope'（请先在单位清单中登记）",
+        f"{path}:5:unit: 未知的单位：'nope'（请填写单位清单中登记的单位名称或代码）",
         f"{path}:7:value: “服务业从业人员占比”是比重，应在 0 到 100 之间，实际为 120%",
         f"{path}:9:value: 【需核实】百分比 112.5% 超出 0 至 100，请核实",
         f"{path}:10:value: 【需核实】百分比 112.5% 超出 0 至 100，请核实",
+        f"{path}:12:value: 【需核实】60 是上月（2023年6月的 5）的 12.0 倍，超过 10 倍：请核实计量单位（如万元与亿元）"
+        "或是否多填了数位",
         f"{path}:8:value: 【需核实】本年累计数 1 小于2023年6月的 12.5：累计数不应下降，请核实是否误填了当月值"
         "（如为当月值，请将指标的报送口径改为“当月值”）",
     ]
