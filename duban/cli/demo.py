@@ -122,7 +122,7 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
     for programme, _example in EXAMPLES:
         click.echo(f"  报告（月度、季度、年度，.html 与 .xlsx）：{workspace / programme / 'reports'}{os.sep}")
     click.echo(f"  数据库：{workspace}/<programme>/duban.db，例如 "
-               f"{_command_name()} --db {workspace}/lucheng/duban.db --rules rules/lucheng evaluate --at 2023-07-15")
+               f"{_command_name()} --db {workspace}/lucheng/duban.db --rules rules evaluate --at 2023-09-15")
     from duban.cli.web import demo_lines
 
     click.echo("  网页（挂图作战、在线报送、邮件中的报告链接；时钟固定在回放结束前一天，登录链接一次有效）：")
