@@ -222,9 +222,13 @@ def test_the_annual_assessment_is_sent_to_every_unit_that_leads_something(demo: 
 @pytest.mark.parametrize("programme", PROGRAMMES)
 def test_every_linked_report_exists(demo: Path, programme: str) -> None:
     links = set()
+    personal = 0
     for message in _messages(demo, programme):
-        links |= set(_LINK.findall(_parts(message)[0]))
+        found = _LINK.findall(_parts(message)[0])
+        links |= {link for link in found if "/reports/" in link}
+        personal += any("/signin/" in link for link in found)
     assert links, f"{programme}: no report linked"
+    assert personal, f"{programme}: no mail carries the unit's personal links (在线报送本月数据)"
     # A recipient opens the link in a browser: the demo's `duban web --reports` serves the folder at /reports/.
     served = f"http://127.0.0.1:{WEB_PORTS[programme]}/reports/"
     assert all(link.startswith(served) for link in links), sorted(links)[:3]

@@ -8,6 +8,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +60,9 @@ def _day_start(text: str) -> dt.datetime:
 @click.pass_context
 def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) -> None:
     """一条命令体验全部功能：导入两个示例，回放 2023 年，把每封邮件写成 .eml 并生成报告。"""
+    from duban.app.accounts import unit_accounts
     from duban.app.simulate import replay, timeline, write_eml, write_index
-    from duban.store.db import create_all, make_engine
+    from duban.store.db import create_all, make_engine, transaction
     from duban.store.importer import import_paths
 
     app: AppContext = ctx.obj
@@ -94,13 +97,14 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
             # The mails link the reports their meeting reads. The demo publishes them where the web
             # serves them (`duban web --reports`, printed below): a link a recipient can open in a
             # browser, not a file on the machine that wrote the mail.
-            saved_url = os.environ.get("DUBAN_REPORTS_URL")
-            os.environ["DUBAN_REPORTS_URL"] = saved_url or f"http://127.0.0.1:{WEB_PORTS[programme]}/reports/"
-            try:
+            # Each unit has a web account before the first round, so every digest carries its personal
+            # links (在线报送本月数据, 查看事项并反馈) to the same web; links are one-time and last 7 days,
+            # so those of the last week's mails still open on the demo web's clock.
+            web = f"http://127.0.0.1:{WEB_PORTS[programme]}"
+            with transaction(engine) as session:
+                unit_accounts(session, start)
+            with _environment(DUBAN_REPORTS_URL=f"{web}/reports/", DUBAN_WEB_URL=web):
                 rounds = replay(engine, rule_set, start, end)
-            finally:
-                if saved_url is None:
-                    del os.environ["DUBAN_REPORTS_URL"]
             write_eml(engine, outbox)
             entries = timeline(engine)
             written_reports = _write_reports(engine, rule_set, folder / "reports", _linked_reports(engine))
@@ -131,6 +135,20 @@ def demo(ctx: click.Context, workspace: Path, start_text: str, end_text: str) ->
                                end - dt.timedelta(days=1), port=WEB_PORTS[programme],
                                reports_dir=str(workspace / programme / "reports")):
             click.echo(line)
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Settings the demo gives its replay, unless the reader's environment already has them."""
+    saved = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        os.environ[name] = saved[name] or value
+    try:
+        yield
+    finally:
+        for name, before in saved.items():
+            if before is None:
+                os.environ.pop(name, None)
 
 
 def _command_name() -> str:
