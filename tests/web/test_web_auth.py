@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from sqlalchemy import func, select
 from webkit import PASSWORD, UNIT, csrf_of
@@ -42,7 +43,10 @@ def test_an_expired_link_is_refused(site):
     site.clock.at += dt.timedelta(hours=2)
     client = site.client()
     page = client.get(link)
-    assert page.status_code == 410 and "已过期" in page.text
+    assert page.status_code == 410
+    # The officer learns when it ran out and where a fresh one is: the latest notice, or the office.
+    assert re.search(r"登录链接已于\d{4}年\d{1,2}月\d{1,2}日 \d\d:\d\d过期", page.text)
+    assert "最新一封通知中的链接" in page.text and 'href="/login"' in page.text
 
 
 def test_a_link_with_a_forged_signature_or_user_is_refused(site):
