@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -144,4 +145,37 @@ def test_each_target_is_cited_by_the_sentence_that_states_it(programme: str, exa
             source = rule.source_for(code, f"{code}@{unit}" if unit else code)
             if not any(figure in source for figure in _figures(float(row["value"]))):
                 missing.append(f"{rule.short_id} · {code}{'@' + unit if unit else ''} {row['year']}={row['value']}: {source}")
+            # Its own sentence, not the rule's bundle of every target it reads: a figure of another target
+            # of the same rule may stand in it only where the rule names that sentence for both (`sources`),
+            # the document stating them in one clause ("培育“品字标浙江服务”品牌企业5家以上，新增……质量奖3个").
+            # Huzhou only: Lucheng's 附件1 counts (1个, 2家, 12月底前) collide with each other's figures.
+            if programme != "huzhou":
+                continue
+            own, sentence = dict(rule.sources), re.sub(r"（[^（）]*(?:（[^（）]*）[^（）]*)*）\s*$", "", source)
+            for other in targets:
+                if other["indicator"] == code or other["shape"] != shape or other["unit"] != unit \
+                        or float(other["value"]) == float(row["value"]) \
+                        or other["indicator"] not in kinds or not rule.selector.matches(other["indicator"], kinds[other["indicator"]]):
+                    continue
+                if code in own and own.get(other["indicator"]) == source:
+                    continue
+                if any(re.search(rf"(?<![\d.]){re.escape(f)}(?![\d.])", sentence) for f in _figures(float(other["value"])) if f not in _figures(float(row["value"]))):
+                    missing.append(f"{rule.short_id} · {code} cites {other['indicator']}'s {other['value']} too: {source}")
     assert not missing, "\n".join(sorted(set(missing)))
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_no_citation_has_text_after_its_closing_quote_but_its_section(programme: str) -> None:
+    """“……企业超过800家。”（二（二））；到2027年，累计培育……（三（二）2） reads as if the second sentence were the
+    notice's own words: every source a notice may cite is one quotation and then where it stands."""
+    from duban.notifiers.render import cite_source
+
+    rule_set = load_rule_set(RULES / programme)
+    document = rule_set.settings.document
+    wrong: list[str] = []
+    for rule in rule_set.rules:
+        for key, source in (("", rule.source), *rule.sources):
+            cited = cite_source(source, document)
+            if not re.fullmatch(r"[^“”]*“[^“”]*(?:“[^“”]*”[^“”]*)*”（[^“”（）；]*(?:（[^（）]*）[^“”（）；]*)*）", cited):
+                wrong.append(f"{rule.short_id}{' · ' + key if key else ''}: {cited}")
+    assert not wrong, "\n".join(wrong)
