@@ -315,3 +315,29 @@ def test_every_message_agrees_with_its_own_figures(demo: Path, programme: str) -
             if re.search(r"新增规模以上服务业企业（区(人力社保局|文化和广电旅游体育局|委宣传部)|服务业从业人员培训（区(人力社保局|教育局)", item):
                 wrong.append(item)
     assert not wrong, "\n\n".join(wrong[:3])
+
+
+_TARGET = re.compile(r"(?:年度目标|规划期目标|\d{4}年目标)[：（]?((?:超过|不低于)?\d[^；，）\n]*)")
+_COMPARED = re.compile(r"^(?:超过|不低于)?([\d.]+[^\d.]*?)(?:以上|左右|以下)?$")
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_every_notice_kind_keeps_the_targets_comparison(demo: Path, programme: str) -> None:
+    """A 销号 wrote "年度目标：1800人次" and "未完成年度目标2000亿元" where the warnings (and the document) say
+    1800人次以上 and 超过2000亿元: a target written with its 以上/超过/左右 anywhere is never written bare."""
+    worded: dict[str, str] = {}
+    seen: list[tuple[str, str]] = []
+    for message in _messages(demo, programme):
+        text, _html = _parts(message)
+        for item in _items(text):
+            # The body's lines (the title quotes the figure as the sentence does: 2023年目标（2.331%）).
+            for target in _TARGET.findall(item.split("\n", 1)[-1]):
+                match = _COMPARED.match(target.strip())
+                if match is None:
+                    continue
+                if match[1] != target.strip():
+                    worded[match[1]] = target.strip()
+                seen.append((target.strip(), item))
+    bare = [f"{target} (elsewhere {worded[target]}):\n{item}" for target, item in seen if target in worded]
+    assert worded, f"{programme}: no target written with its comparison"
+    assert not bare, "\n\n".join(bare[:3])

@@ -33,7 +33,7 @@ from duban.notifiers.message import (
     build_email_messages,
 )
 from duban.notifiers.outbox import enqueue
-from duban.notifiers.render import DigestRenderer, TemplateProblem, name_with_months, period_cn
+from duban.notifiers.render import DigestRenderer, TemplateProblem, name_with_months, period_cn, target_worded
 from duban.notifiers.reports.periods import report_links as matching_reports
 from duban.notifiers.transports.settings import configured_channels
 from duban.store.db import transaction
@@ -593,6 +593,11 @@ def _closing(notices: list[PlannedNotice], alerts: Mapping[AlertKey, Alert], res
     return out
 
 
+# What a 销号 keeps of the judgement that closed it so its target reads as the warning's did: the
+# comparison (1800人次以上, 超过2000亿元), and a programme-end target's derived amount labelled as such.
+_TARGET_WORDING = ("comparison", "tolerance", "line", "shape", "strength", "derived", "derived_how", "final_year")
+
+
 def _closing_candidate(notice: PlannedNotice, facts: Mapping[str, Any], assessed: Mapping[AlertKey, Any],
                        snapshot: Snapshot, at: dt.datetime) -> AlertCandidate:
     rule, subject_type, subject, period = notice.alert_key
@@ -630,11 +635,16 @@ def _closing_candidate(notice: PlannedNotice, facts: Mapping[str, Any], assessed
             value, threshold, measure = year.value, year.threshold, year.measure or measure
             ran_to = str(year.details.get("value_period") or "")
             label = name_with_months("1—N月", ran_to) if ran_to else f"{period}年"
-            met = threshold is not None and value is not None and value >= threshold
+            comparison = str(year.details.get("comparison") or "")
+            line = float(year.details.get("line") or threshold or 0)
+            met = threshold is not None and value is not None and (
+                value > threshold if comparison == "more_than" else value >= line - 1e-9)
+            # The target as the document words it (超过2000亿元, 1800人次以上), never the bare figure.
             closing = (f"{label}累计完成{_num(value)}{measure}，{'已完成' if met else '未完成'}年度目标"
-                       f"{_num(threshold)}{measure}（完成进度{_num(year.details['completion'])}%），年度预警结束"
-                       + ("" if met else "，全年完成情况纳入年度评估"))
-            details.update({k: v for k, v in year.details.items() if k in ("completion", "value_period", "months_ended")})
+                       f"（{target_worded(threshold, measure, comparison)}，完成进度{_num(year.details['completion'])}%），"
+                       "年度预警结束" + ("" if met else "，全年完成情况纳入年度评估"))
+            details.update({k: v for k, v in year.details.items() if k in ("completion", "value_period", "months_ended")
+                            + _TARGET_WORDING})
             name = name_with_months(str(facts.get("subject_name") or subject), ran_to)
         else:
             closing = "全年数据已报送，年度预警结束，全年完成情况纳入年度评估"
@@ -643,7 +653,7 @@ def _closing_candidate(notice: PlannedNotice, facts: Mapping[str, Any], assessed
         value, threshold, expected = assessment.value, assessment.threshold, assessment.expected
         measure = assessment.measure or measure
         details.update({k: v for k, v in assessment.details.items() if k in ("completion", "time_progress", "value_period",
-                                                                              "bound", "months_ended")})
+                                                                              "bound", "months_ended") + _TARGET_WORDING})
         completion, progress = assessment.details.get("completion"), assessment.details.get("time_progress")
         forecast = assessment.details.get("forecast")
         if isinstance(forecast, Mapping) and forecast.get("percent") is not None:
