@@ -341,3 +341,14 @@ def test_every_notice_kind_keeps_the_targets_comparison(demo: Path, programme: s
     bare = [f"{target} (elsewhere {worded[target]}):\n{item}" for target, item in seen if target in worded]
     assert worded, f"{programme}: no target written with its comparison"
     assert not bare, "\n\n".join(bare[:3])
+
+
+@pytest.mark.parametrize("programme", PROGRAMMES)
+def test_a_milestone_in_the_reports_lists_has_a_completion_date_not_a_reporting_one(demo: Path, programme: str) -> None:
+    """A milestone is a result by a date: its list line says 完成时限…, never 报送截止日… (that is for figures owed)."""
+    wrong = []
+    for page in sorted((demo / programme / "reports").glob("*.html")):
+        for row in re.findall(r"<tr>.*?</tr>", page.read_text(encoding="utf-8"), re.S):
+            if "目标未完成" in row and "报送截止日" in row:
+                wrong.append(f"{page.name}: {_squeeze(re.sub(r'<[^>]+>', ' ', row))}")
+    assert not wrong, "\n".join(wrong[:3])

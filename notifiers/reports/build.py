@@ -507,6 +507,9 @@ def _figures(c: AlertCandidate) -> str:
         return text + f"，{'快' if gap > 0 else '慢'}于序时进度（{_num(progress)}%）{_num(abs(gap))}个百分点"
     if c.deadline is not None and c.days_left is not None:
         due = f"{c.deadline.year}年{c.deadline.month}月{c.deadline.day}日"
+        if "indicator" in details and details.get("shape") == "milestone":
+            # A milestone is a result due by a date (时间节点), not a figure to report.
+            return f"完成时限{due}，已超过{-c.days_left}天" if c.days_left < 0 else f"完成时限{due}"
         if "indicator" in details:  # a monthly figure due
             return f"报送截止日{due}，已超过{-c.days_left}天" if c.days_left < 0 else f"报送截止日{due}"
         return f"时间节点{due}，已逾期{-c.days_left}天" if c.days_left < 0 else f"时间节点{due}"
