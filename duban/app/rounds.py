@@ -643,8 +643,8 @@ def _closing_candidate(notice: PlannedNotice, facts: Mapping[str, Any], assessed
             closing = (f"{label}累计完成{_num(value)}{measure}，{'已完成' if met else '未完成'}年度目标"
                        f"（{target_worded(threshold, measure, comparison)}，完成进度{_num(year.details['completion'])}%），"
                        "年度预警结束" + ("" if met else "，全年完成情况纳入年度评估"))
-            details.update({k: v for k, v in year.details.items() if k in ("completion", "value_period", "months_ended")
-                            + _TARGET_WORDING})
+            details.update({k: v for k, v in year.details.items() if k in ("completion", "value_period", "months_ended",
+                                                                         *_TARGET_WORDING)})
             name = name_with_months(str(facts.get("subject_name") or subject), ran_to)
         else:
             closing = "全年数据已报送，年度预警结束，全年完成情况纳入年度评估"
@@ -653,7 +653,7 @@ def _closing_candidate(notice: PlannedNotice, facts: Mapping[str, Any], assessed
         value, threshold, expected = assessment.value, assessment.threshold, assessment.expected
         measure = assessment.measure or measure
         details.update({k: v for k, v in assessment.details.items() if k in ("completion", "time_progress", "value_period",
-                                                                              "bound", "months_ended") + _TARGET_WORDING})
+                                                                              "bound", "months_ended", *_TARGET_WORDING)})
         completion, progress = assessment.details.get("completion"), assessment.details.get("time_progress")
         forecast = assessment.details.get("forecast")
         if isinstance(forecast, Mapping) and forecast.get("percent") is not None:
