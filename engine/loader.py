@@ -368,7 +368,8 @@ class _FileChecker:
 
 
 def yaml_structure_problem(text: str, yaml: YAML | None = None) -> tuple[int, int, str] | None:
-    """(line, column, Chinese message) of the first YAML alias (`*name`) or nesting beyond MAX_YAML_DEPTH.
+    """(line, column, Chinese message) of the first YAML anchor or alias (`&name`, `*name`) or nesting beyond
+    MAX_YAML_DEPTH.
 
     An alias repeats a value without copying it; nine-way aliases eight deep are 43 million values once
     printed or walked, which a 2.6 KB file can hold. Duban's YAML files never need them: each value is
@@ -380,9 +381,11 @@ def yaml_structure_problem(text: str, yaml: YAML | None = None) -> tuple[int, in
     depth = 0
     for event in (yaml or YAML(typ="rt")).parse(text):
         name = type(event).__name__
-        if name == "AliasEvent":
+        # An anchor is only there to be aliased; refusing it too keeps ruamel's English warnings (a
+        # duplicate anchor) away from the admin and says the same thing at the first place it matters.
+        if name == "AliasEvent" or getattr(event, "anchor", None):
             mark = event.start_mark
-            return mark.line + 1, mark.column + 1, "不允许使用 YAML 别名（*名称）：请直接写出取值"
+            return mark.line + 1, mark.column + 1, "不允许使用 YAML 锚点和别名（&名称、*名称）：请直接写出取值"
         if name in ("MappingStartEvent", "SequenceStartEvent"):
             depth += 1
             if depth > MAX_YAML_DEPTH:
