@@ -895,13 +895,14 @@ class _ImportRun:
         done_on = row.get("done_on", parse_date, required=False)
         kind = row.get("kind", lambda c: parse_enum(c, TASK_KIND_SPELLINGS, "任务类型"), required=False,
                        default="deadline")
+        strength = row.get("strength", lambda c: parse_enum(c, STRENGTH_SPELLINGS, "力度"), required=False, default="")
         if row.ok and done_on is not None and status != "done":
             row.problem("status", "填写了完成日期，状态应为“已完成”")
         if code is not None:
             deadline_text = deadline_cell.isoformat() if isinstance(deadline_cell, dt.date) else parse_text(deadline_cell)
             record = {"code": code, "title": title, "measures": measures, "goal": goal, "deadline": deadline,
                       "deadline_text": deadline_text, "status": status, "done_on": done_on, "kind": kind,
-                      "units": units}
+                      "strength": strength, "units": units}
             keyed.add((code,), record if row.ok else None, row, "code")
 
     def _deadline(self, row: _Row, cell: Cell) -> dt.date | None:

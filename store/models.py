@@ -226,6 +226,8 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(10), default="open")
     done_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     kind: Mapped[str] = mapped_column(String(10), default="deadline", server_default="deadline")
+    # 力度 as the task list states it: hard (确保) or soft (力争); '' = read from the goal's own words.
+    strength: Mapped[str] = mapped_column(String(10), default="", server_default="")
     units: Mapped[list[TaskUnit]] = relationship(
         order_by="TaskUnit.position", cascade="all, delete-orphan", lazy="selectin"
     )

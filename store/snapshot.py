@@ -98,6 +98,7 @@ class TaskInfo:
     units: tuple[str, ...]
     done_on: dt.date | None  # None while not done as of the snapshot's moment
     kind: str = "deadline"  # deadline | ongoing (常态化: no overdue, a quarterly progress check)
+    stated_strength: str = ""  # the task list's 力度 column: hard | soft | '' (read from the goal)
 
     @property
     def ongoing(self) -> bool:
@@ -119,7 +120,10 @@ class TaskInfo:
 
         One task is one light: when any of what it must deliver is only 力争, missing the date is not
         certainly a failure, so it is yellow at worst (a wrong red light is worse than none). The hard
-        figures in the same row keep their own indicator rules (rules/lucheng/README.md)."""
+        figures in the same row keep their own indicator rules (rules/lucheng/README.md). The task list's
+        力度 column, when filled, says it outright and wins over the reading."""
+        if self.stated_strength:
+            return self.stated_strength
         return "soft" if any(word in self.due_text for word in SOFT_WORDS) else "hard"
 
 
@@ -258,7 +262,7 @@ class StoreRows:
     projects: dict[str, ProjectInfo]
     plans: dict[tuple[str, int], float]
     investments: Sequence[tuple[Any, ...]]  # project, period, value (+ the moment it became known)
-    tasks: Sequence[tuple[str, str, str, str, dt.date | None, str, str, dt.date | None, str]]
+    tasks: Sequence[tuple[str, str, str, str, dt.date | None, str, str, dt.date | None, str, str]]
     task_units: dict[str, tuple[str, ...]]
     periods_filtered: bool  # True when only periods ended (and figures known) at the moment read are present
     target_specs: dict[tuple[str, str, str], TargetSpec] = field(default_factory=dict)
@@ -312,7 +316,8 @@ def read_rows(connection: Connection, at: dt.datetime | None) -> StoreRows:
                         for i, u, p, v, imported, reported in observations]
         investments = [(project, p, v, _visible_from(imported, None, p, cache)) for project, p, v, imported in investments]
     tasks = connection.execute(select(Task.code, Task.title, Task.measures, Task.goal, Task.deadline,
-                                      Task.deadline_text, Task.status, Task.done_on, Task.kind)).all()
+                                      Task.deadline_text, Task.status, Task.done_on, Task.kind,
+                                      Task.strength)).all()
     return StoreRows(ProgrammeInfo(*programme_row) if programme_row else None, units, indicators, targets,
                      observations, projects, plans, investments, tasks, _links(connection, TaskUnit, "task_code"),
                      periods_filtered=at is not None, target_specs=target_specs, filed_unseen=filed_unseen)
@@ -391,13 +396,14 @@ def _build(rows: StoreRows, at: dt.datetime) -> Snapshot:
     for project, amounts in groupby(investment_rows, key=itemgetter(0)):
         investments.setdefault(project, {}).update(map(itemgetter(1, 2), amounts))
     snapshot.investments = investments
-    for code, title, measures, goal, deadline, deadline_text, status, done_on, kind in rows.tasks:
+    for code, title, measures, goal, deadline, deadline_text, status, done_on, kind, strength in rows.tasks:
         # A task finished after T was still open at T.
         done_at_t = done_on if status == "done" and (done_on is None or done_on <= today) else None
         if status == "done" and done_on is None:
             done_at_t = deadline or today
         snapshot.tasks[code] = TaskInfo(code, title, measures, goal, deadline, deadline_text,
-                                        rows.task_units.get(code, ()), done_at_t, kind or "deadline")
+                                        rows.task_units.get(code, ()), done_at_t, kind or "deadline",
+                                        stated_strength=strength or "")
     return snapshot
 
 

@@ -67,3 +67,22 @@ def test_tasks_stored_before_revision_0003_keep_their_deadlines(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT kind FROM tasks WHERE code = 'L01'")).scalar() == "deadline"
     engine.dispose()
+
+
+def test_the_task_lists_liduo_column_says_outright_what_the_goal_only_suggests(engine, tmp_path):
+    # 力度 filled: it wins over the reading of the goal; empty: 力争/争取 in the goal makes it a stretch goal.
+    from duban.store.snapshot import load_snapshot
+
+    write(tmp_path / "units.csv", UNITS)
+    write(tmp_path / "tasks.csv", [
+        ["代码", "任务", "具体内容举措", "主要目标", "时间节点", "责任单位", "力度"],
+        ["L06-5", "现代商贸业", "实施推动国际贸易高质量发展政策。", "2023年，出口占全国份额2.331%", "2023年", "swj", "力争"],
+        ["L06-6", "现代商贸业", "开展新型消费城市试点", "力争打造1个新型消费新场景", "2023全年", "swj", "确保"],
+        ["L06-7", "现代商贸业", "加快海外仓建设", "力争新增海外仓2个", "2023全年", "swj", ""],
+        ["L06-8", "现代商贸业", "推进夜间经济", "打造夜间经济街区1个", "2023全年", "swj", ""],
+    ])
+    report = import_paths(engine, [tmp_path], now=NOW, imported_by="统计员")
+    assert report.ok, report.problem_lines()
+    tasks = load_snapshot(engine, NOW).tasks
+    assert {code: task.strength for code, task in tasks.items()} == {
+        "L06-5": "soft", "L06-6": "hard", "L06-7": "soft", "L06-8": "hard"}

@@ -163,6 +163,8 @@ LISTS: tuple[ListSpec, ...] = (
             Column("done_on", "完成日期", ("完成时间",), required=False, hint="已完成任务的完成日期，如 2023-06-15"),
             Column("kind", "任务类型", ("类型", "任务性质"), required=False,
                    hint="限时（到期须见成果，逾期督办）或 常态化（持续推进，不计逾期，按季调度进展）；留空为限时"),
+            Column("strength", "力度", ("要求",), required=False,
+                   hint="确保 或 力争（hard/soft）：力争任务逾期最多亮黄灯、不升级督办；留空时按主要目标的原文判断（含“力争”“争取”即为力争）"),
         ),
         "重点任务清单",
     ),
