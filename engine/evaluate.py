@@ -808,6 +808,8 @@ def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Contex
                            "time_progress": round(p, 2), "months_ended": ended, "months_total": total_months,
                            "derived": True, "derived_how": how, "final_year": snapshot.programme.end.year
                            if snapshot.programme else None}
+                if _whole_decides(rule, target, lag, round(p, 2) - details["completion"]):
+                    details["whole_basis"] = True
                 item = _Pending(rule, "indicator", subject, info.name, recipients, "final", info.measure,
                                 value=done, threshold=target.value, expected=expected, period_label=label,
                                 unit_name=unit_info.name if unit_info else "", details=details)
@@ -830,11 +832,27 @@ def _derive_pace(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _Contex
             details = {**base, **target.payload(), "completion": completion, "time_progress": round(p, 2),
                        "months_ended": month, "months_total": 12, "derived": False,
                        "value_period": month_code(year, month)}
+            if _whole_decides(rule, target, lag, round(p, 2) - completion):
+                details["whole_basis"] = True
             item = _Pending(rule, "indicator", subject, info.name, recipients, str(year), info.measure,
                             value=done, threshold=target.value, expected=expected, period_label=f"{year}年1—{month}月",
                             unit_name=unit_info.name if unit_info else "", details=details)
             yield item, {"completion": completion, "lag": lag, "lead": completion - round(p, 2),
                          "soft": target.strength == "soft"}
+
+
+def _whole_decides(rule: Rule, target: _Target, lag: float, shown_gap: float) -> bool:
+    """Whether counting whole items (3 due by now, 2 done) gives another light than the percentages a
+    notice shows (66.67% against 75%) would: the notice then says the whole-number basis it was judged on."""
+    if not target.count:
+        return False
+
+    def light(gap: float) -> str:
+        if gap <= 1e-9:
+            return "green"
+        return "red" if gap >= rule.yellow_gap - 1e-9 and target.strength != "soft" else "yellow"
+
+    return light(lag) != light(shown_gap)
 
 
 def _has_target(snapshot: Snapshot, indicator: str, unit: str, final: bool) -> bool:

@@ -141,3 +141,18 @@ def test_notices_cite_the_programmes_mechanism_not_a_shared_sentence() -> None:
 def test_a_running_total_names_its_months() -> None:
     item = sample_item(subject_name="服务业投资增速（1—N月同比）", details={"value_period": "2023-06"})
     assert "服务业投资增速（2023年1—6月同比）" in _text(item)
+
+
+def test_a_light_decided_on_whole_counts_prints_its_basis_in_text_and_html() -> None:
+    """Yellow beside 46.15% against 58.33% (12 points) would contradict the 10-point band: the notice says the
+    whole-number basis it was judged on, with the same figures."""
+    pace = sample_item(title="“服务业重大项目开工”完成进度滞后于序时进度", subject_name="服务业重大项目开工", value=6.0,
+                       threshold=13.0, expected=7.0, measure="个", deadline=None, period_label="2023年1—7月", level="yellow",
+                       details={"completion": 46.15, "time_progress": 58.33, "months_ended": 7, "whole_basis": True,
+                                "comparison": "at_least"})
+    rendered = DigestRenderer().render(sample_digest(items=(pace,)))
+    assert not rendered.problems
+    assert "按整数计，序时应完成7个，已完成6个" in rendered.text
+    assert "按整数计，序时应完成7个，已完成6个" in rendered.html
+    plain = dataclasses.replace(pace, details={k: v for k, v in pace.details.items() if k != "whole_basis"})
+    assert "按整数计" not in _text(plain)

@@ -340,3 +340,25 @@ def test_the_lucheng_innovation_zones_give_no_light_in_march_and_are_red_in_janu
     assert zone_lights("2023-03-15") == []
     lit = {c.subject: c.level for c in zone_lights("2024-01-15")}
     assert lit.get("provincial_innovation_zones") == "red" and lit.get("municipal_innovation_zones") == "red"
+
+
+def test_a_light_decided_on_whole_counts_says_so(scenario: Scenario) -> None:
+    """13 a year, 6 by July: 46.15% against 58.33% is 12 points behind (red by the percentages), but 7 whole
+    items are due and 6 are done, one of 13 (7.7 points): yellow. The notice must say which basis decided."""
+    lights = scenario(PACE_RULE.replace("training", "projects"),
+                      indicators="代码,名称,计量单位,类型,责任单位\nprojects,服务业重大项目开工,个,累计值,fgj\n",
+                      targets="指标,年度,数值\nprojects,2023,13\n",
+                      observations="指标,期间,数值\n" + "".join(f"projects,2023-{m:02d},{min(m, 6)}\n" for m in range(1, 8)))
+    lit, = warnings_of(lights("2023-08-15"))
+    assert lit.level == "yellow" and lit.expected == 7.0 and lit.value == 6.0
+    assert lit.details["whole_basis"] is True
+    assert lit.details["time_progress"] - lit.details["completion"] >= 10, "the percentages alone would say red"
+
+
+def test_a_light_the_percentages_agree_with_carries_no_whole_number_basis(scenario: Scenario) -> None:
+    lights = scenario(PACE_RULE.replace("training", "projects"),
+                      indicators="代码,名称,计量单位,类型,责任单位\nprojects,服务业重大项目开工,个,累计值,fgj\n",
+                      targets="指标,年度,数值\nprojects,2023,4\n",
+                      observations="指标,期间,数值\nprojects,2023-01,0\nprojects,2023-02,0\nprojects,2023-03,0\n")
+    behind, = warnings_of(lights("2023-04-15"))
+    assert "whole_basis" not in behind.details

@@ -502,9 +502,12 @@ def _figures(c: AlertCandidate) -> str:
     if completion is not None and progress is not None:
         text = f"完成{_num(c.value)}{c.measure}，目标{_num(c.threshold)}{c.measure}，完成率{_num(completion)}%"
         gap = completion - progress
+        # A light decided on whole items says so, or its colour would contradict the points shown.
+        whole = (f"；按整数计，序时应完成{_num(c.expected)}{c.measure}，已完成{_num(c.value)}{c.measure}"
+                 if details.get("whole_basis") and c.expected is not None else "")
         if abs(gap) < 0.005:
-            return text + f"，与序时进度{_num(progress)}%持平"
-        return text + f"，{'快' if gap > 0 else '慢'}于序时进度（{_num(progress)}%）{_num(abs(gap))}个百分点"
+            return text + f"，与序时进度{_num(progress)}%持平" + whole
+        return text + f"，{'快' if gap > 0 else '慢'}于序时进度（{_num(progress)}%）{_num(abs(gap))}个百分点" + whole
     if c.deadline is not None and c.days_left is not None:
         due = f"{c.deadline.year}年{c.deadline.month}月{c.deadline.day}日"
         if "indicator" in details and details.get("shape") == "milestone":
