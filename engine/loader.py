@@ -186,7 +186,8 @@ SETTINGS_FIELDS: tuple[Field, ...] = (
                                  ("tasks", "task list", "重点任务攻坚表"),
                                  ("ranking", "ranking of units", "争先创优晾晒表"),
                                  ("ledger", "ledger of notices opened and closed", "督导服务销号表"),
-                                 ("focus", "quarter's list of units to supervise", "督导服务名单"))),
+                                 ("focus", "quarter's list of units to supervise", "督导服务名单"),
+                                 ("assessment", "year's assessment of the units (2023年度…, sheet 年度…)", "综合评估"))),
 )
 
 # "" means: the item template named after the notice kind (warning, reminder, overdue, praise …).

@@ -177,7 +177,7 @@ class Settings:
         return self.report_names.get(kind) or REPORT_NAMES[kind]
 
     def list_name(self, key: str) -> str:
-        """indicators, projects, tasks, ranking, ledger, focus → the list's name (争先创优晾晒表 …)."""
+        """indicators, projects, tasks, ranking, ledger, focus, assessment → the list's name (争先创优晾晒表 …)."""
         return self.list_names.get(key) or LIST_NAMES[key]
 
 
@@ -185,7 +185,9 @@ class Settings:
 # never another programme's mechanism (湖政办发〔2023〕16号 has no 月度专报, 季度通报 or 晾晒).
 REPORT_NAMES = {"monthly": "月度监测报告", "quarterly": "季度分析报告", "annual": "年度评价报告"}
 LIST_NAMES = {"indicators": "主要指标进度表", "projects": "重大项目推进表", "tasks": "重点任务推进表",
-              "ranking": "单位推进情况排名表", "ledger": "督办事项办理表", "focus": "重点督促单位名单"}
+              "ranking": "单位推进情况排名表", "ledger": "督办事项办理表", "focus": "重点督促单位名单",
+              # the year's assessment of the units: "2023年度{name}" in the mail, "年度{name}" in the report
+              "assessment": "评价"}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from duban.cli.demo import WEB_PORTS
 RULES = Path(__file__).resolve().parent.parent / "rules"
 PROGRAMMES = ("lucheng", "huzhou")
 SPAN = ("2023-10-01", "2024-02-01")
+# The year's assessment as each document names it (programme.yaml list_assessment).
+_ASSESSMENT = {"lucheng": "综合评估", "huzhou": "工作进度评价"}
 
 # What may be written in ASCII letters: addresses, links, and the words the document itself uses
 # (文化IP, 5G …) — checked against the document below.
@@ -209,12 +211,20 @@ def _quotations(line: str) -> list[str]:
 
 @pytest.mark.parametrize("programme", PROGRAMMES)
 def test_the_annual_assessment_is_sent_to_every_unit_that_leads_something(demo: Path, programme: str) -> None:
-    annual = [m for m in _messages(demo, programme) if "2023年度综合评估" in str(m["Subject"])]
+    """Named as the document names it: Lucheng's 年底开展综合评估 (附件2 五（四）), Huzhou's 工作进度评价 (四（五）)."""
+    name = _ASSESSMENT[programme]
+    annual = [m for m in _messages(demo, programme) if f"2023年度{name}" in str(m["Subject"])]
     assert annual, f"{programme}: no 年度评估 mail"
+    assert name in _document(programme)
     group = [m for m in annual if "工作专班" in m["To"].addresses[0].display_name]
     assert group, f"{programme}: the working group got no 年度评估"
     text, html = _parts(group[0])
-    assert "2023年度综合评估：" in text and "重点任务" in text
+    assert f"2023年度{name}：" in text and "重点任务" in text
+    if programme == "huzhou":  # 综合评估 is Lucheng's word, not 湖政办发〔2023〕16号's
+        assert "综合评估" not in text + _visible(html)
+        report = demo / programme / "reports" / "annual-2023.html"
+        assert "年度工作进度评价" in report.read_text(encoding="utf-8")
+        assert "年度工作进度评价" in openpyxl.load_workbook(report.with_suffix(".xlsx"), read_only=True).sheetnames
     if programme == "lucheng":  # 附件2 五（四） orders the assessment: the mail cites that sentence
         assert "“年底开展综合评估" in text.split("的要求")[0] and "“年底开展综合评估" in html
 
@@ -287,11 +297,11 @@ def test_a_closing_never_claims_what_its_figures_deny(demo: Path, programme: str
 
 @pytest.mark.parametrize("programme", PROGRAMMES)
 def test_the_working_groups_annual_assessment_reads_the_whole_programme_first(demo: Path, programme: str) -> None:
-    annual = [m for m in _messages(demo, programme) if "2023年度综合评估" in str(m["Subject"])
+    annual = [m for m in _messages(demo, programme) if f"2023年度{_ASSESSMENT[programme]}" in str(m["Subject"])
               and "工作专班" in m["To"].addresses[0].display_name]
     assert annual
     text, _html = _parts(annual[0])
-    assert "2023年度综合评估：全部" in text
+    assert f"2023年度{_ASSESSMENT[programme]}：全部" in text
 
 
 @pytest.mark.parametrize("programme", PROGRAMMES)

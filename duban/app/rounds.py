@@ -488,7 +488,8 @@ def annual_summaries(rule_set: RuleSet, snapshot: Snapshot, result: EvaluationRe
                    else "late" if task.done else "open")
         for unit in ("", *(task.units[:1])):
             tasks[unit][outcome] += 1
-    title = f"{year}年度综合评估"
+    # As the document names it: Lucheng's 年底开展综合评估 (附件2 五（四）), Huzhou's 工作进度评价 (四（五）).
+    title = f"{year}年度{rule_set.settings.list_name('assessment')}"
     sentences: dict[str, list[str]] = {}
     wg = working_group_of(rule_set, snapshot)
     for unit in sorted(set(lights) | set(tasks)):

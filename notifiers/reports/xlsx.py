@@ -626,7 +626,8 @@ def _assessment(book: _Book, report: Report, subtitle: str) -> None:
         Column("等次", 7, "centre", lambda r: r.grade),
         Column("建议", 28, "text", lambda r: r.remark),
     ]
-    ws = _sheet(book, "年度综合评估", f"{report.period_label}成员单位综合评估", subtitle, columns)
+    name = report.list_names["assessment"]
+    ws = _sheet(book, f"年度{name}", f"{report.period_label}成员单位{name}", subtitle, columns)
     if not _rows(ws, report.assessment):
         _empty(ws, "本年度无可评估的单位")
 
