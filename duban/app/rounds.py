@@ -490,6 +490,8 @@ def annual_summaries(rule_set: RuleSet, snapshot: Snapshot, result: EvaluationRe
             tasks[unit][outcome] += 1
     # As the document names it: Lucheng's 年底开展综合评估 (附件2 五（四）), Huzhou's 工作进度评价 (四（五）).
     title = f"{year}年度{rule_set.settings.list_name('assessment')}"
+    local = at.astimezone(SHANGHAI)
+    at_text = f"{local.year}年{local.month}月{local.day}日"  # the moment of the meeting, in either programme's words
     sentences: dict[str, list[str]] = {}
     wg = working_group_of(rule_set, snapshot)
     for unit in sorted(set(lights) | set(tasks)):
@@ -505,7 +507,7 @@ def annual_summaries(rule_set: RuleSet, snapshot: Snapshot, result: EvaluationRe
             yellow = seen.get("yellow", set()) - red
             green = seen.get("green", set()) - red - yellow
             parts = [f"{label}{len(group)}项" for label, group in (("绿灯", green), ("黄灯", yellow), ("红灯", red)) if group]
-            lines.append(f"{who}监测指标和项目共{len(red | yellow | green)}项，截至评估时{'、'.join(parts)}。")
+            lines.append(f"{who}监测指标和项目共{len(red | yellow | green)}项，截至{at_text}{'、'.join(parts)}。")
         done = tasks.get(unit)
         if done:
             total = sum(done.values())
