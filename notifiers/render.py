@@ -420,6 +420,11 @@ def bound_label(item: NoticeItem) -> str:
     return "目标值"
 
 
+def bound_cn(item: NoticeItem) -> str:
+    """A threshold's bound as the document words it: 8%以上 (不低于8.0%), 3%以下, 超过2000亿元."""
+    return target_worded(item.threshold, item.measure, item.details.get("comparison"))
+
+
 def history_cn(item: NoticeItem) -> str:
     """How many notices of this item went before, and since when: never "经多次提醒" after one."""
     before, since = item.notified_before, item.since
@@ -491,6 +496,7 @@ def _filters() -> dict[str, Any]:
         "target_cn": target_cn,
         "goal_cn": goal_cn,
         "bound_label": bound_label,
+        "bound_cn": bound_cn,
         "history_cn": history_cn,
         "change_cn": change_cn,
         "months_cn": months_cn,
