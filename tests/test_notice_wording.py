@@ -156,3 +156,12 @@ def test_a_light_decided_on_whole_counts_prints_its_basis_in_text_and_html() -> 
     assert "按整数计，序时应完成7个，已完成6个" in rendered.html
     plain = dataclasses.replace(pace, details={k: v for k, v in pace.details.items() if k != "whole_basis"})
     assert "按整数计" not in _text(plain)
+
+
+def test_a_threshold_keeps_the_documents_comparison_with_its_bound() -> None:
+    # "服务业投资增速不低于8.0%": the line says 8%以上, not a bare 8% that could be read as "exactly 8".
+    at_least = sample_item(expected=None, threshold=8.0, value=7.6, details={"comparison": "at_least"})
+    at_most = sample_item(expected=None, threshold=3.0, value=3.4, idempotency_key="t-most",
+                          details={"comparison": "at_most"})
+    text = _text(at_least, at_most)
+    assert "2023年6月数值：7.6%；目标值：8%以上" in text and "2023年6月数值：3.4%；目标值：3%以下" in text
