@@ -469,6 +469,14 @@ def _receipt(engine: Engine, who: Principal, unit_code: str, report: Any, values
     return SubmissionOutcome(True, submission=submission, touched={v[0] for v in values})
 
 
+def submitter_name(session: Session, login: str) -> str:
+    """Who filed, as the receipt names them: the account's name (区发改局), not its login."""
+    from duban.store.web_models import WebUser
+
+    name = session.scalar(select(WebUser.name).where(WebUser.login == login))
+    return name or login
+
+
 def _mail_receipt(session: Session, submission: Submission, now: dt.datetime) -> int:
     """The receipt (回执) by mail to the unit's addresses, through the outbox."""
     from duban.app.rounds import mail_from
@@ -478,13 +486,28 @@ def _mail_receipt(session: Session, submission: Submission, now: dt.datetime) ->
     unit = session.get(Unit, submission.unit_code)
     if unit is None or not unit.emails:
         return 0
-    names = dict(session.execute(select(Indicator.code, Indicator.name)
-                                 .where(Indicator.code.in_([v[0] for v in submission.values]))).all())
-    when = submission.submitted_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-    lines = [f"{unit.name}：", "", f"贵单位于 {when} 在线报送数据 {len(submission.values)} 项，已全部入库。", "",
-             f"回执编号：{submission.number}", f"报送人：{submission.submitted_by}", f"数值校验码（SHA-256）：{submission.values_hash}", ""]
-    lines += [f"  {names.get(i, i)}（{i}） {p}{'（' + u + '）' if u else ''}：{v:g}" for i, p, u, v in submission.values
-              if isinstance(v, int | float)]
+    from duban.notifiers.render import format_datetime_cn, format_figure, name_with_months
+    from duban.store.periods import parse_period
+
+    indicators = {code: (name, measure) for code, name, measure in session.execute(
+        select(Indicator.code, Indicator.name, Indicator.measure)
+        .where(Indicator.code.in_([v[0] for v in submission.values])))}
+    unit_names = dict(session.execute(select(Unit.code, Unit.name)).all())
+    # Read as the officer who filed it reads: names with their months, Chinese periods and dates, no codes.
+    lines = [f"{unit.name}：", "",
+             f"贵单位于{format_datetime_cn(submission.submitted_at)}在线报送数据{len(submission.values)}项，已全部入库。", "",
+             f"回执编号：{submission.number}", f"报送人：{submitter_name(session, submission.submitted_by)}",
+             f"数值校验码（SHA-256）：{submission.values_hash}", ""]
+    for code, period, unit_code, value in submission.values:
+        if not isinstance(value, int | float):
+            continue
+        name, measure = indicators.get(code, (code, ""))
+        try:
+            when = parse_period(period).label
+        except ValueError:
+            when = period
+        whose = f"（{unit_names.get(unit_code, unit_code)}）" if unit_code else ""
+        lines.append(f"  {name_with_months(name, period)}{whose}，{when}：{format_figure(value, measure or '')}")
     lines += ["", "如需更正，请在报送页面重新填报，原值将保留在修改记录中。"]
     messages = []
     for address in unit.emails:

@@ -669,7 +669,9 @@ async def receipt_view(request: Request) -> Response:
         if receipt is None:
             raise Denied(404, "没有这份回执")
         names = dict(session.execute(select(Indicator.code, Indicator.name)).all()) if len(receipt.values) < 500 else {}
-    return render(request, "receipt.html.j2", code=code, name=name, receipt=receipt, names=names)
+        submitter = portal.submitter_name(session, receipt.submitted_by)
+    return render(request, "receipt.html.j2", code=code, name=name, receipt=receipt, names=names,
+                  submitter=submitter)
 
 
 @route("/unit/{code}/task/{task}", "own")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import html
 import io
 
@@ -10,7 +12,7 @@ from webkit import LEAD_INDICATOR, UNIT, csrf_of, stored
 
 from duban.app.board import subject_lights
 from duban.store.db import transaction
-from duban.store.models import Delivery, ObservationRevision, Unit
+from duban.store.models import Delivery, DeliveryPayload, ObservationRevision, Unit
 from duban.store.web_models import AuditEntry, BoardLight, Submission
 
 JUNE = f"v:{LEAD_INDICATOR}|2023-06|"
@@ -46,6 +48,13 @@ def test_a_submission_is_stored_receipted_mailed_and_lights_the_board(site):
         assert submission.values == [[LEAD_INDICATOR, "2023-06", "", 12.5]]
         mails = list(session.scalars(select(Delivery).where(Delivery.subject.contains(submission.number))))
         assert [m.address for m in mails] == ["fgj@lucheng.example.org"]
+        payload = session.get(DeliveryPayload, mails[0].id)
+        body = email.message_from_bytes(payload.payload, policy=email.policy.default).get_body(("plain",)).get_content()
+    # The receipt as the officer who filed reads it: who by name, Chinese dates and periods, no codes.
+    assert "报送人：区发改局" in body and "2023年6月：12.5" in body and "2023年7月" in body
+    assert LEAD_INDICATOR not in body and "2023-06" not in body
+    assert "<dd>区发改局</dd>" in receipt.text
+    with transaction(site.engine) as session:
         assert session.scalars(select(AuditEntry.action)).all()[-1] == "submit"
         after = {(r.rule, r.subject): (r.level, r.value) for r in subject_lights(session, "indicator", LEAD_INDICATOR)}
         updated = session.scalar(select(BoardLight.updated_at).where(BoardLight.subject == LEAD_INDICATOR))
