@@ -438,11 +438,19 @@ def _derive_threshold(ev: Evaluator, rule: Rule, snapshot: Snapshot, context: _C
         if limit is None:
             context.warnings.append(f"{rule.position}: 规则 `{rule.short_id}` 缺少 {period.label} 的比较指标数据（{bound.text}），本次跳过 {info.code}")
             continue
+        details: dict[str, Any] = {"value_period": period.code, "bound": bound.text,
+                                   "comparison": _rule_comparison(rule), "strength": rule.strength}
+        if bound.references:
+            # A bound computed from other figures is not a figure of the document: the notice names
+            # what it was computed from ("按全市固定资产投资增速9.9%测算").
+            details["bound_basis"] = [
+                {"name": snapshot.indicators[code].name if code in snapshot.indicators else code,
+                 "period": period.code, "value": _value_in(snapshot, code, period),
+                 "measure": snapshot.indicators[code].measure if code in snapshot.indicators else ""}
+                for code in sorted(bound.references)]
         item = _Pending(
             rule, "indicator", info.code, info.name, info.units, str(period.year), info.measure,
-            value=value, threshold=limit, period_label=period.label,
-            details={"value_period": period.code, "bound": bound.text, "comparison": _rule_comparison(rule),
-                     "strength": rule.strength},
+            value=value, threshold=limit, period_label=period.label, details=details,
         )
         gap = value - limit if rule.at_most is not None else limit - value
         yield item, {"gap": gap}

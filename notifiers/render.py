@@ -421,8 +421,15 @@ def bound_label(item: NoticeItem) -> str:
 
 
 def bound_cn(item: NoticeItem) -> str:
-    """A threshold's bound as the document words it: 8%以上 (不低于8.0%), 3%以下, 超过2000亿元."""
-    return target_worded(item.threshold, item.measure, item.details.get("comparison"))
+    """A threshold's bound as the document words it: 8%以上 (不低于8.0%), 3%以下, 超过2000亿元; one computed
+    from other figures says what from: 8.9%以上（按全市固定资产投资增速（2023年1—4月同比）9.9%测算）."""
+    worded = target_worded(item.threshold, item.measure, item.details.get("comparison"))
+    basis = [b for b in item.details.get("bound_basis") or [] if isinstance(b, dict) and b.get("value") is not None]
+    if not basis:
+        return worded
+    named = "、".join(f"{name_with_months(str(b.get('name', '')), str(b.get('period', '')))}"
+                     f"{format_figure(b['value'], str(b.get('measure') or ''))}" for b in basis)
+    return f"{worded}（按{named}测算）"
 
 
 def history_cn(item: NoticeItem) -> str:

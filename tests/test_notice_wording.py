@@ -165,3 +165,11 @@ def test_a_threshold_keeps_the_documents_comparison_with_its_bound() -> None:
                           details={"comparison": "at_most"})
     text = _text(at_least, at_most)
     assert "2023年6月数值：7.6%；目标值：8%以上" in text and "2023年6月数值：3.4%；目标值：3%以下" in text
+
+
+def test_a_bound_computed_from_other_figures_says_what_from() -> None:
+    # Huzhou's 基本持平: 不低于全市固定资产投资增速减1个百分点 — 8.9% is not a figure of the document.
+    derived = sample_item(expected=None, threshold=8.9, value=8.4, details={
+        "comparison": "at_least",
+        "bound_basis": [{"name": "全市固定资产投资增速（1—N月同比）", "period": "2023-04", "value": 9.9, "measure": "%"}]})
+    assert "目标值：8.9%以上（按全市固定资产投资增速（2023年1—4月同比）9.9%测算）" in _text(derived)
