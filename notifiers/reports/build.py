@@ -314,7 +314,8 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
         note.append("、".join(months) + "数据未报送")
     if a.rule_kind == "threshold":
         bound = str(a.details.get("bound", ""))
-        basis = "底线标准"
+        # 力争 is not a floor: "力争服务业投资同比增长8.0%以上" is a stretch goal, yellow at worst.
+        basis = "力争目标" if a.details.get("strength") == "soft" else "底线标准"
         if bound and not _is_number(bound):  # a standard read from another indicator: say which, by name
             for other, other_info in sorted(snapshot.indicators.items(), key=lambda kv: -len(kv[0])):
                 bound = bound.replace(other, other_info.name)
@@ -335,6 +336,8 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
         basis = "规划期目标" if a.period == "final" else "年度目标"
         if a.details.get("derived"):  # no year target of its own: the programme's, at its time progress
             basis = "按规划期序时进度测算"
+        if a.details.get("strength") == "soft":
+            basis += "（力争）"
         completion = _float(a.details.get("completion"))
         progress = _float(a.details.get("time_progress"))
         gap = completion - progress if completion is not None and progress is not None else None
@@ -346,7 +349,7 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
         target=a.threshold, value=a.value, value_label="累计至今" if a.rule_kind == "milestone" else a.period_label,
         completion=completion, time_progress=progress,
         gap=gap, level=a.level, units=names.join(a.units), note="；".join(note), rule=a.rule,
-        units_short=names.short(a.units),
+        units_short=names.short(a.units), comparison=str(a.details.get("comparison") or ""),
     )
 
 

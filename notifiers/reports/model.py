@@ -60,6 +60,7 @@ class IndicatorRow:
     note: str
     rule: str
     units_short: str = ""  # at most three names, else "甲（牵头）、乙、丙等N个单位": for the printed tables
+    comparison: str = ""  # at_least | more_than | about | at_most: the document's word kept with the target
 
 
 @dataclass(frozen=True)
