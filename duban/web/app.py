@@ -794,10 +794,16 @@ async def alerts_view(request: Request) -> Response:
         firing = list(session.scalars(select(Alert).where(Alert.state == "firing")
                                       .order_by(Alert.level, Alert.rule, Alert.subject).limit(500)))
         silences = list(session.scalars(select(Silence).where(Silence.until > at).order_by(Silence.id)))
+        # Two units' alerts on one task group read alike: each row names its units and the task's measure.
+        unit_names = dict(session.execute(select(Unit.code, Unit.name)).all())
+        task_codes = sorted({a.subject for a in firing if a.subject_type == "task"})
+        measures = dict(session.execute(select(Task.code, Task.measures).where(Task.code.in_(task_codes))).all()) \
+            if task_codes else {}
     # Praise (通报表扬) is not a warning: listed apart, with nothing to acknowledge or silence.
     rows = [a for a in firing if a.kind != "praise"]
     praise = [a for a in firing if a.kind == "praise"]
-    return render(request, "alerts.html.j2", rows=rows, praise=praise, silences=silences, now=at, error="")
+    return render(request, "alerts.html.j2", rows=rows, praise=praise, silences=silences, now=at, error="",
+                  unit_names=unit_names, measures=measures)
 
 
 def _until(text: str) -> dt.datetime:

@@ -145,3 +145,15 @@ def test_an_uploaded_sheet_may_name_the_unit_by_its_name(site):
     response = client.post(f"/unit/{UNIT}/upload", data={"csrf": csrf_of(page.text)},
                            files={"sheet": ("月度数据.csv", io.BytesIO(other), "text/csv")})
     assert response.status_code == 422 and "不能报送单位“区统计局”的数据" in response.text
+
+
+def test_two_units_alerts_on_one_task_group_are_told_apart_by_unit_and_measure(site):
+    # "高效率实施服务业重大项目" twice, for two units: the rows name the units and each task's measure.
+    with transaction(site.engine) as session:
+        for task, units in (("L2023-04-1", ["fgj", "zhuanban"]), ("L2023-04-2", ["fgj"])):
+            session.add(Alert(rule="lucheng.task_deadline", subject_type="task", subject=task, period="2023-12-31",
+                              kind="overdue", level="red", state="firing", units=units, notify_units=units,
+                              title="重点任务“高效率实施服务业重大项目”已逾期", facts={}, level_history=[],
+                              first_seen=site.clock(), last_seen=site.clock()))
+    text = _text(site.sign_in("office").get("/office/alerts").text)
+    assert "区发改局（牵头）、" in text and "重点推进“千项万亿”工程服务业项目" in text
