@@ -929,6 +929,31 @@ async def import_run(request: Request) -> Response:
 
 
 REPORT_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.(html|xlsx)")
+_REPORT_STEM = re.compile(r"(monthly|quarterly|annual)-(\d{4})(?:-(\d{2})|-Q([1-4]))?")
+
+
+def _report_title(stem: str, rule_set: RuleSet) -> str | None:
+    """monthly-2023-09 → 2023年9月月度专报 (the programme's own name for the report); None if not a report."""
+    found = _REPORT_STEM.fullmatch(stem)
+    if found is None:
+        return None
+    kind, year, month, quarter = found.groups()
+    when = f"{year}年{int(month)}月" if month else f"{year}年第{'一二三四'[int(quarter) - 1]}季度" if quarter else f"{year}年"
+    return when + rule_set.settings.report_name(kind)
+
+
+@route("/reports", "signed")
+async def published_reports(request: Request) -> Response:
+    """The published 专报/通报, newest first, each as a page and a workbook."""
+    folder = config(request).reports_dir
+    listed: list[tuple[str, str, bool]] = []
+    if folder is not None and folder.is_dir():
+        rule_set = config(request).rule_set
+        for page in sorted(folder.glob("*.html"), key=lambda p: p.stat().st_mtime, reverse=True):
+            title = _report_title(page.stem, rule_set) if REPORT_FILE.fullmatch(page.name) else None
+            if title:
+                listed.append((title, page.name, (folder / f"{page.stem}.xlsx").is_file()))
+    return render(request, "reports.html.j2", reports=listed)
 
 
 @route("/reports/{name}", "signed")

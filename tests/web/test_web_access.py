@@ -28,7 +28,7 @@ def _expected_allowed(access: str, method: str, role: str, path: str = "") -> bo
         return True
     if role == "anonymous":
         return False
-    if access == "signed" and path.startswith("/reports/"):
+    if access == "signed" and path.startswith("/reports"):
         return True  # a published 专报/通报 goes to every member unit
     if access == "signed":
         return role != "other unit"  # the other signed route taking an id is an attachment of UNIT's
@@ -120,3 +120,8 @@ def test_a_published_report_opens_for_anyone_signed_in_and_nothing_else_is_serve
         missing = unit.get(f"/reports/{name}")
         assert missing.status_code == 404, name
     assert "尚未发布" in unit.get("/reports/monthly-2099-01.html").text
+
+
+def test_the_published_reports_are_listed_by_their_programmes_names(site):
+    page = site.sign_in("tjj").get("/reports")
+    assert page.status_code == 200 and "2023年6月月度专报" in page.text and 'href="/reports/monthly-2023-06.html"' in page.text
