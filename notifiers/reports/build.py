@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from statistics import fmean
@@ -611,6 +612,11 @@ def _state_at(record: AlertRecord, at: dt.datetime) -> tuple[str | None, str, dt
     return level, state, since, before
 
 
+# An alert's stored title carries its state at the last evaluation ("（已逾期31天，升级督办）"); a report
+# is read as of its own cut-off, where the ledger's 历时 column says how long the item has been open.
+_STATE_SUFFIX = re.compile(r"（已逾期\d+天(?:，升级督办)?）")
+
+
 def _ledger(records: Sequence[AlertRecord], since: dt.datetime, cutoff: dt.datetime, names: _UnitNames,
             snapshot: Snapshot | None = None) -> tuple[list[LedgerRow], list[LedgerRow], list[LedgerRow]]:
     opened: list[LedgerRow] = []
@@ -632,6 +638,7 @@ def _ledger(records: Sequence[AlertRecord], since: dt.datetime, cutoff: dt.datet
             title = (name_with_months(record.title, record.value_period) if record.value_period else
                      _months_named(record.title, record.period, {}, snapshot,
                                    record.subject if record.subject_type == "indicator" else ""))
+            title = _STATE_SUFFIX.sub("", title)
             return LedgerRow(index=0, title=title, units=units, level=lv, first_seen=record.first_seen,
                              status=status, status_label=label, closed_at=closed_at, notices=notices,
                              days_open=max(0, (local_date(end) - local_date(record.first_seen)).days),
