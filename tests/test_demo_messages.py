@@ -369,3 +369,11 @@ def test_the_quarterly_report_is_read_as_of_its_own_date(demo: Path) -> None:
     # (31 January), as alert titles stored later did ("（已逾期31天，升级督办）").
     page = (demo / "lucheng" / "reports" / "quarterly-2023-Q4.html").read_text(encoding="utf-8")
     assert "已逾期22天" in page and "已逾期31天" not in page
+
+
+def test_a_light_decided_on_whole_items_says_so_in_the_quarterly_table(demo: Path) -> None:
+    # 百亿级龙头企业 1家 by 2027, 20% of the programme gone: 0家 due by now, so green beside "-20" — the
+    # table says the basis, or the colour contradicts the points shown.
+    page = (demo / "lucheng" / "reports" / "quarterly-2023-Q4.html").read_text(encoding="utf-8")
+    assert "按整数计，至今应完成0家，已完成0家" in page
+    assert re.search(r"415亿元(<[^>]+>\s*)*累计至今", page) is None  # a year's revenue is not a running total

@@ -342,12 +342,19 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
         completion = _float(a.details.get("completion"))
         progress = _float(a.details.get("time_progress"))
         gap = completion - progress if completion is not None and progress is not None else None
+        if a.details.get("whole_basis") and a.expected is not None and a.value is not None:
+            # The light was decided on whole items (1家 × 20% of the period is 0家 due by now): say so
+            # beside the points, which alone would contradict the colour.
+            note.insert(0, f"按整数计，至今应完成{_num(a.expected)}{a.measure}，已完成{_num(a.value)}{a.measure}")
     return IndicatorRow(
         index=index, code=code, name=_months_named(a.subject_name if "@" in a.subject or not info else info.name,
                                              a.period, a.details,
                                              snapshot, a.subject),
         unit_name=a.unit_name if sub or "@" in a.subject else "", sub=sub, measure=a.measure, basis=basis,
-        target=a.threshold, value=a.value, value_label="累计至今" if a.rule_kind == "milestone" else a.period_label,
+        target=a.threshold, value=a.value,
+        # A milestone's count runs since the programme began (累计至今); a figure of a year's months
+        # (营业收入（2023年1—12月）) already names its months and is not a running total since then.
+        value_label=("" if info and "1—N月" in info.name else "累计至今") if a.rule_kind == "milestone" else a.period_label,
         completion=completion, time_progress=progress,
         gap=gap, level=a.level, units=names.join(a.units), note="；".join(note), rule=a.rule,
         units_short=names.short(a.units), comparison=str(a.details.get("comparison") or ""),
