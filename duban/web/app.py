@@ -49,6 +49,7 @@ from duban.notifiers.render import (
     figure_digits,
     format_datetime_cn,
     format_figure,
+    goal_text,
     name_with_months,
     period_cn,
 )
@@ -160,6 +161,7 @@ def _environment() -> Environment:
     env.filters["when"] = lambda v: format_datetime_cn(v) if v else "—"
     env.filters["day"] = audit.chinese_date
     env.filters["with_months"] = name_with_months
+    env.filters["goal_text"] = goal_text  # a 主要目标 without the 时间节点 it only repeats ("2023全年" → "")
     env.filters["period_cn"] = period_cn
     env.filters["alert_title"] = alert_title
     env.globals["task_text"] = board.task_text

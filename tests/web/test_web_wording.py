@@ -157,3 +157,13 @@ def test_two_units_alerts_on_one_task_group_are_told_apart_by_unit_and_measure(s
                               first_seen=site.clock(), last_seen=site.clock()))
     text = _text(site.sign_in("office").get("/office/alerts").text)
     assert "区发改局（牵头）、" in text and "重点推进“千项万亿”工程服务业项目" in text
+
+
+def test_a_task_page_shows_its_light_and_no_goal_that_only_repeats_the_deadline(site):
+    with transaction(site.engine) as session:
+        session.add(Alert(rule="lucheng.task_deadline", subject_type="task", subject="L2023-04-2", period="2023-12-31",
+                          kind="overdue", level="red", state="firing", units=["fgj"], notify_units=["fgj"],
+                          title="重点任务“高效率实施服务业重大项目”已逾期", facts={}, level_history=[],
+                          first_seen=site.clock(), last_seen=site.clock()))
+    text = _text(site.sign_in(UNIT).get(f"/unit/{UNIT}/task/L2023-04-2").text)
+    assert "红灯" in text.split("状态：", 1)[1][:12] and "推进中" not in text
