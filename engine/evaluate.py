@@ -1242,9 +1242,14 @@ def _tasks_on_time(rule: Rule, snapshot: Snapshot, today: dt.date) -> Iterable[t
     quarter = _quarter_of(last_day)
     start = dt.date(last_day.year, 3 * ((last_day.month - 1) // 3) + 1, 1)
     by_unit: dict[str, list[bool]] = {}
+    # A unit still late on any task it answers for (lead or supporting) is not praised for the quarter's:
+    # the same report would praise it and list it for supervision.
+    late: set[str] = set()
     for code, task in snapshot.tasks.items():
         if not rule.selector.matches(code) or task.deadline is None or not task.units or task.ongoing:
             continue  # an ongoing duty has no result date to be on time for
+        if task.deadline < today and not task.done:
+            late.update(task.units)
         if start <= task.deadline <= last_day:
             on_time = task.done_on is not None and task.done_on <= task.deadline
             by_unit.setdefault(task.units[0], []).append(on_time)
@@ -1254,7 +1259,7 @@ def _tasks_on_time(rule: Rule, snapshot: Snapshot, today: dt.date) -> Iterable[t
                         value=float(sum(results)), threshold=float(len(results)),
                         period_label=parse_period(quarter).label, unit_name=info.name if info else unit,
                         details={"tasks_due": len(results), "tasks_on_time": sum(results)})
-        yield item, {"flag": all(results)}
+        yield item, {"flag": all(results) and unit not in late}
 
 
 _DERIVERS: dict[str, Any] = {
