@@ -7,6 +7,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from statistics import fmean
+from typing import Any
 
 from duban.engine.evaluate import AlertCandidate, Assessment, EvaluationResult
 from duban.engine.rules import LIST_NAMES, RuleSet
@@ -353,12 +354,25 @@ def _indicator_row(index: str, key: tuple[str, str], rules: list[Assessment], no
         unit_name=a.unit_name if sub or "@" in a.subject else "", sub=sub, measure=a.measure, basis=basis,
         target=a.threshold, value=a.value,
         # A milestone's count runs since the programme began (累计至今); a figure of a year's months
-        # (营业收入（2023年1—12月）) already names its months and is not a running total since then.
-        value_label=("" if info and "1—N月" in info.name else "累计至今") if a.rule_kind == "milestone" else a.period_label,
+        # (营业收入（2023年1—12月）) already names its months, and a share or a rate (从业人员比重67.3%,
+        # 增速8.7%) is a level, never a running total: it is labelled with the month it stands at.
+        value_label=_milestone_value_label(info, a.details) if a.rule_kind == "milestone" else a.period_label,
         completion=completion, time_progress=progress,
         gap=gap, level=a.level, units=names.join(a.units), note="；".join(note), rule=a.rule,
         units_short=names.short(a.units), comparison=str(a.details.get("comparison") or ""),
     )
+
+
+def _milestone_value_label(info: Any, details: Mapping[str, Any]) -> str:
+    if info is not None and "1—N月" in info.name:
+        return ""
+    if info is not None and (info.kind in ("level", "growth") or info.measure.strip() == "%"):
+        period = str(details.get("value_period") or "")
+        try:
+            return parse_period(period).label if period else ""
+        except ValueError:
+            return ""
+    return "累计至今"
 
 
 def _is_number(text: str) -> bool:
