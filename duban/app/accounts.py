@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from duban.notifiers.render import format_datetime_cn
 from duban.store.models import Setting, Unit
-from duban.store.periods import SHANGHAI
 from duban.store.web_models import ROLE_LABELS, ROLES, LoginAttempt, SignInLink, WebSession, WebUser
 
 SESSION_LIFETIME = dt.timedelta(hours=12)
@@ -242,8 +242,7 @@ def check_link(session: Session, token: str, now: dt.datetime) -> LinkCheck:
     if row.used_at is not None:
         return LinkCheck(None, "该登录链接已使用过，每个链接只能使用一次；请向办公室索取新链接")
     if row.expires_at <= now:
-        local = row.expires_at.astimezone(SHANGHAI)
-        return LinkCheck(None, f"登录链接已于{local.year}年{local.month}月{local.day}日 {local:%H:%M}过期")
+        return LinkCheck(None, f"登录链接已于{format_datetime_cn(row.expires_at)}过期")
     user = session.get(WebUser, row.user_id)
     if user is None or not user.active:
         return LinkCheck(None, "该账号已停用")

@@ -486,8 +486,7 @@ def _mail_receipt(session: Session, submission: Submission, now: dt.datetime) ->
     unit = session.get(Unit, submission.unit_code)
     if unit is None or not unit.emails:
         return 0
-    from duban.notifiers.render import format_datetime_cn, format_figure, name_with_months
-    from duban.store.periods import parse_period
+    from duban.notifiers.render import format_datetime_cn, format_figure, name_with_months, period_cn
 
     indicators = {code: (name, measure) for code, name, measure in session.execute(
         select(Indicator.code, Indicator.name, Indicator.measure)
@@ -502,10 +501,7 @@ def _mail_receipt(session: Session, submission: Submission, now: dt.datetime) ->
         if not isinstance(value, int | float):
             continue
         name, measure = indicators.get(code, (code, ""))
-        try:
-            when = parse_period(period).label
-        except ValueError:
-            when = period
+        when = period_cn(period)
         whose = f"（{unit_names.get(unit_code, unit_code)}）" if unit_code else ""
         lines.append(f"  {name_with_months(name, period)}{whose}，{when}：{format_figure(value, measure or '')}")
     lines += ["", "如需更正，请在报送页面重新填报，原值将保留在修改记录中。"]

@@ -33,7 +33,15 @@ from duban.notifiers.message import (
     build_email_messages,
 )
 from duban.notifiers.outbox import enqueue
-from duban.notifiers.render import DigestRenderer, TemplateProblem, name_with_months, period_cn, target_worded
+from duban.notifiers.render import (
+    DigestRenderer,
+    TemplateProblem,
+    format_date_cn,
+    format_datetime_cn,
+    name_with_months,
+    period_cn,
+    target_worded,
+)
 from duban.notifiers.reports.periods import report_links as matching_reports
 from duban.notifiers.transports.settings import configured_channels
 from duban.store.db import transaction
@@ -61,8 +69,7 @@ class RoundReport:
     round_id: int | None = None
 
     def __str__(self) -> str:
-        local = self.at.astimezone(SHANGHAI)
-        when = f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+        when = format_datetime_cn(self.at)
         if self.skipped:
             return f"轮次 {self.key}（{when}）此前已完成，本次未重复记录或发送。"
         text = (f"轮次 {self.key}（{when}）：预警候选 {self.candidates} 项，生成通知 {self.notices} 条，"
@@ -73,8 +80,7 @@ class RoundReport:
 
 
 def round_title(at: dt.datetime, name: str) -> str:
-    local = at.astimezone(SHANGHAI)
-    return f"{local.year}年{local.month}月{local.day}日{name}"
+    return f"{format_date_cn(at)}{name}"
 
 
 FALLBACK_MAIL_FROM = "工作专班 <duban@example.org>"
@@ -254,8 +260,7 @@ ROUND_LOCK_CLASS = 0x6475_6272  # "dubr": rounds; the service's instance lease u
 
 
 def _local(at: dt.datetime) -> str:
-    local = at.astimezone(SHANGHAI)
-    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M:%S}"
+    return f"{format_date_cn(at)} {at.astimezone(SHANGHAI):%H:%M:%S}"  # seconds: two rounds may be 1 s apart
 
 
 def _tell_admin(session: Session, rule_set: RuleSet, report: RoundReport, name: str, at: dt.datetime) -> bool:
@@ -490,8 +495,7 @@ def annual_summaries(rule_set: RuleSet, snapshot: Snapshot, result: EvaluationRe
             tasks[unit][outcome] += 1
     # As the document names it: Lucheng's 年底开展综合评估 (附件2 五（四）), Huzhou's 工作进度评价 (四（五）).
     title = f"{year}年度{rule_set.settings.list_name('assessment')}"
-    local = at.astimezone(SHANGHAI)
-    at_text = f"{local.year}年{local.month}月{local.day}日"  # the moment of the meeting, in either programme's words
+    at_text = format_date_cn(at)  # the meeting's date, in either programme's words
     sentences: dict[str, list[str]] = {}
     wg = working_group_of(rule_set, snapshot)
     for unit in sorted(set(lights) | set(tasks)):

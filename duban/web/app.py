@@ -931,17 +931,17 @@ async def import_run(request: Request) -> Response:
 
 
 REPORT_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.(html|xlsx)")
-_REPORT_STEM = re.compile(r"(monthly|quarterly|annual)-(\d{4})(?:-(\d{2})|-Q([1-4]))?")
 
 
 def _report_title(stem: str, rule_set: RuleSet) -> str | None:
     """monthly-2023-09 → 2023年9月月度专报 (the programme's own name for the report); None if not a report."""
-    found = _REPORT_STEM.fullmatch(stem)
-    if found is None:
+    from duban.notifiers.reports.periods import ReportPeriodError, report_label, report_period
+
+    kind, _, code = stem.partition("-")
+    try:
+        return report_label(rule_set, kind, report_period(kind, code))
+    except ReportPeriodError:
         return None
-    kind, year, month, quarter = found.groups()
-    when = f"{year}年{int(month)}月" if month else f"{year}年第{'一二三四'[int(quarter) - 1]}季度" if quarter else f"{year}年"
-    return when + rule_set.settings.report_name(kind)
 
 
 @route("/reports", "signed")
